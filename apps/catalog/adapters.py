@@ -1,0 +1,112 @@
+"""The model adapter contract (public plugin API).
+
+An adapter turns one generation request into a stream: zero or more
+``TextChunk`` items, then exactly one ``Usage`` as the last item. It may be
+asked to ``cancel`` a request it is streaming (from another thread); it then
+stops early and still ends with ``Usage``. Errors are ``AdapterError``; a
+``permanent`` one fails the task, any other is retried up to the platform's
+attempt limit. Everything else in the platform is private to it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt: str | None
+    messages: tuple[ChatMessage, ...] | None
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    priority: str = "normal"
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class ResourceNeeds:
+    device: str = "cpu"  # "cpu" or "gpu"
+    gpu_memory_bytes: int = 0
+
+
+class AdapterError(Exception):
+    """A generation failed. ``permanent=True``: retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass
+class AdapterConfigError(ValueError):
+    """A model's adapter_config is unusable; names the key at fault."""
+
+    key: str
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}"
+
+
+class ModelAdapter(ABC):
+    """Base class of every adapter. Subclasses set ``name`` and implement ``stream``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: dict[str, Any], plugin_settings: dict[str, Any]) -> None:
+        self.config = config
+        self.plugin_settings = plugin_settings
+
+    def resources(self) -> ResourceNeeds:
+        return ResourceNeeds()
+
+    def load(self, device: str = "cpu") -> None:
+        """Bring the model onto ``device``; called once before the first stream."""
+
+    @abstractmethod
+    def stream(self, request: GenerationRequest) -> Iterator[TextChunk | Usage]:
+        """Yield text chunks as they are generated, then one Usage."""
+
+    def cancel(self, request_id: str) -> None:
+        """Ask a running ``stream`` for ``request_id`` to stop early (thread-safe)."""
+
+    def unload(self) -> None:
+        """Release what ``load`` took."""
+
+    def health(self) -> bool:
+        return True

@@ -1,0 +1,36 @@
+"""GET /api/v1/models: the models the calling tenant may use."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.catalog.models import LLMModel
+from apps.tenants.permissions import tenant_of
+
+
+class ModelListView(APIView):
+    required_scope = "models:read"
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        models = LLMModel.objects.visible_to(tenant_of(request))
+        return Response(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": model.name,
+                        "object": "model",
+                        "description": model.description,
+                        "adapter": model.adapter,
+                        "owned_by": "llmagentos",
+                        "created": int(model.created_at.timestamp()),
+                    }
+                    for model in models
+                ],
+            }
+        )

@@ -1,0 +1,51 @@
+"""Handing queued tasks to Huey.
+
+Huey's queue carries task ids only; the database stays the source of truth,
+so a message lost with a crashed queue is re-sent by ``redispatch_stale`` and a
+duplicate is harmless (the worker's claim is a conditional UPDATE). Huey runs
+higher priority first; the platform's classes map onto it here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+
+from apps.tasks import services as task_services
+from apps.tasks.models import Priority
+
+logger = logging.getLogger(__name__)
+
+HUEY_PRIORITY = {Priority.INTERACTIVE: 20, Priority.NORMAL: 10, Priority.BATCH: 0}
+
+
+def dispatch_task(task_id: uuid.UUID, priority: str) -> None:
+    # Imported here: the job module imports the worker's execution code, which
+    # imports the task services that call this function.
+    from apps.workers.jobs import run_task
+
+    run_task(str(task_id), priority=HUEY_PRIORITY.get(priority, 10))
+    task_services.mark_dispatched(task_id)
+
+
+def redispatch_stale() -> int:
+    """Re-send queued tasks whose queue message may have been lost; returns how many."""
+    stale = task_services.stale_queued_tasks(timedelta(seconds=settings.DISPATCH_STALE_SECONDS))
+    for task in stale:
+        dispatch_task(task.id, task.priority)
+    if stale:
+        logger.info("re-dispatched %d queued tasks", len(stale))
+    return len(stale)
+
+
+def reap_and_requeue() -> int:
+    """Requeue the tasks of dead workers; returns how many were requeued."""
+    requeued, failed = task_services.reap_expired_leases()
+    for task in requeued:
+        dispatch_task(task.id, task.priority)
+    if requeued or failed:
+        logger.warning("lease reaper: %d requeued, %d failed after the last attempt", len(requeued), failed)
+    return len(requeued)

@@ -1,0 +1,8 @@
+from rest_framework.routers import SimpleRouter
+
+from apps.tasks.api.views import TaskViewSet
+
+router = SimpleRouter(trailing_slash=False)  # /api/v1/tasks, as the Contracts write it
+router.register("tasks", TaskViewSet, basename="task")
+
+urlpatterns = router.urls

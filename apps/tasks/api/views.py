@@ -1,0 +1,99 @@
+"""Task endpoints: validation in serializers, work in apps.tasks.services."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.tasks import services
+from apps.tasks.api.serializers import TaskCreateSerializer, TaskListQuerySerializer, task_detail, task_summary
+from apps.tasks.models import Task
+from apps.tenants.permissions import tenant_of
+from llmagentos.api_errors import ApiError
+
+
+class TaskCursorPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except exceptions.NotFound:
+            raise ApiError(400, "invalid_cursor", "the cursor is not valid", param="cursor") from None
+
+
+class TaskViewSet(viewsets.ViewSet):
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    required_scopes = {
+        "list": "tasks:read",
+        "retrieve": "tasks:read",
+        "create": "tasks:write",
+        "destroy": "tasks:write",
+        "cancel": "tasks:write",
+    }
+
+    def _tenant_tasks(self, request: Request):
+        return Task.objects.for_tenant(tenant_of(request)).select_related("model", "tenant")
+
+    def _get_task(self, request: Request, pk: str) -> Task:
+        try:
+            task = self._tenant_tasks(request).filter(pk=pk).first()
+        except (ValueError, exceptions.ValidationError):
+            task = None
+        if task is None:
+            # Another tenant's task is answered exactly like a missing one.
+            raise ApiError(404, "task_not_found", "no task with this id")
+        return task
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, description="filter by state"),
+            OpenApiParameter("client_ref", str, description="filter by your own reference"),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("page_size", int),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def list(self, request: Request) -> Response:
+        query = TaskListQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        tasks = self._tenant_tasks(request)
+        if "client_ref" in query.validated_data:
+            tasks = services.tasks_with_client_ref(tenant_of(request), query.validated_data["client_ref"]).select_related(
+                "model", "tenant"
+            )
+        if "status" in query.validated_data:
+            tasks = tasks.filter(state=query.validated_data["status"])
+        paginator = TaskCursorPagination()
+        page = paginator.paginate_queryset(tasks, request, view=self)
+        return paginator.get_paginated_response([task_summary(task) for task in page])
+
+    @extend_schema(request=TaskCreateSerializer, responses={201: OpenApiTypes.OBJECT})
+    def create(self, request: Request) -> Response:
+        serializer = TaskCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        task = services.submit_task(tenant_of(request), request.auth, serializer.to_request())
+        return Response(task_detail(task), status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(task_detail(self._get_task(request, pk)))
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.erase_task(self._get_task(request, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        task = services.cancel_task(self._get_task(request, pk))
+        return Response(task_summary(task))

@@ -1,0 +1,109 @@
+"""Task: one LLM generation a tenant asked for, with its state machine.
+
+What the tenant wrote (prompt or messages, stop sequences, metadata,
+client_ref) and what the model generated are stored only encrypted with the
+tenant's data key. The plain columns are what the platform itself needs to
+schedule and account: model, priority, numeric sampling parameters, state,
+usage, timings.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from apps.catalog.models import LLMModel
+from apps.tenants.models import ApiKey, Tenant
+
+
+class TaskState(models.TextChoices):
+    WAITING = "waiting"  # parents unfinished
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+CANCELLABLE_BEFORE_START = frozenset({TaskState.WAITING, TaskState.QUEUED})
+
+
+class Priority(models.TextChoices):
+    INTERACTIVE = "interactive"
+    NORMAL = "normal"
+    BATCH = "batch"
+
+
+class TaskQuerySet(models.QuerySet):
+    def for_tenant(self, tenant: Tenant) -> "TaskQuerySet":
+        """The only way tenant-facing code reaches tasks."""
+        return self.filter(tenant=tenant)
+
+
+class Task(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="tasks")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks")
+    model = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="tasks")
+    state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.QUEUED)
+    priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.NORMAL)
+
+    max_tokens = models.PositiveIntegerField()
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+
+    # Encrypted with the tenant's data key (see apps.security.crypto).
+    input_ciphertext = models.BinaryField(null=True, editable=False)  # prompt|messages, stop
+    meta_ciphertext = models.BinaryField(null=True, editable=False)  # metadata, client_ref
+    output_ciphertext = models.BinaryField(null=True, editable=False)
+    # Blind index of client_ref: filterable without storing the value.
+    client_ref_digest = models.CharField(max_length=64, blank=True, default="", editable=False)
+
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+
+    attempt = models.PositiveIntegerField(default=0)
+    worker_name = models.CharField(max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="task_tenant_created"),
+            models.Index(fields=["tenant", "client_ref_digest"], name="task_tenant_client_ref"),
+            models.Index(fields=["state", "dispatched_at"], name="task_state_dispatched"),
+            models.Index(fields=["state", "lease_expires_at"], name="task_state_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.state})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def usage(self) -> dict[str, int] | None:
+        if self.prompt_tokens is None or self.completion_tokens is None:
+            return None
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }

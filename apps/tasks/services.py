@@ -1,0 +1,239 @@
+"""The only writers of Task rows: submission, cancellation, erasure, and the
+state changes a worker makes (claim, lease, finish, retry).
+
+Every state change is a conditional UPDATE whose row count is checked, so two
+processes racing on one task (a worker finishing while a tenant cancels, two
+workers claiming after a re-dispatch) cannot both win.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.catalog.services import resolve_model_for_tenant
+from apps.tasks.models import CANCELLABLE_BEFORE_START, Priority, Task, TaskState
+from apps.tenants.models import ApiKey, Tenant
+from llmagentos.api_errors import ApiError
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """A validated submission (the API serializer builds it)."""
+
+    model: str
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+    max_tokens: int = 256
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    priority: str = Priority.NORMAL
+    metadata: dict[str, Any] = field(default_factory=dict)
+    client_ref: str | None = None
+
+
+def submit_task(tenant: Tenant, api_key: ApiKey | None, request: TaskRequest) -> Task:
+    model = resolve_model_for_tenant(tenant, request.model)
+    if model is None:
+        raise ApiError(400, "model_not_found", f"model {request.model!r} does not exist or is not available", param="model")
+    cipher = tenant.cipher
+    now = timezone.now()
+    with transaction.atomic():
+        task = Task.objects.create(
+            tenant=tenant,
+            api_key=api_key,
+            model=model,
+            state=TaskState.QUEUED,
+            priority=request.priority,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            input_ciphertext=cipher.encrypt_json(
+                {"prompt": request.prompt, "messages": request.messages, "stop": request.stop}
+            ),
+            meta_ciphertext=cipher.encrypt_json({"metadata": request.metadata, "client_ref": request.client_ref}),
+            client_ref_digest=cipher.blind_index(request.client_ref) if request.client_ref else "",
+            queued_at=now,
+        )
+        transaction.on_commit(lambda: _dispatch(task))
+    return task
+
+
+def _dispatch(task: Task) -> None:
+    # Imported here: the scheduler's dispatch reaches the worker jobs, which
+    # import this module.
+    from apps.scheduler.dispatch import dispatch_task
+
+    dispatch_task(task.id, task.priority)
+
+
+def tasks_with_client_ref(tenant: Tenant, client_ref: str):
+    return Task.objects.for_tenant(tenant).filter(client_ref_digest=tenant.cipher.blind_index(client_ref))
+
+
+def read_input(task: Task) -> dict[str, Any] | None:
+    if task.input_ciphertext is None:
+        return None
+    return task.tenant.cipher.decrypt_json(task.input_ciphertext)
+
+
+def read_meta(task: Task) -> dict[str, Any]:
+    if task.meta_ciphertext is None:
+        return {"metadata": {}, "client_ref": None}
+    return task.tenant.cipher.decrypt_json(task.meta_ciphertext)
+
+
+def read_output(task: Task) -> str | None:
+    if task.output_ciphertext is None:
+        return None
+    return task.tenant.cipher.decrypt_json(task.output_ciphertext)["text"]
+
+
+def cancel_task(task: Task) -> Task:
+    """Cancel now if it has not started; ask the worker to stop if it is running.
+
+    Cancelling a finished task changes nothing (the call is idempotent).
+    """
+    now = timezone.now()
+    cancelled = Task.objects.filter(pk=task.pk, state__in=CANCELLABLE_BEFORE_START).update(
+        state=TaskState.CANCELLED, finished_at=now, error_code="cancelled", error_message="cancelled by the tenant"
+    )
+    if not cancelled:
+        Task.objects.filter(pk=task.pk, state=TaskState.RUNNING).update(cancel_requested=True)
+    task.refresh_from_db()
+    return task
+
+
+def erase_task(task: Task) -> None:
+    """Remove the task's input, metadata and output for good; keep the accounting row."""
+    cancel_task(task)
+    Task.objects.filter(pk=task.pk).update(
+        input_ciphertext=None,
+        meta_ciphertext=None,
+        output_ciphertext=None,
+        client_ref_digest="",
+        erased_at=timezone.now(),
+    )
+
+
+# --- Worker side ---------------------------------------------------------------------
+
+
+def lease_deadline():
+    return timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS)
+
+
+def claim_task(task_id: uuid.UUID, worker_name: str) -> Task | None:
+    """Take the lease on a queued task; None when another worker has it or it is gone."""
+    now = timezone.now()
+    claimed = Task.objects.filter(pk=task_id, state=TaskState.QUEUED).update(
+        state=TaskState.RUNNING,
+        attempt=F("attempt") + 1,
+        worker_name=worker_name,
+        started_at=now,
+        lease_expires_at=lease_deadline(),
+    )
+    if not claimed:
+        return None
+    return Task.objects.select_related("tenant", "model").get(pk=task_id)
+
+
+def renew_lease(task: Task) -> bool:
+    """Extend the lease; False when the task must stop (cancel asked, or lease lost)."""
+    renewed = Task.objects.filter(
+        pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt, cancel_requested=False
+    ).update(lease_expires_at=lease_deadline())
+    return bool(renewed)
+
+
+def finish_task(
+    task: Task,
+    *,
+    state: TaskState,
+    output: str,
+    usage: dict[str, int] | None,
+    error_code: str = "",
+    error_message: str = "",
+) -> bool:
+    """Record the end of this attempt; False when the attempt no longer owns the task."""
+    owned = Task.objects.filter(pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt)
+    fields: dict[str, Any] = {
+        "state": state,
+        "finished_at": timezone.now(),
+        "lease_expires_at": None,
+        "error_code": error_code,
+        "error_message": error_message,
+    }
+    if usage is not None:
+        fields["prompt_tokens"] = usage["prompt_tokens"]
+        fields["completion_tokens"] = usage["completion_tokens"]
+    with transaction.atomic():
+        # An erased task keeps no output, even one that was being generated.
+        updated = owned.filter(erased_at__isnull=True).update(
+            output_ciphertext=task.tenant.cipher.encrypt_json({"text": output}), **fields
+        )
+        if not updated:
+            updated = owned.update(**fields)
+    return bool(updated)
+
+
+def release_for_retry(task: Task, reason: str) -> bool:
+    """Give a failed attempt's task back to the queue (transient error)."""
+    released = Task.objects.filter(pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt).update(
+        state=TaskState.QUEUED,
+        lease_expires_at=None,
+        worker_name="",
+        dispatched_at=None,
+        error_code="retrying",
+        error_message=reason,
+    )
+    return bool(released)
+
+
+def reap_expired_leases() -> tuple[list[Task], int]:
+    """Running tasks whose worker stopped renewing: back to the queue, or failed
+    after the last attempt. Returns (requeued tasks, number failed)."""
+    now = timezone.now()
+    requeued: list[Task] = []
+    failed = 0
+    expired = Task.objects.filter(state=TaskState.RUNNING, lease_expires_at__lt=now)
+    for task in expired.only("id", "attempt", "priority"):
+        owned = Task.objects.filter(pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt, lease_expires_at__lt=now)
+        if task.attempt >= settings.TASK_MAX_ATTEMPTS:
+            failed += owned.update(
+                state=TaskState.FAILED,
+                finished_at=now,
+                lease_expires_at=None,
+                error_code="worker_lost",
+                error_message=f"the worker stopped responding on attempt {task.attempt} of {settings.TASK_MAX_ATTEMPTS}",
+            )
+        elif owned.update(state=TaskState.QUEUED, lease_expires_at=None, worker_name="", dispatched_at=None):
+            requeued.append(task)
+    return requeued, failed
+
+
+def mark_dispatched(task_id: uuid.UUID) -> None:
+    Task.objects.filter(pk=task_id, state=TaskState.QUEUED).update(dispatched_at=timezone.now())
+
+
+def stale_queued_tasks(older_than: timedelta, limit: int = 500) -> list[Task]:
+    """Queued tasks never dispatched, or dispatched so long ago the message may be lost."""
+    cutoff = timezone.now() - older_than
+
+    return list(
+        Task.objects.filter(state=TaskState.QUEUED)
+        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=timezone.now() - timedelta(seconds=5)))
+        .only("id", "priority")
+        .order_by("queued_at")[:limit]
+    )

@@ -1,0 +1,108 @@
+"""Running one task on this worker: claim, stream from the adapter, record.
+
+At-least-once: a worker that dies mid-task loses its lease and the reaper
+requeues the task; the attempt number makes sure only the current attempt can
+record a result, so a task has exactly one recorded result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+
+from django.conf import settings
+
+from apps.catalog.adapters import AdapterConfigError, AdapterError, ChatMessage, GenerationRequest, TextChunk, Usage
+from apps.catalog.services import adapter_for
+from apps.scheduler.dispatch import dispatch_task
+from apps.tasks import services as task_services
+from apps.tasks.models import Task, TaskState
+
+logger = logging.getLogger(__name__)
+
+# How often a streaming task renews its lease and looks for a cancel request.
+LEASE_CHECK_SECONDS = 1.0
+
+
+def worker_name() -> str:
+    return settings.WORKER_NAME or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_request(task: Task) -> GenerationRequest:
+    payload = task_services.read_input(task) or {}
+    messages = payload.get("messages")
+    return GenerationRequest(
+        request_id=f"{task.id}:{task.attempt}",
+        prompt=payload.get("prompt"),
+        messages=tuple(ChatMessage(m["role"], m["content"]) for m in messages) if messages else None,
+        max_tokens=task.max_tokens,
+        temperature=task.temperature,
+        top_p=task.top_p,
+        stop=tuple(payload.get("stop") or ()),
+        seed=task.seed,
+        priority=task.priority,
+    )
+
+
+def execute_task(task_id: uuid.UUID) -> None:
+    task = task_services.claim_task(task_id, worker_name())
+    if task is None:
+        return  # cancelled, finished, or claimed by another worker: nothing to do
+    if task.erased_at is not None:
+        task_services.finish_task(task, state=TaskState.CANCELLED, output="", usage=None,
+                                  error_code="erased", error_message="the task was erased")
+        return
+    try:
+        adapter = adapter_for(task.model)
+    except (AdapterConfigError, LookupError) as exc:
+        task_services.finish_task(task, state=TaskState.FAILED, output="", usage=None,
+                                  error_code="model_unavailable", error_message=str(exc))
+        return
+    request = build_request(task)
+    parts: list[str] = []
+    usage: Usage | None = None
+    stopped = False
+    next_check = time.monotonic() + LEASE_CHECK_SECONDS
+    stream = adapter.stream(request)
+    try:
+        for item in stream:
+            if isinstance(item, TextChunk):
+                parts.append(item.text)
+            elif isinstance(item, Usage):
+                usage = item
+            if not stopped and time.monotonic() >= next_check:
+                next_check = time.monotonic() + LEASE_CHECK_SECONDS
+                if not task_services.renew_lease(task):
+                    stopped = True
+                    adapter.cancel(request.request_id)
+    except AdapterError as exc:
+        _record_failure(task, exc, "".join(parts))
+        return
+    except Exception as exc:  # a bug in an adapter must not leave the task running
+        logger.exception("adapter %s crashed on task %s", task.model.adapter, task.id)
+        _record_failure(task, AdapterError(f"adapter error: {exc.__class__.__name__}"), "".join(parts))
+        return
+    finally:
+        stream.close()
+
+    output = "".join(parts)
+    usage_dict = usage.as_dict() if usage else None
+    task.refresh_from_db(fields=["cancel_requested", "state", "attempt"])
+    if task.cancel_requested:
+        task_services.finish_task(task, state=TaskState.CANCELLED, output=output, usage=usage_dict,
+                                  error_code="cancelled", error_message="cancelled by the tenant")
+    elif task.state == TaskState.RUNNING:
+        task_services.finish_task(task, state=TaskState.SUCCEEDED, output=output, usage=usage_dict)
+    # else: the lease was lost and another attempt owns the task now.
+
+
+def _record_failure(task: Task, error: AdapterError, partial_output: str) -> None:
+    if not error.permanent and task.attempt < settings.TASK_MAX_ATTEMPTS:
+        if task_services.release_for_retry(task, str(error)):
+            dispatch_task(task.id, task.priority)
+        return
+    task_services.finish_task(task, state=TaskState.FAILED, output=partial_output, usage=None,
+                              error_code="generation_failed", error_message=str(error))

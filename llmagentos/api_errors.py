@@ -1,0 +1,178 @@
+"""Errors in the Contracts' shape, for every API route.
+
+``{"error": {"type", "code", "message", "param"}}`` with the status codes of
+../shared/ARCHITECTURE.md. Service functions raise ``ApiError`` (or DRF's
+exceptions); this module is the one place that turns them into responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_UNAVAILABLE_SECONDS = 5
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_budget",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    406: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """A refusal with a status, a machine-readable code and the field at fault."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+
+def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    return {
+        "error": {
+            "type": _TYPE_BY_STATUS.get(status, "invalid_request_error" if status < 500 else "server_error"),
+            "code": code,
+            "message": message,
+            "param": param,
+        }
+    }
+
+
+def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, str, str]:
+    """(param, code, message) of the first error in DRF's nested error detail."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            key = str(key)
+            if key == "non_field_errors":
+                child = path
+            else:
+                child = f"{path}.{key}" if path else key
+            return _first_validation_error(value, child)
+    if isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, (dict, list)) and value:
+                child = f"{path}.{index}" if path else str(index)
+                return _first_validation_error(value, child)
+            if isinstance(value, exceptions.ErrorDetail):
+                return path or None, value.code or "invalid", str(value)
+    if isinstance(detail, exceptions.ErrorDetail):
+        return path or None, detail.code or "invalid", str(detail)
+    return path or None, "invalid", str(detail)
+
+
+def _validation_error_response(exc: exceptions.ValidationError) -> Response:
+    param, code, message = _first_validation_error(exc.detail)
+    if param and not message.startswith(param):
+        message = f"{param}: {message}"
+    return Response(error_body(400, code, message, param), status=400)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApiError):
+        response = Response(error_body(exc.status, exc.code, exc.message, exc.param), status=exc.status)
+        for name, value in exc.headers.items():
+            response[name] = value
+        return response
+    if isinstance(exc, exceptions.ValidationError):
+        return _validation_error_response(exc)
+    if isinstance(exc, (OperationalError, InterfaceError)) or _is_queue_down(exc):
+        logger.warning("dependency unavailable: %s", exc)
+        response = Response(
+            error_body(503, "dependency_unavailable", "a dependency (database or queue) is unavailable; retry later"),
+            status=503,
+        )
+        response["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_SECONDS)
+        return response
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        if isinstance(exc, DatabaseError):
+            logger.exception("database error")
+        else:
+            logger.exception("unhandled error in %s", context.get("view"))
+        return Response(error_body(500, "internal_error", "internal server error"), status=500)
+
+    code = getattr(exc, "default_code", "error")
+    if isinstance(exc, exceptions.APIException):
+        detail = exc.detail
+        codes = exc.get_codes()
+        if isinstance(codes, str):
+            code = codes
+        message = str(detail) if not isinstance(detail, (list, dict)) else str(exc.default_detail)
+    else:
+        message = str(exc)
+    response.data = error_body(response.status_code, code, message)
+    return response
+
+
+def _is_queue_down(exc: Exception) -> bool:
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # pragma: no cover - redis is a pinned dependency
+        return False
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
+def _is_api_path(path: str) -> bool:
+    return path.startswith("/api/") or path.startswith("/v1/")
+
+
+def not_found_view(request: HttpRequest, exception: Exception | None = None):  # noqa: ARG001
+    """handler404: JSON in the contract shape on API paths, Django's page elsewhere."""
+    if _is_api_path(request.path):
+        return JsonResponse(error_body(404, "not_found", "not found"), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def server_error_view(request: HttpRequest):
+    if _is_api_path(request.path):
+        return JsonResponse(error_body(500, "internal_error", "internal server error"), status=500)
+    from django.views.defaults import server_error
+
+    return server_error(request)
+
+
+def bad_request_view(request: HttpRequest, exception: Exception | None = None):  # noqa: ARG001
+    if _is_api_path(request.path):
+        return JsonResponse(error_body(400, "bad_request", "the request could not be read"), status=400)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)

@@ -1,0 +1,51 @@
+"""Secrets for the two profiles.
+
+"production" takes every secret from the environment and refuses to start
+without it. "local" (what ``make run`` uses) creates missing secrets once under
+DATA_DIR, readable only by the owner, and warns on stderr so nobody mistakes
+the result for a production set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def load_secret(
+    *,
+    env_var: str,
+    profile: str,
+    data_dir: Path,
+    filename: str,
+    generate: Callable[[], str],
+) -> str:
+    value = os.environ.get(env_var, "").strip()
+    if value:
+        return value
+    if profile == "production":
+        raise ImproperlyConfigured(
+            f"{env_var} must be set in the production profile (refusing to start without it)"
+        )
+    path = data_dir / filename
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = generate()
+    # O_EXCL: two processes starting at once must not write two different keys.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    print(
+        f"WARNING: {env_var} not set; generated a local one in {path} "
+        "(local profile only; set it in the environment for production)",
+        file=sys.stderr,
+    )
+    return value

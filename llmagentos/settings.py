@@ -1,0 +1,225 @@
+"""Settings, read from the environment only.
+
+Nothing set: the embedded mode (SQLite under DATA_DIR, SqliteHuey, in-process
+everything). DATABASE_URL=postgres://… and REDIS_URL=redis://…: the distributed
+mode (PostgreSQL, PriorityRedisHuey). LLMAGENTOS_PROFILE picks "local" (the
+default, what ``make run`` uses) or "production" (HTTPS-only, refuses to start
+without real secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+from huey import PriorityRedisHuey, SqliteHuey
+
+from llmagentos.local_secrets import load_secret
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("DATA_DIR") or BASE_DIR / "var").resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+PROFILE = os.environ.get("LLMAGENTOS_PROFILE", "local")
+if PROFILE not in ("local", "production"):
+    raise ImproperlyConfigured(f"LLMAGENTOS_PROFILE must be 'local' or 'production', not {PROFILE!r}")
+
+SECRET_KEY = load_secret(
+    env_var="SECRET_KEY",
+    profile=PROFILE,
+    data_dir=DATA_DIR,
+    filename="secret_key",
+    generate=lambda: secrets.token_urlsafe(50),
+)
+# Comma-separated Fernet keys; the first encrypts, all decrypt (key rotation).
+MASTER_KEYS = [
+    key.strip()
+    for key in load_secret(
+        env_var="MASTER_KEYS",
+        profile=PROFILE,
+        data_dir=DATA_DIR,
+        filename="master_keys",
+        generate=lambda: Fernet.generate_key().decode(),
+    ).split(",")
+    if key.strip()
+]
+
+DEBUG = os.environ.get("DEBUG", "") == "1" and PROFILE == "local"
+
+HOST = os.environ.get("HOST", "127.0.0.1")
+ALLOWED_HOSTS = sorted(
+    {HOST, "127.0.0.1", "localhost", "[::1]", "testserver"}
+    | {h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()}
+)
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "guardian",
+    "huey.contrib.djhuey",
+    "channels",
+    "apps.security",
+    "apps.tenants",
+    "apps.catalog",
+    "apps.tasks",
+    "apps.scheduler",
+    "apps.workers",
+]
+
+MIDDLEWARE = [
+    "llmagentos.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "llmagentos.urls"
+ASGI_APPLICATION = "llmagentos.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0"))
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "llmagentos.sqlite3",
+            "OPTIONS": {
+                # WAL lets the server read while the consumer writes; IMMEDIATE
+                # takes the write lock at BEGIN so concurrent writers queue on
+                # the busy timeout instead of failing with "database is locked".
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Queue (Huey) ------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+HUEY_NAME = os.environ.get("HUEY_NAME", "llmagentos")
+if REDIS_URL:
+    HUEY = PriorityRedisHuey(HUEY_NAME, url=REDIS_URL, results=False)
+else:
+    HUEY = SqliteHuey(HUEY_NAME, filename=str(DATA_DIR / "huey.sqlite3"), results=False)
+
+# --- Auth ----------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row
+
+# --- API -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.tenants.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.tenants.permissions.HasActiveTenantKey"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "llmagentos.api_errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LLMAgentOS API",
+    "DESCRIPTION": "Submit LLM tasks, follow them and read their results.",
+    "VERSION": "1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+# --- Plugins (model adapters) ------------------------------------------------------
+LLMAGENTOS_PLUGINS = [
+    p.strip() for p in os.environ.get("LLMAGENTOS_PLUGINS", "plugins.echo").split(",") if p.strip()
+]
+PLUGINS_CONFIG: dict[str, dict] = {}
+
+# --- Task execution ---------------------------------------------------------------
+TASK_LEASE_SECONDS = int(os.environ.get("TASK_LEASE_SECONDS", "60"))
+TASK_MAX_ATTEMPTS = int(os.environ.get("TASK_MAX_ATTEMPTS", "3"))
+# A queued task not claimed this long after dispatch is handed to Huey again
+# (the database is the source of truth; a lost queue message must not strand it).
+DISPATCH_STALE_SECONDS = int(os.environ.get("DISPATCH_STALE_SECONDS", "300"))
+WORKER_NAME = os.environ.get("WORKER_NAME", "")
+
+# --- Static files ------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+# run_platform collects static files; finders serve them when DEBUG is on.
+WHITENOISE_USE_FINDERS = DEBUG
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["stderr"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # run_huey adds its own handler to "huey"; propagating would print each line twice.
+    "loggers": {"huey": {"propagate": False}},
+}
+
+# --- Profile: production hardening ------------------------------------------------------
+if PROFILE == "production":
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31536000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"

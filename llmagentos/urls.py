@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from llmagentos import health
+
+handler400 = "llmagentos.api_errors.bad_request_view"
+handler404 = "llmagentos.api_errors.not_found_view"
+handler500 = "llmagentos.api_errors.server_error_view"
+
+api_v1 = [
+    path("", include("apps.tasks.api.urls")),
+    path("", include("apps.catalog.api.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,89 @@
+"""Echo adapter: the prompt (or the last user message) back, one word per chunk.
+
+Rate: ``words_per_second`` from the model's adapter_config, else the plugin
+setting; 0 means as fast as possible. A "token" here is a whitespace-separated
+word, for both prompt and completion counts.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+from apps.catalog.adapters import (
+    AdapterConfigError,
+    GenerationRequest,
+    ModelAdapter,
+    TextChunk,
+    Usage,
+)
+
+_WORD = re.compile(r"\S+\s*")
+
+
+class EchoAdapter(ModelAdapter):
+    name = "echo"
+
+    def __init__(self, config, plugin_settings) -> None:
+        super().__init__(config, plugin_settings)
+        rate = config.get("words_per_second", plugin_settings.get("words_per_second", 0.0))
+        if not isinstance(rate, (int, float)) or rate < 0:
+            raise AdapterConfigError("words_per_second", "must be a number >= 0")
+        self._interval = 1.0 / rate if rate else 0.0
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+
+    def stream(self, request: GenerationRequest) -> Iterator[TextChunk | Usage]:
+        source = _source_text(request)
+        words = _WORD.findall(source)
+        emitted: list[str] = []
+        try:
+            for word in words[: request.max_tokens]:
+                if self._is_cancelled(request.request_id):
+                    break
+                if self._interval:
+                    time.sleep(self._interval)
+                text = "".join(emitted) + word
+                cut = _first_stop(text, request.stop)
+                if cut is not None:
+                    tail = text[len("".join(emitted)) : cut]
+                    if tail:
+                        emitted.append(tail)
+                        yield TextChunk(tail)
+                    break
+                emitted.append(word)
+                yield TextChunk(word)
+            yield Usage(prompt_tokens=_count_prompt_words(request), completion_tokens=len(emitted))
+        finally:
+            with self._lock:
+                self._cancelled.discard(request.request_id)
+
+    def cancel(self, request_id: str) -> None:
+        with self._lock:
+            self._cancelled.add(request_id)
+
+    def _is_cancelled(self, request_id: str) -> bool:
+        with self._lock:
+            return request_id in self._cancelled
+
+
+def _source_text(request: GenerationRequest) -> str:
+    if request.prompt is not None:
+        return request.prompt
+    for message in reversed(request.messages or ()):
+        if message.role == "user":
+            return message.content
+    return ""
+
+
+def _count_prompt_words(request: GenerationRequest) -> int:
+    if request.prompt is not None:
+        return len(_WORD.findall(request.prompt))
+    return sum(len(_WORD.findall(m.content)) for m in request.messages or ())
+
+
+def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    positions = [text.find(stop) for stop in stops if stop and stop in text]
+    return min(positions) if positions else None
