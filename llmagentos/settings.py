@@ -195,6 +195,7 @@ WORKER_NAME = os.environ.get("WORKER_NAME", "")
 # --- Static files ------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 # run_platform collects static files; finders serve them when DEBUG is on.
 WHITENOISE_USE_FINDERS = DEBUG
 

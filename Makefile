@@ -1,0 +1,33 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+# Both create the virtualenv (.venv) and install the pinned requirements first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test install install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements.txt requirements-test.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $(VENV)/.installed-run $@
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test
+
+## run: the whole platform in the foreground (embedded mode unless DATABASE_URL/REDIS_URL are set)
+run: $(VENV)/.installed-run
+	exec $(PY) manage.py run_platform
+
+## test: the whole suite, on SQLite and on PostgreSQL + Redis
+test: $(VENV)/.installed-test
+	PY=$(PY) bash scripts/test_all.sh
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,94 @@
+"""Fixed actors for every test: two tenants (acme, globex) and an outsider.
+
+The suite runs twice (scripts/test_all.sh): on SQLite + SqliteHuey and on
+PostgreSQL + Redis; nothing here depends on which.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from apps.tenants.models import Tenant
+from apps.tenants.services import create_tenant, issue_api_key
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+class ApiClient:
+    """A tenant's view of the REST API (the full Django stack, middleware included)."""
+
+    def __init__(self, key: str | None) -> None:
+        extra = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+        self._client = Client(**extra)
+
+    def _wrap(self, response) -> ApiResponse:
+        content = response.content
+        body = json.loads(content) if content and response.get("Content-Type", "").startswith("application/json") else content
+        return ApiResponse(response.status_code, dict(response.headers), body)
+
+    def get(self, path: str, params: dict | None = None, **headers) -> ApiResponse:
+        return self._wrap(self._client.get(path, params or {}, headers=headers))
+
+    def post(self, path: str, body: Any = None, **headers) -> ApiResponse:
+        data = json.dumps(body) if body is not None and not isinstance(body, (str, bytes)) else (body or "")
+        return self._wrap(self._client.post(path, data, content_type="application/json", headers=headers))
+
+    def delete(self, path: str, **headers) -> ApiResponse:
+        return self._wrap(self._client.delete(path, headers=headers))
+
+
+@pytest.fixture
+def acme(db) -> Tenant:
+    return create_tenant("Acme Corp", "acme")
+
+
+@pytest.fixture
+def globex(db) -> Tenant:
+    return create_tenant("Globex", "globex")
+
+
+@pytest.fixture
+def acme_key(acme) -> str:
+    return issue_api_key(acme, name="acme test key").secret
+
+
+@pytest.fixture
+def globex_key(globex) -> str:
+    return issue_api_key(globex, name="globex test key").secret
+
+
+@pytest.fixture
+def acme_api(acme_key) -> ApiClient:
+    return ApiClient(acme_key)
+
+
+@pytest.fixture
+def globex_api(globex_key) -> ApiClient:
+    return ApiClient(globex_key)
+
+
+@pytest.fixture
+def outsider_api(db) -> ApiClient:
+    """Someone with no key at all."""
+    return ApiClient(None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_queue_after_session():
+    """Leave Huey's storage (SQLite file or Redis) as we found it."""
+    yield
+    try:
+        settings.HUEY.flush()
+    except Exception:  # the queue may be down in a test about exactly that
+        pass
