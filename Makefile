@@ -1,4 +1,6 @@
 # The two commands a fresh machine needs: `make run` and `make test`.
+# stdout carries only what the platform prints (API_KEY=… on the first run);
+# make's own messages go to stderr.
 # Both create the virtualenv (.venv) and install the pinned requirements first.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -8,22 +10,25 @@ PY := $(VENV)/bin/python
 .PHONY: run test install install-test clean
 
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	@echo 'creating the virtualenv in $(VENV)' >&2
+	@$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-run: requirements.txt | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $@
+	@echo 'installing requirements.txt' >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt >&2
+	@touch $@
 
 $(VENV)/.installed-test: requirements.txt requirements-test.txt | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
-	touch $(VENV)/.installed-run $@
+	@echo 'installing requirements-test.txt' >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt >&2
+	@touch $(VENV)/.installed-run $@
 
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
 
 ## run: the whole platform in the foreground (embedded mode unless DATABASE_URL/REDIS_URL are set)
 run: $(VENV)/.installed-run
-	exec $(PY) manage.py run_platform
+	@exec $(PY) manage.py run_platform
 
 ## test: the whole suite, on SQLite and on PostgreSQL + Redis
 test: $(VENV)/.installed-test
