@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
@@ -106,6 +107,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     if isinstance(exc, exceptions.ValidationError):
         return _validation_error_response(exc)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body(413, "request_too_large", "the request body is too large"), status=413)
     if isinstance(exc, (OperationalError, InterfaceError)) or _is_queue_down(exc):
         logger.warning("dependency unavailable: %s", exc)
         response = Response(

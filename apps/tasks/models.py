@@ -107,3 +107,20 @@ class Task(models.Model):
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+
+
+class IdempotencyKey(models.Model):
+    """A tenant's Idempotency-Key and the task it created (for 24 hours).
+
+    Both the key and the request fingerprint are blind indexes (HMACs with the
+    tenant's key): equal values match, but nothing the tenant wrote is stored.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="idempotency_keys")
+    key_digest = models.CharField(max_length=64)
+    request_digest = models.CharField(max_length=64)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "key_digest"], name="unique_idempotency_key")]

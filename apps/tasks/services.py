@@ -9,17 +9,18 @@ workers claiming after a re-dispatch) cannot both win.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.catalog.services import resolve_model_for_tenant
-from apps.tasks.models import CANCELLABLE_BEFORE_START, Priority, Task, TaskState
+from apps.tasks.models import CANCELLABLE_BEFORE_START, IdempotencyKey, Priority, Task, TaskState
 from apps.tenants.models import ApiKey, Tenant
 from llmagentos.api_errors import ApiError
 
@@ -41,32 +42,74 @@ class TaskRequest:
     client_ref: str | None = None
 
 
-def submit_task(tenant: Tenant, api_key: ApiKey | None, request: TaskRequest) -> Task:
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Submission:
+    task: Task
+    replayed: bool  # True: an earlier request with the same Idempotency-Key made it
+
+
+def submit_task(
+    tenant: Tenant, api_key: ApiKey | None, request: TaskRequest, idempotency_key: str | None = None
+) -> Submission:
     model = resolve_model_for_tenant(tenant, request.model)
     if model is None:
         raise ApiError(400, "model_not_found", f"model {request.model!r} does not exist or is not available", param="model")
     cipher = tenant.cipher
+    key_digest = request_digest = ""
+    if idempotency_key is not None:
+        key_digest = cipher.blind_index(f"idempotency-key:{idempotency_key}")
+        request_digest = cipher.blind_index(json.dumps(asdict(request), sort_keys=True))
+        earlier = _earlier_submission(tenant, key_digest, request_digest)
+        if earlier is not None:
+            return earlier
     now = timezone.now()
-    with transaction.atomic():
-        task = Task.objects.create(
-            tenant=tenant,
-            api_key=api_key,
-            model=model,
-            state=TaskState.QUEUED,
-            priority=request.priority,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            seed=request.seed,
-            input_ciphertext=cipher.encrypt_json(
-                {"prompt": request.prompt, "messages": request.messages, "stop": request.stop}
-            ),
-            meta_ciphertext=cipher.encrypt_json({"metadata": request.metadata, "client_ref": request.client_ref}),
-            client_ref_digest=cipher.blind_index(request.client_ref) if request.client_ref else "",
-            queued_at=now,
+    try:
+        with transaction.atomic():
+            task = Task.objects.create(
+                tenant=tenant,
+                api_key=api_key,
+                model=model,
+                state=TaskState.QUEUED,
+                priority=request.priority,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                seed=request.seed,
+                input_ciphertext=cipher.encrypt_json(
+                    {"prompt": request.prompt, "messages": request.messages, "stop": request.stop}
+                ),
+                meta_ciphertext=cipher.encrypt_json({"metadata": request.metadata, "client_ref": request.client_ref}),
+                client_ref_digest=cipher.blind_index(request.client_ref) if request.client_ref else "",
+                queued_at=now,
+            )
+            if key_digest:
+                IdempotencyKey.objects.create(
+                    tenant=tenant, key_digest=key_digest, request_digest=request_digest, task=task
+                )
+            transaction.on_commit(lambda: _dispatch(task))
+    except IntegrityError:
+        # A concurrent request with the same key won the race; answer as it did.
+        earlier = _earlier_submission(tenant, key_digest, request_digest) if key_digest else None
+        if earlier is None:
+            raise
+        return earlier
+    return Submission(task=task, replayed=False)
+
+
+def _earlier_submission(tenant: Tenant, key_digest: str, request_digest: str) -> Submission | None:
+    IdempotencyKey.objects.filter(tenant=tenant, created_at__lt=timezone.now() - IDEMPOTENCY_WINDOW).delete()
+    earlier = IdempotencyKey.objects.filter(tenant=tenant, key_digest=key_digest).select_related("task").first()
+    if earlier is None:
+        return None
+    if earlier.request_digest != request_digest:
+        raise ApiError(
+            409, "idempotency_key_reused", "this Idempotency-Key was used with a different request",
+            param="Idempotency-Key",
         )
-        transaction.on_commit(lambda: _dispatch(task))
-    return task
+    return Submission(task=earlier.task, replayed=True)
 
 
 def _dispatch(task: Task) -> None:

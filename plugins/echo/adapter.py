@@ -38,24 +38,29 @@ class EchoAdapter(ModelAdapter):
     def stream(self, request: GenerationRequest) -> Iterator[TextChunk | Usage]:
         source = _source_text(request)
         words = _WORD.findall(source)
-        emitted: list[str] = []
+        stops = tuple(stop for stop in request.stop if stop)
+        generated = ""  # everything produced so far
+        sent = 0  # how much of it has been yielded
         try:
             for word in words[: request.max_tokens]:
                 if self._is_cancelled(request.request_id):
                     break
                 if self._interval:
                     time.sleep(self._interval)
-                text = "".join(emitted) + word
-                cut = _first_stop(text, request.stop)
+                generated += word
+                cut = _first_stop(generated, stops)
                 if cut is not None:
-                    tail = text[len("".join(emitted)) : cut]
-                    if tail:
-                        emitted.append(tail)
-                        yield TextChunk(tail)
+                    generated = generated[:cut]
                     break
-                emitted.append(word)
-                yield TextChunk(word)
-            yield Usage(prompt_tokens=_count_prompt_words(request), completion_tokens=len(emitted))
+                # Hold back a tail that may turn out to start a stop sequence
+                # (one spanning words), so no part of a stop is ever yielded.
+                ready = len(generated) - _stop_prefix_length(generated, stops)
+                if ready > sent:
+                    yield TextChunk(generated[sent:ready])
+                    sent = ready
+            if len(generated) > sent:
+                yield TextChunk(generated[sent:])
+            yield Usage(prompt_tokens=_count_prompt_words(request), completion_tokens=len(_WORD.findall(generated)))
         finally:
             with self._lock:
                 self._cancelled.discard(request.request_id)
@@ -87,3 +92,14 @@ def _count_prompt_words(request: GenerationRequest) -> int:
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
     positions = [text.find(stop) for stop in stops if stop and stop in text]
     return min(positions) if positions else None
+
+
+def _stop_prefix_length(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest end of ``text`` that is the start of a stop sequence."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest

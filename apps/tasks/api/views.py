@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status, viewsets
@@ -28,6 +30,18 @@ class TaskCursorPagination(CursorPagination):
             return super().paginate_queryset(queryset, request, view)
         except exceptions.NotFound:
             raise ApiError(400, "invalid_cursor", "the cursor is not valid", param="cursor") from None
+
+
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY_PATTERN.match(key):
+        raise ApiError(400, "invalid", "Idempotency-Key must be 1-255 printable ASCII characters", param="Idempotency-Key")
+    return key
 
 
 class TaskViewSet(viewsets.ViewSet):
@@ -60,6 +74,7 @@ class TaskViewSet(viewsets.ViewSet):
             OpenApiParameter("cursor", str),
             OpenApiParameter("page_size", int),
         ],
+        operation_id="tasks_list",
         responses=OpenApiTypes.OBJECT,
     )
     def list(self, request: Request) -> Response:
@@ -76,12 +91,21 @@ class TaskViewSet(viewsets.ViewSet):
         page = paginator.paginate_queryset(tasks, request, view=self)
         return paginator.get_paginated_response([task_summary(task) for task in page])
 
-    @extend_schema(request=TaskCreateSerializer, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=TaskCreateSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="retry-safe submission")],
+        responses={201: OpenApiTypes.OBJECT},
+    )
     def create(self, request: Request) -> Response:
         serializer = TaskCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        task = services.submit_task(tenant_of(request), request.auth, serializer.to_request())
-        return Response(task_detail(task), status=status.HTTP_201_CREATED)
+        submission = services.submit_task(
+            tenant_of(request), request.auth, serializer.to_request(), idempotency_key_of(request)
+        )
+        response = Response(task_detail(submission.task), status=status.HTTP_201_CREATED)
+        if submission.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def retrieve(self, request: Request, pk: str) -> Response:
