@@ -1,13 +1,20 @@
-"""ASGI entry point: HTTP through Django; WebSocket routes join with streaming."""
+"""ASGI entry point: HTTP through Django, WebSocket streams through Channels."""
 
 import os
 
 import django
-from channels.routing import ProtocolTypeRouter
+from channels.routing import ProtocolTypeRouter, URLRouter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmagentos.settings")
 django.setup()
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": get_asgi_application()})
+from apps.streaming.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": get_asgi_application(),
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

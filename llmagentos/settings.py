@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "apps.tasks",
     "apps.scheduler",
     "apps.workers",
+    "apps.streaming",
 ]
 
 MIDDLEWARE = [
@@ -191,6 +192,14 @@ TASK_MAX_ATTEMPTS = int(os.environ.get("TASK_MAX_ATTEMPTS", "3"))
 # (the database is the source of truth; a lost queue message must not strand it).
 DISPATCH_STALE_SECONDS = int(os.environ.get("DISPATCH_STALE_SECONDS", "300"))
 WORKER_NAME = os.environ.get("WORKER_NAME", "")
+
+# --- Streaming ------------------------------------------------------------------------
+# Chunks arriving faster than this are joined into one stream message.
+STREAM_COALESCE_SECONDS = float(os.environ.get("STREAM_COALESCE_SECONDS", "0.02"))
+STREAM_TTL_SECONDS = int(os.environ.get("STREAM_TTL_SECONDS", "86400"))  # Redis stream log lifetime
+STREAM_TOKEN_SECONDS = 300
+# Browser origins (besides the server's own host) allowed to open streams; "*" for any.
+STREAM_ALLOWED_ORIGINS = [o.strip() for o in os.environ.get("STREAM_ALLOWED_ORIGINS", "").split(",") if o.strip()]
 
 # --- Static files ------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -41,7 +41,10 @@ def new_wrapped_data_key() -> bytes:
 
 def rewrap_data_key(wrapped: bytes) -> bytes:
     """Re-wrap a tenant data key with the current primary master key."""
-    return _keyring().rotate(bytes(wrapped))
+    try:
+        return _keyring().rotate(bytes(wrapped))
+    except InvalidToken as exc:
+        raise DecryptionError("tenant data key does not unwrap with the master keys") from exc
 
 
 class TenantCipher:

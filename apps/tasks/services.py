@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.catalog.services import resolve_model_for_tenant
+from apps.streaming.services import publish_done, purge_stream
 from apps.tasks.models import CANCELLABLE_BEFORE_START, IdempotencyKey, Priority, Task, TaskState
 from apps.tenants.models import ApiKey, Tenant
 from llmagentos.api_errors import ApiError
@@ -151,7 +152,9 @@ def cancel_task(task: Task) -> Task:
     cancelled = Task.objects.filter(pk=task.pk, state__in=CANCELLABLE_BEFORE_START).update(
         state=TaskState.CANCELLED, finished_at=now, error_code="cancelled", error_message="cancelled by the tenant"
     )
-    if not cancelled:
+    if cancelled:
+        _announce_end(task.pk)
+    else:
         Task.objects.filter(pk=task.pk, state=TaskState.RUNNING).update(cancel_requested=True)
     task.refresh_from_db()
     return task
@@ -167,6 +170,7 @@ def erase_task(task: Task) -> None:
         client_ref_digest="",
         erased_at=timezone.now(),
     )
+    transaction.on_commit(lambda: purge_stream(task.pk))
 
 
 # --- Worker side ---------------------------------------------------------------------
@@ -227,6 +231,8 @@ def finish_task(
         )
         if not updated:
             updated = owned.update(**fields)
+        if updated:
+            _announce_end(task.pk)
     return bool(updated)
 
 
@@ -253,16 +259,44 @@ def reap_expired_leases() -> tuple[list[Task], int]:
     for task in expired.only("id", "attempt", "priority"):
         owned = Task.objects.filter(pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt, lease_expires_at__lt=now)
         if task.attempt >= settings.TASK_MAX_ATTEMPTS:
-            failed += owned.update(
+            lost = owned.update(
                 state=TaskState.FAILED,
                 finished_at=now,
                 lease_expires_at=None,
                 error_code="worker_lost",
                 error_message=f"the worker stopped responding on attempt {task.attempt} of {settings.TASK_MAX_ATTEMPTS}",
             )
+            if lost:
+                _announce_end(task.pk)
+            failed += lost
         elif owned.update(state=TaskState.QUEUED, lease_expires_at=None, worker_name="", dispatched_at=None):
             requeued.append(task)
     return requeued, failed
+
+
+def _announce_end(task_id: uuid.UUID) -> None:
+    """Every change to a terminal state ends the task's stream, once committed."""
+
+    def publish() -> None:
+        task = Task.objects.select_related("tenant").get(pk=task_id)
+        publish_done(task)
+
+    transaction.on_commit(publish)
+
+
+PRIORITY_ORDER = (Priority.INTERACTIVE, Priority.NORMAL, Priority.BATCH)
+
+
+def queue_position(task_id: uuid.UUID) -> int | None:
+    """1 + the queued tasks of the same model that run before this one; None if not queued."""
+    task = Task.objects.filter(pk=task_id, state=TaskState.QUEUED).only("model_id", "priority", "queued_at").first()
+    if task is None:
+        return None
+    higher = PRIORITY_ORDER[: PRIORITY_ORDER.index(task.priority)]
+    ahead = Task.objects.filter(model_id=task.model_id, state=TaskState.QUEUED).filter(
+        Q(priority__in=higher) | Q(priority=task.priority, queued_at__lt=task.queued_at)
+    )
+    return ahead.count() + 1
 
 
 def mark_dispatched(task_id: uuid.UUID) -> None:

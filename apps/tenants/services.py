@@ -95,11 +95,15 @@ def find_api_key(raw_key: str) -> ApiKey | None:
 
 def rewrap_all_data_keys() -> int:
     """Re-wrap every tenant's data key with the primary master key; returns the count."""
-    from apps.security.crypto import rewrap_data_key
+    from apps.security.crypto import DecryptionError, rewrap_data_key
 
     count = 0
-    with transaction.atomic():
-        for tenant in Tenant.objects.select_for_update().only("id", "wrapped_data_key"):
-            Tenant.objects.filter(pk=tenant.pk).update(wrapped_data_key=rewrap_data_key(tenant.wrapped_data_key))
+    with transaction.atomic():  # all or nothing: one unreadable key re-wraps none
+        for tenant in Tenant.objects.select_for_update().only("id", "slug", "wrapped_data_key"):
+            try:
+                rewrapped = rewrap_data_key(tenant.wrapped_data_key)
+            except DecryptionError as exc:
+                raise DecryptionError(f"tenant {tenant.slug!r}: {exc}") from exc
+            Tenant.objects.filter(pk=tenant.pk).update(wrapped_data_key=rewrapped)
             count += 1
     return count

@@ -18,6 +18,7 @@ from django.conf import settings
 from apps.catalog.adapters import AdapterConfigError, AdapterError, ChatMessage, GenerationRequest, TextChunk, Usage
 from apps.catalog.services import adapter_for
 from apps.scheduler.dispatch import dispatch_task
+from apps.streaming.services import open_publisher
 from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
 
@@ -62,6 +63,7 @@ def execute_task(task_id: uuid.UUID) -> None:
                                   error_code="model_unavailable", error_message=str(exc))
         return
     request = build_request(task)
+    publisher = open_publisher(task)
     parts: list[str] = []
     usage: Usage | None = None
     stopped = False
@@ -71,6 +73,7 @@ def execute_task(task_id: uuid.UUID) -> None:
         for item in stream:
             if isinstance(item, TextChunk):
                 parts.append(item.text)
+                publisher.add(item.text)
             elif isinstance(item, Usage):
                 usage = item
             if not stopped and time.monotonic() >= next_check:
@@ -87,10 +90,15 @@ def execute_task(task_id: uuid.UUID) -> None:
         return
     finally:
         stream.close()
+        # Chunks reach the log before the end is recorded, so "done" comes last.
+        publisher.close()
 
     output = "".join(parts)
     usage_dict = usage.as_dict() if usage else None
-    task.refresh_from_db(fields=["cancel_requested", "state", "attempt"])
+    # Not "attempt": this worker must keep finishing as the attempt it claimed,
+    # so finish_task's conditional UPDATE refuses it once another attempt owns
+    # the task.
+    task.refresh_from_db(fields=["cancel_requested", "state"])
     if task.cancel_requested:
         task_services.finish_task(task, state=TaskState.CANCELLED, output=output, usage=usage_dict,
                                   error_code="cancelled", error_message="cancelled by the tenant")

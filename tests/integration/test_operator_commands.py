@@ -162,20 +162,32 @@ def test_rotate_master_keys_rewraps_every_tenant_key(tmp_path):
         assert old_only.stdout == "UNREADABLE\n", describe(old_only)
 
 
-def test_rotate_master_keys_fails_when_a_tenant_key_does_not_unwrap(tmp_path):
-    """A missing old key must not be papered over: non-zero exit, nothing rotated."""
+_WRAPPED_KEYS = (
+    "from apps.tenants.models import Tenant\n"
+    "for t in Tenant.objects.order_by('slug'):\n"
+    "    print(t.slug, bytes(t.wrapped_data_key).hex())\n"
+)
+
+
+def test_rotate_master_keys_without_the_old_key_fails_clearly_and_rewraps_nothing(tmp_path):
     old, new = _new_master_key(), _new_master_key()
     with migrated_database(tmp_path / "rotation-missing-key") as env:
-        created = manage("create_tenant", "Rot One", env={**env, "MASTER_KEYS": old})
-        assert created.returncode == 0, describe(created)
+        # "rot-a" is readable under the new key, "rot-b" only under the old one.
+        assert manage("create_tenant", "Rot A", env={**env, "MASTER_KEYS": new}).returncode == 0
+        assert manage("create_tenant", "Rot B", env={**env, "MASTER_KEYS": old}).returncode == 0
+        before = shell(_WRAPPED_KEYS, env={**env, "MASTER_KEYS": new})
+        assert before.returncode == 0, describe(before)
 
         rotated = manage("rotate_master_keys", env={**env, "MASTER_KEYS": new})
 
         assert rotated.returncode != 0, describe(rotated)
         assert rotated.stdout == ""
-        still_old = shell(_decrypt(shell(_ENCRYPT, env={**env, "MASTER_KEYS": old}).stdout.strip()),
-                          env={**env, "MASTER_KEYS": old})
-        assert still_old.stdout == "kept across rotation\n", describe(still_old)
+        assert "rot-b" in rotated.stderr
+        assert "MASTER_KEYS" in rotated.stderr
+        assert "Traceback" not in rotated.stderr
+        # All or nothing: not even the readable tenant's key was re-wrapped.
+        after = shell(_WRAPPED_KEYS, env={**env, "MASTER_KEYS": new})
+        assert after.stdout == before.stdout
 
 
 def test_manage_cli_uses_its_own_database(cli_env):

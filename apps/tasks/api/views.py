@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status, viewsets
@@ -14,6 +16,7 @@ from rest_framework.response import Response
 
 from apps.tasks import services
 from apps.tasks.api.serializers import TaskCreateSerializer, TaskListQuerySerializer, task_detail, task_summary
+from apps.streaming.tokens import issue_stream_token
 from apps.tasks.models import Task
 from apps.tenants.permissions import tenant_of
 from llmagentos.api_errors import ApiError
@@ -28,7 +31,9 @@ class TaskCursorPagination(CursorPagination):
     def paginate_queryset(self, queryset, request, view=None):
         try:
             return super().paginate_queryset(queryset, request, view)
-        except exceptions.NotFound:
+        # NotFound: DRF could not decode the cursor. Django's ValidationError: it
+        # decoded, but its position is not a timestamp (a hand-made cursor).
+        except (exceptions.NotFound, DjangoValidationError):
             raise ApiError(400, "invalid_cursor", "the cursor is not valid", param="cursor") from None
 
 
@@ -52,6 +57,7 @@ class TaskViewSet(viewsets.ViewSet):
         "create": "tasks:write",
         "destroy": "tasks:write",
         "cancel": "tasks:write",
+        "stream_token": "tasks:read",
     }
 
     def _tenant_tasks(self, request: Request):
@@ -121,3 +127,12 @@ class TaskViewSet(viewsets.ViewSet):
     def cancel(self, request: Request, pk: str) -> Response:
         task = services.cancel_task(self._get_task(request, pk))
         return Response(task_summary(task))
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"], url_path="stream-token")
+    def stream_token(self, request: Request, pk: str) -> Response:
+        """A short-lived token a browser passes as the subprotocol ``token.<token>``."""
+        task = self._get_task(request, pk)
+        return Response(
+            {"token": issue_stream_token(task.id, task.tenant_id), "expires_in": settings.STREAM_TOKEN_SECONDS}
+        )

@@ -1,0 +1,140 @@
+"""WebSocket /ws/tasks/{id}/: a task's tokens as they are generated.
+
+Thin: authorisation lives in apps.streaming.auth, the replay and live tail in
+apps.streaming.hub, cancellation in apps.tasks.services. Messages follow the
+Contracts in ../shared/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from apps.streaming.auth import SUBPROTOCOL, authorised_task, origin_allowed
+from apps.streaming.events import CHUNK, DONE, client_message
+from apps.streaming.hub import Subscription, hub
+from apps.tasks import services as task_services
+from apps.tasks.models import TERMINAL_STATES, Task, TaskState
+
+TICK_SECONDS = 1.0
+PING_SECONDS = 15.0
+# A finished task whose log holds no end event (expired, or never written):
+# after this long the end is taken from the database instead.
+DONE_FALLBACK_SECONDS = 2.0
+
+
+class TaskStreamConsumer(AsyncWebsocketConsumer):
+    task: Task | None = None
+    subscription: Subscription | None = None
+    pump: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        try:
+            task_id = uuid.UUID(self.scope["url_route"]["kwargs"]["task_id"])
+        except ValueError:
+            await self.close()
+            return
+        if not origin_allowed(self.scope):
+            await self.close()
+            return
+        self.task = await authorised_task(self.scope, task_id)
+        if self.task is None:
+            await self.close()  # before accept: the handshake is answered with HTTP 403
+            return
+        after = _after_param(self.scope)
+        await self.accept(SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None)
+        if after is None:
+            await self._send({"type": "error", "message": "after must be a non-negative integer"})
+            after = 0
+        self.subscription = await hub().subscribe(self.task.id)
+        self.pump = asyncio.get_running_loop().create_task(self._pump(after))
+
+    async def disconnect(self, code: int) -> None:
+        if self.pump is not None:
+            self.pump.cancel()
+        if self.subscription is not None:
+            hub().unsubscribe(self.subscription)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data or "")
+        except ValueError:
+            await self._send({"type": "error", "message": "messages must be JSON objects"})
+            return
+        if isinstance(message, dict) and message.get("type") == "cancel":
+            await database_sync_to_async(task_services.cancel_task)(self.task)
+            return
+        await self._send({"type": "error", "message": "unknown message; the only client message is {\"type\": \"cancel\"}"})
+
+    async def _pump(self, after: int) -> None:
+        cipher = self.task.tenant.cipher
+        started = False
+        last_sent = time.monotonic()
+        quiet_since = time.monotonic()
+        while True:
+            try:
+                event = await asyncio.wait_for(self.subscription.queue.get(), timeout=TICK_SECONDS)
+            except asyncio.TimeoutError:
+                state = await _current_state(self.task.id)
+                now = time.monotonic()
+                if state in TERMINAL_STATES and now - quiet_since >= DONE_FALLBACK_SECONDS:
+                    await self._finish_from_database()
+                    return
+                if not started and state in (TaskState.WAITING, TaskState.QUEUED):
+                    await self._send(await _status_message(self.task.id, state))
+                    last_sent = now
+                elif now - last_sent >= PING_SECONDS:
+                    await self._send({"type": "ping"})
+                    last_sent = now
+                continue
+            quiet_since = last_sent = time.monotonic()
+            started = True
+            if event.kind == CHUNK and event.seq <= after:
+                continue
+            await self._send(client_message(cipher, event))
+            if event.kind == DONE:
+                await self.close(code=1000)
+                return
+
+    async def _finish_from_database(self) -> None:
+        task = await database_sync_to_async(Task.objects.get)(pk=self.task.id)
+        await self._send(
+            {
+                "type": "done",
+                "status": task.state,
+                "usage": task.usage,
+                "error": {"code": task.error_code, "message": task.error_message} if task.error_code else None,
+            }
+        )
+        await self.close(code=1000)
+
+    async def _send(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message, separators=(",", ":")))
+
+
+def _after_param(scope: dict) -> int | None:
+    values = parse_qs(scope.get("query_string", b"").decode()).get("after")
+    if not values:
+        return 0
+    try:
+        after = int(values[0])
+    except ValueError:
+        return None
+    return after if after >= 0 else None
+
+
+@database_sync_to_async
+def _current_state(task_id: uuid.UUID) -> str:
+    return Task.objects.filter(pk=task_id).values_list("state", flat=True).first() or TaskState.CANCELLED
+
+
+@database_sync_to_async
+def _status_message(task_id: uuid.UUID, state: str) -> dict:
+    position = task_services.queue_position(task_id) if state == TaskState.QUEUED else None
+    return {"type": "status", "state": state, "queue_position": position, "estimated_start_seconds": None}

@@ -1,0 +1,38 @@
+"""Stream events as they are stored and as they go to WebSocket clients.
+
+A task's stream is a log of events: ``chunk`` (seq counts from 1 across
+retries), ``restart`` (a new attempt begins), ``done`` (the task ended). The
+payload is encrypted with the tenant's data key wherever the log persists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from apps.security.crypto import TenantCipher
+
+CHUNK = "chunk"
+RESTART = "restart"
+DONE = "done"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    kind: str
+    seq: int
+    payload: bytes  # ciphertext
+
+
+def seal(cipher: TenantCipher, kind: str, seq: int, body: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(kind=kind, seq=seq, payload=cipher.encrypt_json(body))
+
+
+def client_message(cipher: TenantCipher, event: StoredEvent) -> dict[str, Any]:
+    """The Contracts' message for a stored event."""
+    body = cipher.decrypt_json(event.payload)
+    if event.kind == CHUNK:
+        return {"type": "chunk", "seq": event.seq, "text": body["text"]}
+    if event.kind == RESTART:
+        return {"type": "restart", "attempt": body["attempt"]}
+    return {"type": "done", "status": body["status"], "usage": body.get("usage"), "error": body.get("error")}

@@ -1,0 +1,107 @@
+"""Worker side: coalesce one task attempt's chunks and append them to its log.
+
+A chunk that arrives when nothing was sent for a whole window goes out at
+once (a slow model's tokens are not delayed); chunks arriving faster are
+joined and flushed once per window by one flusher thread per process, so the
+cost per token stays low at high rates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+from django.conf import settings
+
+from apps.security.crypto import TenantCipher
+from apps.streaming.events import CHUNK, RESTART, seal
+from apps.streaming.log import StreamLog
+
+logger = logging.getLogger(__name__)
+
+
+class StreamPublisher:
+    def __init__(self, task_id: uuid.UUID, cipher: TenantCipher, log: StreamLog, window: float) -> None:
+        self.task_id = task_id
+        self._cipher = cipher
+        self._log = log
+        self._window = window
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._pending_since = 0.0
+        self._last_flush = 0.0
+        self._seq = log.last_seq(task_id)  # seq counts on across retries
+
+    def begin_attempt(self, attempt: int) -> None:
+        if attempt > 1:
+            self._log.append(self.task_id, [seal(self._cipher, RESTART, 0, {"attempt": attempt})])
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._pending.append(text)
+            if len(self._pending) == 1:
+                self._pending_since = now
+            if now - self._last_flush >= self._window:
+                self._flush_locked(now)
+                return
+        _flusher.watch(self)
+
+    def flush_if_due(self, now: float) -> None:
+        with self._lock:
+            if self._pending and now - self._pending_since >= self._window:
+                self._flush_locked(now)
+
+    def close(self) -> None:
+        """Send what is buffered; call before the task's end is recorded."""
+        _flusher.forget(self)
+        with self._lock:
+            if self._pending:
+                self._flush_locked(time.monotonic())
+
+    def _flush_locked(self, now: float) -> None:
+        self._seq += 1
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._last_flush = now
+        self._log.append(self.task_id, [seal(self._cipher, CHUNK, self._seq, {"text": text})])
+
+
+class _Flusher:
+    """One daemon thread per process that flushes publishers whose window has passed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._publishers: set[StreamPublisher] = set()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, publisher: StreamPublisher) -> None:
+        with self._lock:
+            self._publishers.add(publisher)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="stream-flusher", daemon=True)
+                self._thread.start()
+
+    def forget(self, publisher: StreamPublisher) -> None:
+        with self._lock:
+            self._publishers.discard(publisher)
+
+    def _run(self) -> None:
+        interval = settings.STREAM_COALESCE_SECONDS / 2
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                publishers = list(self._publishers)
+            now = time.monotonic()
+            for publisher in publishers:
+                try:
+                    publisher.flush_if_due(now)
+                except Exception:  # a broken log must not kill the thread; the worker sees it on close
+                    logger.exception("stream flush failed for task %s", publisher.task_id)
+
+
+_flusher = _Flusher()

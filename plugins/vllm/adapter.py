@@ -1,0 +1,317 @@
+"""The vllm adapter: vLLM's AsyncLLM behind the platform's synchronous adapter contract.
+
+Threads. ``AsyncLLM`` is asyncio-native: its output handler (the task that
+pulls results from the engine-core process and routes them to each request)
+runs on the event loop that was running when it started. The platform drives
+adapters from many worker threads at once, so each adapter instance owns ONE
+event loop on ONE dedicated thread; the engine is built, used, aborted and shut
+down only on that loop. A worker thread's ``stream`` submits a consumer
+coroutine there with ``run_coroutine_threadsafe`` and reads the consumer's
+deltas from a ``queue.Queue``.
+
+vLLM is imported only when an engine is built (``_create_engine``), so the
+plugin imports and registers on machines without vLLM (web servers, CPU
+workers, the test suite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from apps.catalog.adapters import (
+    AdapterConfigError,
+    AdapterError,
+    GenerationRequest,
+    ModelAdapter,
+    ResourceNeeds,
+    TextChunk,
+    Usage,
+)
+from plugins.vllm import mapping
+from plugins.vllm.config import EngineSettings, estimated_gpu_memory_bytes, parse_config
+
+logger = logging.getLogger(__name__)
+
+# Bounds on waits for the engine's loop in the calls that must not hang a
+# worker: a wedged loop makes health() report False and unload() move on.
+HEALTH_TIMEOUT_SECONDS = 10.0
+SHUTDOWN_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class VllmRuntime:
+    """What the adapter uses from vLLM: the engine and the request-side types.
+
+    Bundled so a test can supply a stand-in for all of it through one factory.
+    """
+
+    engine: Any  # vllm.v1.engine.async_llm.AsyncLLM
+    sampling_params: Callable[..., Any]  # vllm.SamplingParams
+    lora_request: Callable[[str, int, str], Any]  # vllm.lora.request.LoRARequest(name, int_id, path)
+    delta_output_kind: Any  # vllm.sampling_params.RequestOutputKind.DELTA
+    # Errors that mean "this request is invalid" (retrying cannot help).
+    client_errors: tuple[type[BaseException], ...] = (ValueError,)
+
+
+def _create_engine(settings: EngineSettings) -> VllmRuntime:
+    """Build the real engine. Called on the adapter's event loop, so the engine's
+    output handler starts on that loop (AsyncLLM starts it eagerly when a loop is running)."""
+    import vllm.exceptions
+    from vllm import SamplingParams
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.lora.request import LoRARequest
+    from vllm.sampling_params import RequestOutputKind
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**settings.engine_args()))
+    # VLLMValidationError subclasses ValueError in older releases; newer ones
+    # root request errors at VLLMClientError. Take whichever this vLLM has.
+    client_errors = (ValueError,) + tuple(
+        getattr(vllm.exceptions, name)
+        for name in ("VLLMClientError", "VLLMValidationError")
+        if isinstance(getattr(vllm.exceptions, name, None), type)
+    )
+    return VllmRuntime(
+        engine=engine,
+        sampling_params=SamplingParams,
+        lora_request=LoRARequest,
+        delta_output_kind=RequestOutputKind.DELTA,
+        client_errors=client_errors,
+    )
+
+
+@dataclass
+class _Call:
+    """One in-flight stream: what its consumer coroutine needs and how to stop it."""
+
+    request_id: str
+    prompt: str
+    sampling_params: Any
+    lora_request: Any
+    priority: int
+    items: queue.Queue = field(default_factory=queue.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    future: concurrent.futures.Future | None = None
+
+
+class VllmAdapter(ModelAdapter):
+    name = "vllm"
+
+    def __init__(self, config: dict[str, Any], plugin_settings: dict[str, Any]) -> None:
+        super().__init__(config, plugin_settings)
+        self.settings = parse_config(config, plugin_settings)
+        self._lora = mapping.select_lora(self.settings.loras, self.settings.default_lora)
+        self._lock = threading.Lock()  # guards the fields below
+        self._runtime: VllmRuntime | None = None
+        self._tokenizer: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._calls: dict[str, _Call] = {}
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def resources(self) -> ResourceNeeds:
+        estimate = self.settings.gpu_memory_bytes
+        if estimate is None:
+            estimate = estimated_gpu_memory_bytes(self.settings.model)
+        return ResourceNeeds(device="gpu", gpu_memory_bytes=estimate)
+
+    def load(self, device: str = "gpu") -> None:
+        with self._lock:
+            if self._runtime is not None:
+                return
+            if not _is_directory(self.settings.model):
+                raise AdapterConfigError("model", f"{self.settings.model} is not a directory on this worker")
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=_run_loop, args=(loop,), name=f"vllm-engine:{self.settings.model}", daemon=True
+            )
+            thread.start()
+            try:
+                runtime, tokenizer = asyncio.run_coroutine_threadsafe(self._start_engine(), loop).result()
+            except BaseException as exc:
+                _stop_loop(loop, thread)
+                if isinstance(exc, (AdapterConfigError, AdapterError)):
+                    raise
+                raise AdapterError(f"the vLLM engine failed to start: {exc.__class__.__name__}: {exc}") from exc
+            self._loop, self._thread, self._runtime, self._tokenizer = loop, thread, runtime, tokenizer
+
+    async def _start_engine(self) -> tuple[VllmRuntime, Any]:
+        runtime = _create_engine(self.settings)
+        tokenizer = runtime.engine.get_tokenizer()
+        if inspect.isawaitable(tokenizer):  # a coroutine in vLLM releases before the renderer split
+            tokenizer = await tokenizer
+        return runtime, tokenizer
+
+    def unload(self) -> None:
+        with self._lock:
+            runtime, loop, thread = self._runtime, self._loop, self._thread
+            calls = list(self._calls.values())
+            self._runtime = self._loop = self._thread = self._tokenizer = None
+        if runtime is None or loop is None or thread is None:
+            return
+        # Streams still running end with a (retryable) AdapterError; cancelling
+        # their consumers makes vLLM's generate() abort them in the engine.
+        for call in calls:
+            if call.future is not None:
+                call.future.cancel()
+        try:
+            asyncio.run_coroutine_threadsafe(_shutdown(runtime.engine), loop).result(SHUTDOWN_TIMEOUT_SECONDS)
+        except Exception:
+            logger.exception("vLLM engine for %s did not shut down cleanly", self.settings.model)
+        _stop_loop(loop, thread)
+
+    def health(self) -> bool:
+        with self._lock:
+            runtime, loop = self._runtime, self._loop
+        if runtime is None or loop is None:
+            return False
+        if runtime.engine.errored:
+            return False
+        try:
+            asyncio.run_coroutine_threadsafe(runtime.engine.check_health(), loop).result(HEALTH_TIMEOUT_SECONDS)
+        except Exception:
+            return False
+        return True
+
+    # -- generation -----------------------------------------------------------
+
+    def stream(self, request: GenerationRequest) -> Iterator[TextChunk | Usage]:
+        call = self._start_call(request)
+        counter = mapping.UsageCounter()
+        try:
+            while True:
+                item = call.items.get()
+                if isinstance(item, concurrent.futures.Future):  # the consumer ended
+                    self._raise_if_failed(item)
+                    break
+                text = counter.add(item)
+                if text:
+                    yield TextChunk(text)
+            yield counter.usage()
+        finally:
+            with self._lock:
+                self._calls.pop(request.request_id, None)
+            if call.future is not None and not call.future.done():
+                # The worker stopped reading (closed the generator): cancelling
+                # the consumer makes vLLM abort the request and free its slot.
+                call.future.cancel()
+
+    def cancel(self, request_id: str) -> None:
+        with self._lock:
+            call = self._calls.get(request_id)
+            runtime, loop = self._runtime, self._loop
+        if call is None or runtime is None or loop is None:
+            return  # finished already, or never here
+        # The flag covers a cancel that arrives before the engine knows the
+        # request (abort of an unknown id is a no-op): the consumer checks it.
+        call.cancelled.set()
+        future = asyncio.run_coroutine_threadsafe(runtime.engine.abort(request_id), loop)
+        future.add_done_callback(_log_abort_failure)
+
+    def _start_call(self, request: GenerationRequest) -> _Call:
+        with self._lock:
+            runtime, loop, tokenizer = self._runtime, self._loop, self._tokenizer
+        if runtime is None or loop is None:
+            raise AdapterError("the vLLM engine is not loaded on this worker")
+        try:
+            prompt = mapping.prompt_text(request, getattr(tokenizer, "apply_chat_template", None))
+            sampling_params = runtime.sampling_params(
+                **mapping.sampling_kwargs(request), output_kind=runtime.delta_output_kind
+            )
+            lora = self._lora
+            lora_request = runtime.lora_request(lora.name, lora.int_id, lora.path) if lora else None
+        except runtime.client_errors as exc:
+            raise AdapterError(f"vLLM rejected the request: {exc}", permanent=True) from exc
+        call = _Call(
+            request_id=request.request_id,
+            prompt=prompt,
+            sampling_params=sampling_params,
+            lora_request=lora_request,
+            priority=mapping.vllm_priority(request.priority),
+        )
+        with self._lock:
+            if self._loop is not loop:
+                raise AdapterError("the vLLM engine was unloaded")
+            if request.request_id in self._calls:
+                # cancel() and abort() address requests by id: two at once would be ambiguous.
+                raise AdapterError(f"request {request.request_id} is already streaming here")
+            self._calls[request.request_id] = call
+            call.future = asyncio.run_coroutine_threadsafe(self._consume(runtime.engine, call), loop)
+        # The terminal item: put when the consumer returns, fails or is
+        # cancelled, even if it never got to run (cancelled while queued).
+        call.future.add_done_callback(call.items.put)
+        return call
+
+    async def _consume(self, engine: Any, call: _Call) -> None:
+        """On the engine's loop: feed one request's deltas to its worker thread."""
+        if call.cancelled.is_set():
+            return
+        outputs = engine.generate(
+            call.prompt, call.sampling_params, call.request_id, lora_request=call.lora_request, priority=call.priority
+        )
+        try:
+            async for output in outputs:
+                call.items.put(mapping.delta_of(output))
+                if call.cancelled.is_set():
+                    break  # the abort raced the request into the engine; closing aborts it
+        finally:
+            await outputs.aclose()  # on an early exit, generate() aborts the request in the engine
+
+    def _raise_if_failed(self, future: concurrent.futures.Future) -> None:
+        if future.cancelled():
+            raise AdapterError("the vLLM engine was unloaded while generating")
+        exc = future.exception()
+        if exc is None:
+            return
+        runtime = self._runtime
+        client_errors = runtime.client_errors if runtime is not None else (ValueError,)
+        if isinstance(exc, client_errors):
+            raise AdapterError(f"vLLM rejected the request: {exc}", permanent=True) from exc
+        # EngineDeadError, EngineGenerateError and anything unforeseen: another
+        # attempt (on a healthy engine) may well succeed.
+        raise AdapterError(f"vLLM engine error: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
+
+
+async def _shutdown(engine: Any) -> None:
+    """On the loop: stop the engine, then let cancelled consumers finish unwinding."""
+    engine.shutdown()
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=SHUTDOWN_TIMEOUT_SECONDS)
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(SHUTDOWN_TIMEOUT_SECONDS)
+    if thread.is_alive():
+        logger.error("the vLLM event loop thread %s did not stop", thread.name)
+    else:
+        loop.close()
+
+
+def _is_directory(path: str) -> bool:
+    import os.path
+
+    return os.path.isdir(path)
+
+
+def _log_abort_failure(future: concurrent.futures.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("vLLM abort failed: %r", future.exception())

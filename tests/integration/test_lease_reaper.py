@@ -1,0 +1,188 @@
+"""Nothing is stranded: expired leases are requeued (or failed after the last attempt)
+and queued tasks whose queue message may be lost are handed to Huey again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from apps.scheduler.dispatch import reap_and_requeue, redispatch_stale
+from apps.tasks import services
+from apps.tasks.models import Task, TaskState
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def huey():
+    """Settings' Huey, empty at the start: what a test dispatches is all it holds."""
+    settings.HUEY.flush()
+    yield settings.HUEY
+    settings.HUEY.flush()
+
+
+def _submit(api, prompt: str = "reap me") -> Task:
+    created = api.post("/api/v1/tasks", {"model": "echo", "prompt": prompt})
+    assert created.status == 201, created.body
+    return Task.objects.get(pk=created.body["id"])
+
+
+def _lease_runs_out(task: Task) -> None:
+    """The worker stopped renewing and its lease has passed."""
+    Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+
+def _queued_seconds_ago(task: Task, seconds: float) -> None:
+    Task.objects.filter(pk=task.pk).update(queued_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def _queued_ids(huey) -> list[str]:
+    return sorted(message.args[0] for message in huey.pending())
+
+
+# --- The lease reaper ------------------------------------------------------------------------
+
+
+def test_a_running_task_with_an_expired_lease_is_requeued(acme_api):
+    task = _submit(acme_api)
+    services.claim_task(task.pk, "dead-worker")
+    _lease_runs_out(task)
+
+    requeued, failed = services.reap_expired_leases()
+
+    assert [t.pk for t in requeued] == [task.pk]
+    assert failed == 0
+    task.refresh_from_db()
+    assert task.state == TaskState.QUEUED
+    assert task.worker_name == ""
+    assert task.lease_expires_at is None
+    assert task.dispatched_at is None
+    assert task.attempt == 1  # the next claim makes it attempt 2
+    assert services.claim_task(task.pk, "live-worker").attempt == 2
+
+
+def test_an_expired_lease_on_the_last_attempt_fails_the_task_as_worker_lost(acme_api):
+    task = _submit(acme_api)
+    for attempt in range(1, settings.TASK_MAX_ATTEMPTS):
+        assert services.claim_task(task.pk, f"worker-{attempt}").attempt == attempt
+        _lease_runs_out(task)
+        assert [t.pk for t in services.reap_expired_leases()[0]] == [task.pk]
+
+    services.claim_task(task.pk, "last-worker")
+    _lease_runs_out(task)
+    requeued, failed = services.reap_expired_leases()
+
+    assert requeued == [] and failed == 1
+    task.refresh_from_db()
+    assert task.state == TaskState.FAILED
+    assert task.error_code == "worker_lost"
+    assert task.attempt == settings.TASK_MAX_ATTEMPTS
+    assert task.finished_at is not None and task.lease_expires_at is None
+    assert services.claim_task(task.pk, "another-worker") is None
+
+
+def test_a_running_task_with_a_live_lease_is_untouched(acme_api):
+    task = _submit(acme_api)
+    services.claim_task(task.pk, "live-worker")
+    snapshot = Task.objects.filter(pk=task.pk).values().get()
+
+    assert services.reap_expired_leases() == ([], 0)
+    assert reap_and_requeue() == 0
+
+    assert Task.objects.filter(pk=task.pk).values().get() == snapshot
+
+
+def test_queued_and_finished_tasks_are_not_reaped(acme_api):
+    queued = _submit(acme_api, "still queued")
+    finished = _submit(acme_api, "done")
+    services.claim_task(finished.pk, "worker")
+    services.finish_task(Task.objects.get(pk=finished.pk), state=TaskState.SUCCEEDED, output="done", usage=None)
+    snapshots = {t.pk: Task.objects.filter(pk=t.pk).values().get() for t in (queued, finished)}
+
+    assert services.reap_expired_leases() == ([], 0)
+
+    assert {t.pk: Task.objects.filter(pk=t.pk).values().get() for t in (queued, finished)} == snapshots
+
+
+def test_reap_and_requeue_hands_requeued_tasks_back_to_huey(acme_api, huey):
+    expired, live = _submit(acme_api, "expired"), _submit(acme_api, "live")
+    services.claim_task(expired.pk, "dead-worker")
+    services.claim_task(live.pk, "live-worker")
+    _lease_runs_out(expired)
+    assert huey.pending_count() == 0
+
+    assert reap_and_requeue() == 1
+
+    assert huey.pending_count() == 1
+    assert _queued_ids(huey) == [str(expired.pk)]
+    expired.refresh_from_db()
+    assert expired.state == TaskState.QUEUED and expired.dispatched_at is not None
+
+
+# --- Re-dispatching queued tasks --------------------------------------------------------------
+
+
+def test_redispatch_sends_queued_tasks_never_dispatched_and_skips_fresh_ones(acme_api, huey):
+    stale, fresh = _submit(acme_api, "stale"), _submit(acme_api, "fresh")
+    # (No transaction commits in this test, so submission's own dispatch never ran.)
+    assert stale.dispatched_at is None and fresh.dispatched_at is None
+    _queued_seconds_ago(stale, 6)
+    assert huey.pending_count() == 0
+
+    assert redispatch_stale() == 1
+
+    assert huey.pending_count() == 1
+    assert _queued_ids(huey) == [str(stale.pk)]
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    assert stale.dispatched_at is not None and stale.state == TaskState.QUEUED
+    assert fresh.dispatched_at is None
+
+    # Dispatched now: not sent again until DISPATCH_STALE_SECONDS have passed.
+    assert redispatch_stale() == 0
+    assert huey.pending_count() == 1
+
+
+def test_redispatch_resends_a_task_whose_dispatch_is_older_than_the_stale_limit(acme_api, huey):
+    lost, recent = _submit(acme_api, "lost"), _submit(acme_api, "recent")
+    long_ago = timezone.now() - timedelta(seconds=settings.DISPATCH_STALE_SECONDS + 10)
+    Task.objects.filter(pk__in=[lost.pk, recent.pk]).update(queued_at=long_ago)
+    Task.objects.filter(pk=lost.pk).update(dispatched_at=long_ago)
+    Task.objects.filter(pk=recent.pk).update(dispatched_at=timezone.now())
+
+    assert redispatch_stale() == 1
+
+    assert _queued_ids(huey) == [str(lost.pk)]
+    lost.refresh_from_db()
+    assert lost.dispatched_at > long_ago
+
+
+def test_redispatch_leaves_running_and_cancelled_tasks_alone(acme_api, huey):
+    running, cancelled = _submit(acme_api, "running"), _submit(acme_api, "cancelled")
+    services.claim_task(running.pk, "worker")
+    services.cancel_task(cancelled)
+    Task.objects.filter(pk__in=[running.pk, cancelled.pk]).update(queued_at=timezone.now() - timedelta(minutes=10))
+
+    assert redispatch_stale() == 0
+    assert huey.pending_count() == 0
+
+
+def test_a_redispatched_task_runs_once_even_with_a_duplicate_message(acme_api, huey):
+    from apps.workers.execution import execute_task
+
+    task = _submit(acme_api, "only once")
+    _queued_seconds_ago(task, 6)
+    redispatch_stale()
+    Task.objects.filter(pk=task.pk).update(dispatched_at=timezone.now() - timedelta(days=1))
+    redispatch_stale()
+    assert _queued_ids(huey) == [str(task.pk), str(task.pk)]
+
+    for _ in huey.pending():
+        execute_task(task.pk)
+
+    task.refresh_from_db()
+    assert (task.state, task.attempt) == (TaskState.SUCCEEDED, 1)
+    assert services.read_output(task) == "only once"
