@@ -192,6 +192,9 @@ TASK_MAX_ATTEMPTS = int(os.environ.get("TASK_MAX_ATTEMPTS", "3"))
 # (the database is the source of truth; a lost queue message must not strand it).
 DISPATCH_STALE_SECONDS = int(os.environ.get("DISPATCH_STALE_SECONDS", "300"))
 WORKER_NAME = os.environ.get("WORKER_NAME", "")
+# run_worker heartbeats this often; a running worker silent for WORKER_LOST_SECONDS shows as lost.
+WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "5"))
+WORKER_LOST_SECONDS = float(os.environ.get("WORKER_LOST_SECONDS", "30"))
 
 # --- Streaming ------------------------------------------------------------------------
 # Chunks arriving faster than this are joined into one stream message.

@@ -15,6 +15,7 @@ itself is wrong: ``AdapterError(permanent=True)`` with the remote's message.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -134,7 +135,7 @@ class OpenAICompatibleAdapter(ModelAdapter):
 
     def _new_client(self) -> httpx.Client:
         options = self._options
-        headers = {"Accept": "text/event-stream", "User-Agent": "llmagentos-openai-compatible/1.0"}
+        headers = {"User-Agent": "llmagentos-openai-compatible/1.0"}
         if options.api_key:
             headers["Authorization"] = f"Bearer {options.api_key}"
         return httpx.Client(
@@ -167,12 +168,15 @@ class OpenAICompatibleAdapter(ModelAdapter):
                 if live.cancelled.is_set():
                     break
                 try:
-                    for item in self._one_try(url, endpoint, body, live):
-                        if isinstance(item, Usage):
-                            remote_usage = item
-                        else:
-                            chunks += 1
-                            yield item
+                    with contextlib.closing(self._one_try(url, endpoint, body, live)) as items:
+                        for item in items:
+                            if live.cancelled.is_set():
+                                break  # text already buffered is not worth a cancelled task's time
+                            if isinstance(item, Usage):
+                                remote_usage = item
+                            else:
+                                chunks += 1
+                                yield item
                     break
                 except _TryFailed as failure:
                     if live.cancelled.is_set():
@@ -189,13 +193,14 @@ class OpenAICompatibleAdapter(ModelAdapter):
                                    self._options.model, attempt + 1, message, wait)
                     if live.cancelled.wait(wait):
                         break
-            if remote_usage is not None and not live.cancelled.is_set():
+            if remote_usage is not None:
                 yield remote_usage
             else:
                 yield self._estimated_usage(request, chunks, cancelled=live.cancelled.is_set())
         finally:
             with self._lock:
-                self._live.pop(request.request_id, None)
+                if self._live.get(request.request_id) is live:
+                    del self._live[request.request_id]
 
     def cancel(self, request_id: str) -> None:
         """Stop the stream of ``request_id`` now; a no-op when it is not streaming here."""
@@ -215,12 +220,10 @@ class OpenAICompatibleAdapter(ModelAdapter):
     ) -> Iterator[TextChunk | Usage]:
         """One POST; yields the text chunks and the remote's Usage (if it sent one)."""
         try:
-            request = self._client.build_request("POST", url, json=body)
+            request = self._client.build_request("POST", url, json=body, headers={"Accept": "text/event-stream"})
             response = self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise _TryFailed(f"the remote timed out ({type(exc).__name__})", retryable=True) from None
-        except httpx.TransportError as exc:
-            raise _TryFailed(f"cannot reach the remote ({type(exc).__name__}: {exc})", retryable=True) from None
+        except httpx.RequestError as exc:
+            raise self._transport_failure(exc) from None
         with self._lock:
             live.response = response
         try:
@@ -228,14 +231,21 @@ class OpenAICompatibleAdapter(ModelAdapter):
                 return  # cancelled while waiting for the response headers
             _check_status(response)
             yield from _parse_stream(response, endpoint)
-        except httpx.TimeoutException as exc:
-            raise _TryFailed(f"the remote timed out ({type(exc).__name__})", retryable=True) from None
-        except httpx.TransportError as exc:
-            raise _TryFailed(f"the connection broke ({type(exc).__name__}: {exc})", retryable=True) from None
+        except httpx.RequestError as exc:
+            raise self._transport_failure(exc) from None
         finally:
             with self._lock:
                 live.response = None
             response.close()
+
+    def _transport_failure(self, exc: httpx.RequestError) -> _TryFailed:
+        if isinstance(exc, httpx.ConnectTimeout):
+            message = f"could not connect within connect_timeout={self._options.connect_timeout:g} s"
+        elif isinstance(exc, httpx.ReadTimeout):
+            message = f"the remote sent nothing for read_timeout={self._options.read_timeout:g} s"
+        else:
+            message = f"the connection to the remote failed ({type(exc).__name__}: {exc})"
+        return _TryFailed(message, retryable=True)
 
     def _build_body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         endpoint = self._options.endpoint or ("chat" if request.messages is not None else "completions")

@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -97,6 +98,7 @@ class _Call:
     sampling_params: Any
     lora_request: Any
     priority: int
+    client_errors: tuple[type[BaseException], ...]
     items: queue.Queue = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     future: concurrent.futures.Future | None = None
@@ -125,10 +127,12 @@ class VllmAdapter(ModelAdapter):
         return ResourceNeeds(device="gpu", gpu_memory_bytes=estimate)
 
     def load(self, device: str = "gpu") -> None:
+        # ``device`` is informational: vLLM places the model itself, on
+        # tensor_parallel_size of the GPUs this process sees (CUDA_VISIBLE_DEVICES).
         with self._lock:
             if self._runtime is not None:
                 return
-            if not _is_directory(self.settings.model):
+            if not os.path.isdir(self.settings.model):
                 raise AdapterConfigError("model", f"{self.settings.model} is not a directory on this worker")
             loop = asyncio.new_event_loop()
             thread = threading.Thread(
@@ -137,7 +141,7 @@ class VllmAdapter(ModelAdapter):
             thread.start()
             try:
                 runtime, tokenizer = asyncio.run_coroutine_threadsafe(self._start_engine(), loop).result()
-            except BaseException as exc:
+            except Exception as exc:
                 _stop_loop(loop, thread)
                 if isinstance(exc, (AdapterConfigError, AdapterError)):
                     raise
@@ -191,7 +195,7 @@ class VllmAdapter(ModelAdapter):
             while True:
                 item = call.items.get()
                 if isinstance(item, concurrent.futures.Future):  # the consumer ended
-                    self._raise_if_failed(item)
+                    _raise_if_failed(item, call.client_errors)
                     break
                 text = counter.add(item)
                 if text:
@@ -222,6 +226,8 @@ class VllmAdapter(ModelAdapter):
             runtime, loop, tokenizer = self._runtime, self._loop, self._tokenizer
         if runtime is None or loop is None:
             raise AdapterError("the vLLM engine is not loaded on this worker")
+        # ValueError: what mapping raises for a request this model cannot serve.
+        client_errors = (ValueError, *runtime.client_errors)
         try:
             prompt = mapping.prompt_text(request, getattr(tokenizer, "apply_chat_template", None))
             sampling_params = runtime.sampling_params(
@@ -229,7 +235,7 @@ class VllmAdapter(ModelAdapter):
             )
             lora = self._lora
             lora_request = runtime.lora_request(lora.name, lora.int_id, lora.path) if lora else None
-        except runtime.client_errors as exc:
+        except client_errors as exc:
             raise AdapterError(f"vLLM rejected the request: {exc}", permanent=True) from exc
         call = _Call(
             request_id=request.request_id,
@@ -237,6 +243,7 @@ class VllmAdapter(ModelAdapter):
             sampling_params=sampling_params,
             lora_request=lora_request,
             priority=mapping.vllm_priority(request.priority),
+            client_errors=client_errors,
         )
         with self._lock:
             if self._loop is not loop:
@@ -256,29 +263,31 @@ class VllmAdapter(ModelAdapter):
         if call.cancelled.is_set():
             return
         outputs = engine.generate(
-            call.prompt, call.sampling_params, call.request_id, lora_request=call.lora_request, priority=call.priority
+            call.prompt, call.sampling_params, call.request_id, lora_request=call.lora_request, priority=0
         )
         try:
             async for output in outputs:
-                call.items.put(mapping.delta_of(output))
-                if call.cancelled.is_set():
+                delta = mapping.delta_of(output)
+                call.items.put(delta)
+                if call.cancelled.is_set() and not delta.finished:
                     break  # the abort raced the request into the engine; closing aborts it
         finally:
             await outputs.aclose()  # on an early exit, generate() aborts the request in the engine
 
-    def _raise_if_failed(self, future: concurrent.futures.Future) -> None:
-        if future.cancelled():
-            raise AdapterError("the vLLM engine was unloaded while generating")
-        exc = future.exception()
-        if exc is None:
-            return
-        runtime = self._runtime
-        client_errors = runtime.client_errors if runtime is not None else (ValueError,)
-        if isinstance(exc, client_errors):
-            raise AdapterError(f"vLLM rejected the request: {exc}", permanent=True) from exc
-        # EngineDeadError, EngineGenerateError and anything unforeseen: another
-        # attempt (on a healthy engine) may well succeed.
-        raise AdapterError(f"vLLM engine error: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _raise_if_failed(future: concurrent.futures.Future, client_errors: tuple[type[BaseException], ...]) -> None:
+    """Turn how a consumer ended into the contract's errors (nothing when it simply finished)."""
+    if future.cancelled():
+        raise AdapterError("the vLLM engine was unloaded while generating")
+    exc = future.exception()
+    if exc is None:
+        return
+    if isinstance(exc, client_errors):
+        raise AdapterError(f"vLLM rejected the request: {exc}", permanent=True) from exc
+    # EngineDeadError, EngineGenerateError and anything unforeseen: another
+    # attempt (on a healthy engine) may well succeed.
+    raise AdapterError(f"vLLM engine error: {exc.__class__.__name__}: {exc}") from exc
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -287,14 +296,22 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def _shutdown(engine: Any) -> None:
-    """On the loop: stop the engine, then let cancelled consumers finish unwinding."""
-    engine.shutdown()
+    """On the loop: let cancelled consumers unwind, stop the engine, then end what is left.
+
+    unload() cancelled the consumers before scheduling this, so they are
+    already cancelling; vLLM's generate() aborts each request as it unwinds,
+    which needs the engine still up.
+    """
     current = asyncio.current_task()
-    pending = [task for task in asyncio.all_tasks() if task is not current]
-    for task in pending:
+    unwinding = [task for task in asyncio.all_tasks() if task is not current and task.cancelling()]
+    if unwinding:
+        await asyncio.wait(unwinding, timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    engine.shutdown()
+    leftover = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in leftover:
         task.cancel()
-    if pending:
-        await asyncio.wait(pending, timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    if leftover:
+        await asyncio.wait(leftover, timeout=SHUTDOWN_TIMEOUT_SECONDS)
 
 
 def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
@@ -304,12 +321,6 @@ def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> Non
         logger.error("the vLLM event loop thread %s did not stop", thread.name)
     else:
         loop.close()
-
-
-def _is_directory(path: str) -> bool:
-    import os.path
-
-    return os.path.isdir(path)
 
 
 def _log_abort_failure(future: concurrent.futures.Future) -> None:

@@ -92,9 +92,8 @@ def select_lora(modules: Mapping[str, LoraModule], default_name: str | None) -> 
 def prompt_text(request: GenerationRequest, apply_chat_template: Callable[..., Any] | None) -> str:
     """The text handed to the engine: the raw prompt, or the messages in the model's chat template.
 
-    ``apply_chat_template`` is the tokenizer's method of that name. A model
-    without a chat template makes it raise ValueError, which is the caller's
-    cue that chat requests cannot be served by this model (a permanent error).
+    ``apply_chat_template`` is the tokenizer's method of that name. ValueError
+    means this model cannot serve the request as given (a permanent error).
     """
     if request.prompt is not None:
         return request.prompt
@@ -102,11 +101,17 @@ def prompt_text(request: GenerationRequest, apply_chat_template: Callable[..., A
         raise ValueError("the request has neither a prompt nor messages")
     if apply_chat_template is None:
         raise ValueError("this model's tokenizer cannot format chat messages")
-    text = apply_chat_template(
-        [{"role": message.role, "content": message.content} for message in request.messages],
-        tokenize=False,
-        add_generation_prompt=True,
-    )
+    try:
+        text = apply_chat_template(
+            [{"role": message.role, "content": message.content} for message in request.messages],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+    except Exception as exc:
+        # No template (ValueError) or a template that rejects these messages
+        # (jinja's TemplateError, e.g. "roles must alternate"): the same
+        # messages fail the same way on every attempt.
+        raise ValueError(f"the model's chat template cannot format these messages: {exc}") from exc
     if not isinstance(text, str):
         raise ValueError("this model's chat template did not produce text")
     return text

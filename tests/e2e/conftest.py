@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def platform_env(tmp_path) -> dict[str, str]:
+@contextlib.contextmanager
+def isolated_platform_env(tmp_path: Path, **overrides: str) -> Iterator[dict[str, str]]:
     """Environment for platform processes: embedded (SQLite) or distributed, like the suite."""
     env = dict(os.environ)
     env.update(
@@ -32,9 +34,16 @@ def platform_env(tmp_path) -> dict[str, str]:
         WORKER_THREADS="2",
         PYTHONUNBUFFERED="1",
     )
+    env.update(overrides)
     if os.environ.get("DATABASE_URL"):
         with fresh_postgres_database(os.environ["DATABASE_URL"]) as url:
             env["DATABASE_URL"] = url
             yield env
     else:
+        yield env
+
+
+@pytest.fixture
+def platform_env(tmp_path) -> Iterator[dict[str, str]]:
+    with isolated_platform_env(tmp_path) as env:
         yield env

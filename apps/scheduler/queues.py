@@ -1,0 +1,76 @@
+"""One Huey queue per model, so a task reaches only the workers hosting its model.
+
+Each queue is a Huey instance named ``{HUEY_NAME}.model.{model}`` with the
+same kind of storage as ``settings.HUEY``: SqliteHuey on the same SQLite file
+(its rows are keyed by queue name) or PriorityRedisHuey on the same Redis
+connection pool. ``settings.HUEY`` itself keeps only the periodic scheduler
+jobs. Queues are created on first use and cached for the process; the
+``run_task`` job is registered on each under the same name, so a message
+names the same job whichever queue carries it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from huey import Huey
+from huey.api import TaskWrapper
+from huey.storage import RedisStorage
+
+
+@dataclass(frozen=True)
+class ModelQueue:
+    model_name: str
+    huey: Huey
+    run_task: TaskWrapper
+
+    def enqueue(self, task_id: uuid.UUID, priority: int) -> None:
+        self.run_task(str(task_id), priority=priority)
+
+
+_queues: dict[str, ModelQueue] = {}
+_queues_lock = threading.Lock()
+
+
+def queue_name(model_name: str) -> str:
+    return f"{settings.HUEY_NAME}.model.{model_name}"
+
+
+def model_queue(model_name: str) -> ModelQueue:
+    """This process's queue for ``model_name`` (created on first use)."""
+    with _queues_lock:
+        queue = _queues.get(model_name)
+        if queue is None:
+            queue = _queues[model_name] = _create(model_name)
+        return queue
+
+
+def created_queues() -> list[ModelQueue]:
+    """The queues this process has used so far (for tests that leave the storage clean)."""
+    with _queues_lock:
+        return list(_queues.values())
+
+
+def _create(model_name: str) -> ModelQueue:
+    # Imported here: the job runs the worker's execution code, which dispatches
+    # (retries) through the scheduler, which imports this module.
+    from apps.workers.jobs import run_task
+
+    base = settings.HUEY
+    storage_kwargs = dict(base.storage_kwargs)
+    if isinstance(base.storage, RedisStorage):
+        storage_kwargs = {
+            # One connection pool for every queue of the process, not one per model.
+            "connection_pool": base.storage.pool,
+            # Huey strips everything but [A-Za-z0-9_] from Redis key names by
+            # default, which would put "tiny-1" and "tiny1" on one queue.
+            "clean_name": False,
+            # A worker polls several queues in turn; a blocking pop would sit
+            # on an empty one while another has work.
+            "blocking": False,
+        }
+    huey = type(base)(queue_name(model_name), results=False, utc=base.utc, **storage_kwargs)
+    return ModelQueue(model_name=model_name, huey=huey, run_task=huey.task()(run_task))

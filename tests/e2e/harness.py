@@ -1,0 +1,81 @@
+"""Starting the real platform (run_platform: uvicorn + consumer) for end-to-end tests."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Platform:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.base_url = f"http://{env['HOST']}:{env['PORT']}"
+        self.ws_url = f"ws://{env['HOST']}:{env['PORT']}"
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_platform"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=open(Path(env["DATA_DIR"]).parent / "platform.log", "ab"),
+            text=True,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "run_platform exited during start-up"
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("the platform never became ready")
+
+    def read_seed(self) -> dict[str, str]:
+        """The first run's three KEY=value lines from stdout."""
+        lines = [self.process.stdout.readline().strip() for _ in range(3)]
+        return dict(line.split("=", 1) for line in lines)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=40)
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a manage.py command against the platform's database; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def add_echo_model(env: dict[str, str], name: str, words_per_second: float) -> None:
+    """An operator adding a public echo model with a given pace (as in the admin)."""
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from apps.catalog.models import LLMModel; "
+        f"LLMModel.objects.create(name={name!r}, adapter='echo', is_public=True, "
+        f"adapter_config={{'words_per_second': {words_per_second}}})",
+    )
+
+
+def wait_finished(client: httpx.Client, task_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/tasks/{task_id}").json()
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"task {task_id} did not finish: {body}")
