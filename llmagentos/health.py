@@ -37,6 +37,8 @@ def _database_ok() -> bool:
 def _queue_ok() -> bool:
     try:
         # A read on Huey's own storage: Redis PING-equivalent or an SQLite query.
+        # The per-model task queues (apps.scheduler.queues) live in this same
+        # storage (same SQLite file, same Redis pool), so this covers them too.
         settings.HUEY.pending_count()
         return True
     except Exception as exc:

@@ -11,6 +11,7 @@ handler500 = "llmagentos.api_errors.server_error_view"
 api_v1 = [
     path("", include("apps.tasks.api.urls")),
     path("", include("apps.catalog.api.urls")),
+    path("ops/", include("apps.workers.api.urls")),  # operators: staff sessions only
 ]
 
 urlpatterns = [

@@ -5,7 +5,8 @@
 # that is a failure.
 set -u
 PY=${PY:-.venv/bin/python}
-PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/llmagentos}
+# A database name per run: concurrent runs on one server must not share a test database.
+PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/llmagentos_run$$}
 REDIS=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
 status=0
 

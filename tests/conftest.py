@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.test import Client
 
+from apps.scheduler.queues import ModelQueue, created_queues, model_queue
 from apps.tenants.models import Tenant
 from apps.tenants.services import create_tenant, issue_api_key
 
@@ -84,11 +86,48 @@ def outsider_api(db) -> ApiClient:
     return ApiClient(None)
 
 
+@pytest.fixture
+def staff_client(db) -> Client:
+    """An operator signed in to the admin (a staff user's session), CSRF checks on."""
+    # No password: force_login needs none, and hashing one is slow.
+    operator = get_user_model().objects.create_user("operator", password=None, is_staff=True)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def model_queues():
+    """Get a model's task queue by model name, empty when first got and after the test."""
+    used: list[ModelQueue] = []
+
+    def get(model_name: str) -> ModelQueue:
+        queue = model_queue(model_name)
+        if queue not in used:
+            queue.huey.flush()
+            used.append(queue)
+        return queue
+
+    yield get
+    for queue in used:
+        queue.huey.flush()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _empty_queue_after_session():
     """Leave Huey's storage (SQLite file or Redis) as we found it."""
     yield
     try:
         settings.HUEY.flush()
+        for queue in created_queues():
+            queue.huey.flush()
     except Exception:  # the queue may be down in a test about exactly that
         pass
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> str:
+    """The tiny local Llama (manage.py build_tiny_model), built once per test session."""
+    from apps.catalog.tiny_model import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model"))

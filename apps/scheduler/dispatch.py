@@ -1,4 +1,5 @@
-"""Handing queued tasks to Huey.
+"""Handing queued tasks to Huey: onto their model's queue (apps.scheduler.queues),
+which only the workers hosting that model consume.
 
 Huey's queue carries task ids only; the database stays the source of truth,
 so a message lost with a crashed queue is re-sent by ``redispatch_stale`` and a
@@ -14,8 +15,9 @@ from datetime import timedelta
 
 from django.conf import settings
 
+from apps.scheduler.queues import model_queue
 from apps.tasks import services as task_services
-from apps.tasks.models import Priority
+from apps.tasks.models import Priority, Task
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +25,13 @@ HUEY_PRIORITY = {Priority.INTERACTIVE: 20, Priority.NORMAL: 10, Priority.BATCH: 
 
 
 def dispatch_task(task_id: uuid.UUID, priority: str) -> None:
-    # Imported here: the job module imports the worker's execution code, which
-    # imports the task services that call this function.
-    from apps.workers.jobs import run_task
-
-    run_task(str(task_id), priority=HUEY_PRIORITY.get(priority, 10))
+    # Looked up here rather than passed in: every caller (submission, retry,
+    # reaper, re-dispatch) then reaches the right queue the same way.
+    model_name = Task.objects.filter(pk=task_id).values_list("model__name", flat=True).first()
+    if model_name is None:
+        logger.warning("not dispatching task %s: it no longer exists", task_id)
+        return
+    model_queue(model_name).enqueue(task_id, priority=HUEY_PRIORITY.get(priority, 10))
     task_services.mark_dispatched(task_id)
 
 

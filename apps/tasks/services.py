@@ -237,8 +237,13 @@ def finish_task(
 
 
 def release_for_retry(task: Task, reason: str) -> bool:
-    """Give a failed attempt's task back to the queue (transient error)."""
-    released = Task.objects.filter(pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt).update(
+    """Give a failed attempt's task back to the queue (transient error).
+
+    Never for a task whose cancel was asked for: that one ends cancelled.
+    """
+    released = Task.objects.filter(
+        pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt, cancel_requested=False
+    ).update(
         state=TaskState.QUEUED,
         lease_expires_at=None,
         worker_name="",
@@ -256,21 +261,28 @@ def reap_expired_leases() -> tuple[list[Task], int]:
     requeued: list[Task] = []
     failed = 0
     expired = Task.objects.filter(state=TaskState.RUNNING, lease_expires_at__lt=now)
-    for task in expired.only("id", "attempt", "priority"):
+    for task in expired.only("id", "attempt", "priority", "cancel_requested"):
         owned = Task.objects.filter(pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt, lease_expires_at__lt=now)
-        if task.attempt >= settings.TASK_MAX_ATTEMPTS:
-            lost = owned.update(
+        if task.cancel_requested:
+            ended = owned.update(
+                state=TaskState.CANCELLED, finished_at=now, lease_expires_at=None,
+                error_code="cancelled", error_message="cancelled by the tenant",
+            )
+        elif task.attempt >= settings.TASK_MAX_ATTEMPTS:
+            ended = owned.update(
                 state=TaskState.FAILED,
                 finished_at=now,
                 lease_expires_at=None,
                 error_code="worker_lost",
                 error_message=f"the worker stopped responding on attempt {task.attempt} of {settings.TASK_MAX_ATTEMPTS}",
             )
-            if lost:
-                _announce_end(task.pk)
-            failed += lost
-        elif owned.update(state=TaskState.QUEUED, lease_expires_at=None, worker_name="", dispatched_at=None):
-            requeued.append(task)
+            failed += ended
+        else:
+            ended = 0
+            if owned.update(state=TaskState.QUEUED, lease_expires_at=None, worker_name="", dispatched_at=None):
+                requeued.append(task)
+        if ended:
+            _announce_end(task.pk)
     return requeued, failed
 
 

@@ -62,6 +62,9 @@ def execute_task(task_id: uuid.UUID) -> None:
         task_services.finish_task(task, state=TaskState.FAILED, output="", usage=None,
                                   error_code="model_unavailable", error_message=str(exc))
         return
+    except AdapterError as exc:  # the model failed to load here (engine start, missing weights)
+        _record_failure(task, exc, "")
+        return
     request = build_request(task)
     publisher = open_publisher(task)
     parts: list[str] = []
@@ -108,9 +111,15 @@ def execute_task(task_id: uuid.UUID) -> None:
 
 
 def _record_failure(task: Task, error: AdapterError, partial_output: str) -> None:
-    if not error.permanent and task.attempt < settings.TASK_MAX_ATTEMPTS:
+    task.refresh_from_db(fields=["cancel_requested"])
+    if not error.permanent and task.attempt < settings.TASK_MAX_ATTEMPTS and not task.cancel_requested:
         if task_services.release_for_retry(task, str(error)):
             dispatch_task(task.id, task.priority)
-        return
-    task_services.finish_task(task, state=TaskState.FAILED, output=partial_output, usage=None,
-                              error_code="generation_failed", error_message=str(error))
+            return
+        task.refresh_from_db(fields=["cancel_requested"])  # a cancel may have arrived meanwhile
+    if task.cancel_requested:
+        task_services.finish_task(task, state=TaskState.CANCELLED, output=partial_output, usage=None,
+                                  error_code="cancelled", error_message="cancelled by the tenant")
+    else:
+        task_services.finish_task(task, state=TaskState.FAILED, output=partial_output, usage=None,
+                                  error_code="generation_failed", error_message=str(error))

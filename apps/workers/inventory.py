@@ -37,13 +37,17 @@ class Nvml:
         self._lib = library
 
     @classmethod
-    def open(cls) -> "Nvml | None":
+    def open(cls, path: str = NVML_LIBRARY) -> "Nvml | None":
         try:
-            library = ctypes.CDLL(NVML_LIBRARY)
+            library = ctypes.CDLL(path)
         except OSError:
             return None  # no NVIDIA driver on this host
-        if library.nvmlInit_v2() != NVML_SUCCESS:
-            logger.warning("%s is present but nvmlInit failed; reporting no GPUs", NVML_LIBRARY)
+        try:
+            initialised = library.nvmlInit_v2() == NVML_SUCCESS
+        except AttributeError:  # a driver too old for the _v2 entry points (before 2013)
+            initialised = False
+        if not initialised:
+            logger.warning("%s is present but NVML did not initialise; reporting no GPUs", NVML_LIBRARY)
             return None
         return cls(library)
 

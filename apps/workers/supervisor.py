@@ -1,4 +1,4 @@
-"""A small process supervisor: the ASGI server and the Huey consumer under one command.
+"""A small process supervisor: the platform's processes under one command.
 
 Children are restarted when they die unexpectedly (with a back-off), get a
 clean stop signal when the supervisor is asked to stop, and are killed if they
@@ -45,7 +45,9 @@ class Child:
 
     def start(self) -> None:
         logger.info("starting %s: %s", self.name, " ".join(self.argv))
-        self.process = subprocess.Popen(self.argv, preexec_fn=die_with_parent)
+        # stdout belongs to the supervisor's own result lines (API_KEY=… on the
+        # first run); whatever a child prints there (run_worker's id) is a message.
+        self.process = subprocess.Popen(self.argv, preexec_fn=die_with_parent, stdout=sys.stderr)
         self.started_at = time.monotonic()
 
 

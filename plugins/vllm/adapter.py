@@ -263,7 +263,7 @@ class VllmAdapter(ModelAdapter):
         if call.cancelled.is_set():
             return
         outputs = engine.generate(
-            call.prompt, call.sampling_params, call.request_id, lora_request=call.lora_request, priority=0
+            call.prompt, call.sampling_params, call.request_id, lora_request=call.lora_request, priority=call.priority
         )
         try:
             async for output in outputs:
@@ -273,7 +273,6 @@ class VllmAdapter(ModelAdapter):
                     break  # the abort raced the request into the engine; closing aborts it
         finally:
             await outputs.aclose()  # on an early exit, generate() aborts the request in the engine
-
 
 
 def _raise_if_failed(future: concurrent.futures.Future, client_errors: tuple[type[BaseException], ...]) -> None:

@@ -1,5 +1,5 @@
-"""`make run`'s process tree for real: run_platform starts uvicorn and a Huey
-consumer; a tenant submits over HTTP and polls until the echo task succeeded.
+"""`make run`'s process tree for real: run_platform starts uvicorn, the scheduler
+and a worker; a tenant submits over HTTP and polls until the echo task succeeded.
 
 Runs on SQLite (embedded) and on PostgreSQL + Redis, like the whole suite.
 """
@@ -125,16 +125,18 @@ def test_submit_over_http_and_get_the_result(platform_env):
             assert other.status_code == 404
             assert other.json()["error"]["type"] == "not_found_error"
 
-        consumer_and_server = _children_of(platform.process.pid)
-        assert len(consumer_and_server) == 2
+        # The ASGI server, the scheduler (the global queue's periodic jobs, in
+        # one place whatever the number of workers) and the embedded worker.
+        children = _children_of(platform.process.pid)
+        assert len(children) == 3
     finally:
         code = platform.stop()
     assert code == 0
     # SIGTERM stopped the whole tree.
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in consumer_and_server) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in consumer_and_server)
+    assert not any(_alive(pid) for pid in children)
 
     if not platform_env.get("DATABASE_URL"):
         # Embedded mode: the SQLite files hold no plaintext prompt or output.

@@ -113,16 +113,22 @@ def _new_master_key() -> str:
     return Fernet.generate_key().decode()
 
 
-_ENCRYPT = (
+# Run under the OLD master key: two tenants, and a value encrypted with one's data key.
+_SETUP_UNDER_OLD = (
+    "from apps.tenants.services import create_tenant\n"
+    "create_tenant('Rot One'); create_tenant('Rot Two')\n"
     "from apps.tenants.models import Tenant\n"
     "print(Tenant.objects.get(slug='rot-one').cipher.encrypt_json({'secret': 'kept across rotation'}).decode())\n"
 )
 
 
-def _decrypt(token: str) -> str:
+def _state(token: str) -> str:
+    """Prints each tenant's wrapped key, then whether rot-one's data reads under the current keys."""
     return (
         "from apps.tenants.models import Tenant\n"
         "from apps.security.crypto import DecryptionError\n"
+        "for t in Tenant.objects.order_by('slug'):\n"
+        "    print(t.slug, bytes(t.wrapped_data_key).hex())\n"
         "try:\n"
         f"    print(Tenant.objects.get(slug='rot-one').cipher.decrypt_json({token!r}.encode())['secret'])\n"
         "except DecryptionError:\n"
@@ -132,62 +138,44 @@ def _decrypt(token: str) -> str:
 
 def test_rotate_master_keys_rewraps_every_tenant_key(tmp_path):
     old, new = _new_master_key(), _new_master_key()
-    # Its own database: rotation changes every tenant row, and the other tests'
-    # tenants were wrapped with a different (generated) master key.
+    # Its own database: rotation rewrites every tenant row, and the other tests'
+    # tenants are wrapped with a different (generated) master key.
     with migrated_database(tmp_path / "rotation") as env:
         under_old = {**env, "MASTER_KEYS": old}
-        under_both = {**env, "MASTER_KEYS": f"{new},{old}"}
         under_new = {**env, "MASTER_KEYS": new}
-        for name in ("Rot One", "Rot Two"):
-            created = manage("create_tenant", name, env=under_old)
-            assert created.returncode == 0, describe(created)
-        encrypted = shell(_ENCRYPT, env=under_old)
-        assert encrypted.returncode == 0, describe(encrypted)
-        token = encrypted.stdout.strip()
+        under_both = {**env, "MASTER_KEYS": f"{new},{old}"}
+        setup = shell(_SETUP_UNDER_OLD, env=under_old)
+        assert setup.returncode == 0, describe(setup)
+        token = setup.stdout.strip()
+        # "rot-a" is wrapped with the new key already (and is re-wrapped first, in slug order).
+        assert manage("create_tenant", "Rot A", env=under_new).stdout == "rot-a\n"
 
-        # Before rotation the new key alone cannot unwrap the tenant keys.
-        before = shell(_decrypt(token), env=under_new)
-        assert before.stdout == "UNREADABLE\n", describe(before)
+        initial = shell(_state(token), env=under_new)
+        assert initial.returncode == 0, describe(initial)
+        assert initial.stdout.endswith("\nUNREADABLE\n"), "the new key alone cannot read data yet"
 
+        # Without the old key: refused, clearly, and all or nothing (rot-a untouched too).
+        refused = manage("rotate_master_keys", env=under_new)
+        assert refused.returncode != 0, describe(refused)
+        assert refused.stdout == ""
+        assert "rot-one" in refused.stderr
+        assert "MASTER_KEYS" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert shell(_state(token), env=under_new).stdout == initial.stdout
+
+        # New key first, old after it: every tenant re-wrapped, the count on stdout.
         rotated = manage("rotate_master_keys", env=under_both)
         assert rotated.returncode == 0, describe(rotated)
-        assert rotated.stdout == "2\n"
+        assert rotated.stdout == "3\n"
 
         # The old key can be retired: the new one alone reads what was written before.
-        after = shell(_decrypt(token), env=under_new)
+        after = shell(_state(token), env=under_new)
         assert after.returncode == 0, describe(after)
-        assert after.stdout == "kept across rotation\n"
-        # ...and the old key alone no longer unwraps anything.
-        old_only = shell(_decrypt(token), env=under_old)
-        assert old_only.stdout == "UNREADABLE\n", describe(old_only)
-
-
-_WRAPPED_KEYS = (
-    "from apps.tenants.models import Tenant\n"
-    "for t in Tenant.objects.order_by('slug'):\n"
-    "    print(t.slug, bytes(t.wrapped_data_key).hex())\n"
-)
-
-
-def test_rotate_master_keys_without_the_old_key_fails_clearly_and_rewraps_nothing(tmp_path):
-    old, new = _new_master_key(), _new_master_key()
-    with migrated_database(tmp_path / "rotation-missing-key") as env:
-        # "rot-a" is readable under the new key, "rot-b" only under the old one.
-        assert manage("create_tenant", "Rot A", env={**env, "MASTER_KEYS": new}).returncode == 0
-        assert manage("create_tenant", "Rot B", env={**env, "MASTER_KEYS": old}).returncode == 0
-        before = shell(_WRAPPED_KEYS, env={**env, "MASTER_KEYS": new})
-        assert before.returncode == 0, describe(before)
-
-        rotated = manage("rotate_master_keys", env={**env, "MASTER_KEYS": new})
-
-        assert rotated.returncode != 0, describe(rotated)
-        assert rotated.stdout == ""
-        assert "rot-b" in rotated.stderr
-        assert "MASTER_KEYS" in rotated.stderr
-        assert "Traceback" not in rotated.stderr
-        # All or nothing: not even the readable tenant's key was re-wrapped.
-        after = shell(_WRAPPED_KEYS, env={**env, "MASTER_KEYS": new})
-        assert after.stdout == before.stdout
+        wrapped_before = initial.stdout.splitlines()[:3]
+        wrapped_after = after.stdout.splitlines()[:3]
+        assert [line.split()[0] for line in wrapped_after] == ["rot-a", "rot-one", "rot-two"]
+        assert all(b != a for b, a in zip(wrapped_before, wrapped_after))
+        assert after.stdout.splitlines()[3] == "kept across rotation"
 
 
 def test_manage_cli_uses_its_own_database(cli_env):

@@ -324,3 +324,27 @@ def test_a_worker_that_lost_its_lease_does_not_record_over_the_new_attempt(acme_
     assert services.finish_task(second, state=TaskState.SUCCEEDED, output=SLOW_PROMPT, usage=usage)
     task.refresh_from_db()
     assert services.read_output(task) == SLOW_PROMPT
+
+
+
+@pytest.mark.django_db
+def test_a_cancelled_task_whose_adapter_fails_is_not_retried(acme_api):
+    from apps.workers.execution import _record_failure
+
+    task_id = acme_api.post("/api/v1/tasks", {"model": "echo", "prompt": "a b c"}).body["id"]
+    task = services.claim_task(task_id, "w")
+    Task.objects.filter(pk=task_id).update(cancel_requested=True)
+    _record_failure(task, AdapterError("remote hiccup"), "a ")
+    task.refresh_from_db()
+    assert task.state == TaskState.CANCELLED
+    assert task.error_code == "cancelled"
+
+
+@pytest.mark.django_db
+def test_the_reaper_ends_a_cancel_requested_task_instead_of_requeueing(acme_api):
+    task_id = acme_api.post("/api/v1/tasks", {"model": "echo", "prompt": "a b c"}).body["id"]
+    services.claim_task(task_id, "w")
+    Task.objects.filter(pk=task_id).update(cancel_requested=True, lease_expires_at=timezone.now() - timedelta(seconds=1))
+    requeued, _ = services.reap_expired_leases()
+    assert requeued == []
+    assert Task.objects.get(pk=task_id).state == TaskState.CANCELLED

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import subprocess
@@ -265,4 +266,9 @@ def _wait_for_port(process: subprocess.Popen, log_path: Path, timeout: float = 3
 def stub_stats(base_url: str, model: str) -> dict[str, Any]:
     """What the stub at ``base_url`` recorded for the remote model name ``model``."""
     root = base_url.removesuffix("/v1")
-    return httpx.get(f"{root}/stats", timeout=10).json().get(model, _new_stats())
+    return _stats_client().get(f"{root}/stats").json().get(model, _new_stats())
+
+
+@functools.cache
+def _stats_client() -> httpx.Client:
+    return httpx.Client(timeout=10)  # one client: building each one costs a TLS context load

@@ -318,8 +318,12 @@ def test_read_timeout_after_a_chunk_is_transient_and_not_retried(stub_url):
     assert stub_stats(stub_url, model)["requests"] == 1
 
 
-def test_cancel_from_another_thread_stops_a_slow_stream_early_and_still_ends_with_usage(stub_url):
-    model = remote("slow")  # 200 words at 0.05 s each: 10 s if not cancelled
+# slow: 200 words at 0.05 s each, 10 s if not cancelled. stall-after-1: one word, then
+# silence; with the default read_timeout of 60 s only cancel interrupting the blocked
+# read can end it within the join below.
+@pytest.mark.parametrize("mode", ["slow", "stall-after-1"])
+def test_cancel_from_another_thread_stops_a_stream_early_and_still_ends_with_usage(stub_url, mode):
+    model = remote(mode)
     adapter = make_adapter(stub_url, model)
     prompt = " ".join(f"w{i}" for i in range(200))
     req = request(prompt, request_id="to-cancel", max_tokens=500)

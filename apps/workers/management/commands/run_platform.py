@@ -1,15 +1,19 @@
 """manage.py run_platform: what `make run` starts (embedded mode by default).
 
 Migrates, seeds on the first run (printing API_KEY=… and the admin login once
-on stdout), then runs the ASGI server and a Huey consumer under one supervisor
-in the foreground until SIGTERM or Ctrl-C. HOST, PORT and DATA_DIR come from
-the environment; WORKER_THREADS sets the consumer's concurrency.
+on stdout), then runs three children under one supervisor in the foreground
+until SIGTERM or Ctrl-C: the ASGI server; the scheduler, a plain Huey
+consumer of the global queue that runs only the periodic jobs (lease reaper,
+stale re-dispatch); and one worker serving every enabled model. HOST, PORT
+and DATA_DIR come from the environment; WORKER_THREADS sets the worker's
+slots, WORKER_NAME its name (default "<host>-embedded").
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -22,13 +26,14 @@ from apps.workers.supervisor import Child, Supervisor, die_with_parent
 
 
 class Command(BaseCommand):
-    help = "Run the whole platform (ASGI server + task consumer) in the foreground."
+    help = "Run the whole platform (ASGI server, scheduler, worker) in the foreground."
 
     def handle(self, *args, **options) -> None:
         die_with_parent()
         host = os.environ.get("HOST", "127.0.0.1")
         port = os.environ.get("PORT", "8000")
         threads = os.environ.get("WORKER_THREADS", "4")
+        worker_name = settings.WORKER_NAME or f"{socket.gethostname()}-embedded"
         manage_py = str(Path(settings.BASE_DIR) / "manage.py")
 
         call_command("migrate", interactive=False, verbosity=0, stdout=sys.stderr)
@@ -48,9 +53,13 @@ class Command(BaseCommand):
                     [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
                      "--host", host, "--port", port, "--no-access-log", "--timeout-graceful-shutdown", "10"],
                 ),
-                # SIGINT is Huey's graceful stop: finish in-flight tasks, take no new ones.
-                Child("consumer", [sys.executable, manage_py, "run_huey", "--workers", threads,
-                                   "--worker-type", "thread"], stop_signal=signal.SIGINT),
+                # The periodic jobs have one home, whatever the number of workers.
+                # SIGINT is Huey's graceful stop: finish a running job, take no new one.
+                Child("scheduler", [sys.executable, manage_py, "run_huey", "--workers", "1",
+                                    "--worker-type", "thread"], stop_signal=signal.SIGINT),
+                # SIGTERM: finish in-flight tasks, take no new ones, mark itself stopped.
+                Child("worker", [sys.executable, manage_py, "run_worker", "--name", worker_name,
+                                 "--slots", threads]),
             ]
         )
         sys.exit(supervisor.run())

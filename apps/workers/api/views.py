@@ -1,0 +1,68 @@
+"""Operator endpoints for workers: list, drain, undrain. Staff sessions only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.catalog.models import LLMModel
+from apps.security.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
+from apps.workers import services
+from apps.workers.api.serializers import WorkerListQuerySerializer, worker_representation
+from apps.workers.models import Worker
+from llmagentos.api_errors import ApiError
+
+
+class OperatorView(APIView):
+    authentication_classes = OPERATOR_AUTHENTICATION
+    permission_classes = [IsStaffOperator]
+
+
+class WorkerListView(OperatorView):
+    @extend_schema(
+        tags=["ops"],
+        parameters=[OpenApiParameter("model", str, description="only workers taking this model's tasks now")],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request: Request) -> Response:
+        query = WorkerListQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        workers = Worker.objects.all()
+        if "model" in query.validated_data:
+            model = LLMModel.objects.filter(name=query.validated_data["model"]).first()
+            if model is None:
+                raise ApiError(400, "model_not_found", "no model with this name", param="model")
+            workers = services.workers_for_model(model)
+        workers = workers.prefetch_related("models")
+        return Response({"object": "list", "data": [worker_representation(worker) for worker in workers]})
+
+
+class WorkerChangeView(OperatorView):
+    """POST on one worker; subclasses name the service function applied to it."""
+
+    change: Callable[[Worker], Worker]
+
+    @extend_schema(tags=["ops"], request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request, worker_id: uuid.UUID) -> Response:
+        worker = Worker.objects.filter(pk=worker_id).first()
+        if worker is None:
+            raise ApiError(404, "worker_not_found", "no worker with this id")
+        return Response(worker_representation(type(self).change(worker)))
+
+
+class WorkerDrainView(WorkerChangeView):
+    """Take no new tasks; finish those in flight. The worker confirms with state "drained"."""
+
+    change = staticmethod(services.drain)
+
+
+class WorkerUndrainView(WorkerChangeView):
+    """Take tasks again."""
+
+    change = staticmethod(services.undrain)
