@@ -34,3 +34,28 @@ def adapter_for(model: LLMModel) -> ModelAdapter:
             adapter.load(adapter.resources().device)
             _adapters[key] = adapter
         return adapter
+
+
+TINY_MODEL_NAME = "tiny"
+
+
+def ensure_tiny_model(path) -> LLMModel:
+    """Build the tiny local model once under ``path`` and serve it as the public model "tiny".
+
+    An existing "tiny" model is left as the operator configured it.
+    """
+    from apps.catalog.tiny_model import build_tiny_model  # imports torch: only when asked
+
+    built = build_tiny_model(path)
+    model, _ = LLMModel.objects.get_or_create(
+        name=TINY_MODEL_NAME,
+        defaults={
+            "description": "A tiny Llama-architecture model with random weights and a locally trained "
+            "tokenizer: real token streaming, meaningless text (by design).",
+            "adapter": "transformers",
+            "adapter_config": {"path": str(built)},
+            "is_public": True,
+            "enabled": True,
+        },
+    )
+    return model

@@ -29,11 +29,9 @@ def _submit(api, prompt: str = "the quick brown fox", model: str = "echo", **ext
 
 
 @pytest.fixture
-def huey():
-    """Settings' Huey, empty at the start: what a test dispatches is all it holds."""
-    settings.HUEY.flush()
-    yield settings.HUEY
-    settings.HUEY.flush()
+def huey(model_queues):
+    """The echo model's queue, empty at the start: what a test dispatches is all it holds."""
+    return model_queues("echo").huey
 
 
 class BrokenRemoteModel(ModelAdapter):

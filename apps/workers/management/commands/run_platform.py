@@ -1,6 +1,7 @@
 """manage.py run_platform: what `make run` starts (embedded mode by default).
 
-Migrates, seeds on the first run (printing API_KEY=… and the admin login once
+Migrates, builds the tiny local model once (served as the public model
+"tiny"), seeds on the first run (printing API_KEY=… and the admin login once
 on stdout), then runs three children under one supervisor in the foreground
 until SIGTERM or Ctrl-C: the ASGI server; the scheduler, a plain Huey
 consumer of the global queue that runs only the periodic jobs (lease reaper,
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from apps.catalog.services import ensure_tiny_model
 from apps.tenants.seeding import seed_first_run
 from apps.workers.supervisor import Child, Supervisor, die_with_parent
 
@@ -38,6 +40,7 @@ class Command(BaseCommand):
 
         call_command("migrate", interactive=False, verbosity=0, stdout=sys.stderr)
         call_command("collectstatic", interactive=False, verbosity=0, stdout=sys.stderr)
+        ensure_tiny_model(Path(settings.DATA_DIR) / "models" / "tiny")
         seeded = seed_first_run()
         if seeded is not None:
             self.stdout.write(f"API_KEY={seeded.api_key}")
