@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from apps.scheduler.estimates import task_wait
 from apps.streaming.auth import SUBPROTOCOL, authorised_task, origin_allowed
 from apps.streaming.events import CHUNK, DONE, client_message
 from apps.streaming.hub import Subscription, hub
@@ -136,5 +137,5 @@ def _current_state(task_id: uuid.UUID) -> str:
 
 @database_sync_to_async
 def _status_message(task_id: uuid.UUID, state: str) -> dict:
-    position = task_services.queue_position(task_id) if state == TaskState.QUEUED else None
-    return {"type": "status", "state": state, "queue_position": position, "estimated_start_seconds": None}
+    task = Task.objects.select_related("model").get(pk=task_id)
+    return {"type": "status", "state": task.state, **task_wait(task)}

@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.scheduler.estimates import task_wait
 from apps.tasks import services
 from apps.tasks.models import Priority, Task, TaskState
 
@@ -170,4 +171,5 @@ def task_detail(task: Task) -> dict[str, Any]:
     else:
         body["input"] = None
     body["output"] = services.read_output(task) if task.is_terminal else None
+    body.update(task_wait(task))
     return body
