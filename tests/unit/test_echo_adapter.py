@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 
 from apps.catalog.adapters import AdapterConfigError, ChatMessage, GenerationRequest, TextChunk, Usage
 from plugins.echo.adapter import EchoAdapter
+from tests.adapter_contract import split_stream, stream_and_cancel_after_first_chunk
 
 FAST = {"words_per_second": 0.0}  # the plugin's default setting: no delay
 
@@ -18,18 +18,10 @@ def _request(prompt=None, *, messages=None, max_tokens=256, stop=(), request_id=
     )
 
 
-def _split(items):
-    """(chunk texts, the final Usage), checking the stream's shape on the way."""
-    assert items, "the stream yielded nothing"
-    assert isinstance(items[-1], Usage), f"the last item must be Usage, got {items[-1]!r}"
-    assert sum(isinstance(item, Usage) for item in items) == 1, "exactly one Usage"
-    assert all(isinstance(item, TextChunk) for item in items[:-1])
-    return [item.text for item in items[:-1]], items[-1]
-
 
 def test_streams_the_prompt_word_by_word_then_usage():
     prompt = "the quick  brown fox\njumps"
-    chunks, usage = _split(list(EchoAdapter({}, FAST).stream(_request(prompt))))
+    chunks, usage = split_stream(list(EchoAdapter({}, FAST).stream(_request(prompt))))
 
     assert chunks == ["the ", "quick  ", "brown ", "fox\n", "jumps"]
     assert "".join(chunks) == prompt
@@ -38,14 +30,14 @@ def test_streams_the_prompt_word_by_word_then_usage():
 
 
 def test_empty_prompt_yields_only_usage():
-    chunks, usage = _split(list(EchoAdapter({}, FAST).stream(_request(""))))
+    chunks, usage = split_stream(list(EchoAdapter({}, FAST).stream(_request(""))))
     assert chunks == []
     assert usage == Usage(prompt_tokens=0, completion_tokens=0)
 
 
 def test_max_tokens_caps_the_number_of_words():
     prompt = "one two three four five"
-    chunks, usage = _split(list(EchoAdapter({}, FAST).stream(_request(prompt, max_tokens=2))))
+    chunks, usage = split_stream(list(EchoAdapter({}, FAST).stream(_request(prompt, max_tokens=2))))
 
     assert "".join(chunks) == "one two "
     assert usage == Usage(prompt_tokens=5, completion_tokens=2)
@@ -53,7 +45,7 @@ def test_max_tokens_caps_the_number_of_words():
 
 def test_stop_sequence_cuts_the_output_before_the_stop_text():
     prompt = "hello world STOP and more words"
-    chunks, usage = _split(list(EchoAdapter({}, FAST).stream(_request(prompt, stop=["STOP"]))))
+    chunks, usage = split_stream(list(EchoAdapter({}, FAST).stream(_request(prompt, stop=["STOP"]))))
 
     output = "".join(chunks)
     assert output == "hello world "
@@ -63,12 +55,12 @@ def test_stop_sequence_cuts_the_output_before_the_stop_text():
 
 
 def test_stop_sequence_inside_a_word_keeps_the_text_before_it():
-    chunks, _ = _split(list(EchoAdapter({}, FAST).stream(_request("alpha betaXYZgamma delta", stop=["XYZ"]))))
+    chunks, _ = split_stream(list(EchoAdapter({}, FAST).stream(_request("alpha betaXYZgamma delta", stop=["XYZ"]))))
     assert "".join(chunks) == "alpha beta"
 
 
 def test_earliest_of_several_stop_sequences_wins():
-    chunks, _ = _split(
+    chunks, _ = split_stream(
         list(EchoAdapter({}, FAST).stream(_request("a b c d e f", stop=["e", "c"])))
     )
     assert "".join(chunks) == "a b "
@@ -83,14 +75,14 @@ def test_earliest_of_several_stop_sequences_wins():
     ],
 )
 def test_stop_sequence_spanning_words_leaves_no_part_of_it_in_the_stream(prompt, stop, expected):
-    chunks, usage = _split(list(EchoAdapter({}, FAST).stream(_request(prompt, stop=[stop]))))
+    chunks, usage = split_stream(list(EchoAdapter({}, FAST).stream(_request(prompt, stop=[stop]))))
     assert "".join(chunks) == expected
     assert usage.completion_tokens == len(expected.split())
 
 
 def test_text_held_back_for_a_possible_stop_is_released_when_no_stop_follows():
     prompt = "hello world peace now"
-    chunks, usage = _split(list(EchoAdapter({}, FAST).stream(_request(prompt, stop=["world STOP"]))))
+    chunks, usage = split_stream(list(EchoAdapter({}, FAST).stream(_request(prompt, stop=["world STOP"]))))
     assert "".join(chunks) == prompt
     assert usage.completion_tokens == 4
 
@@ -103,7 +95,7 @@ def test_messages_echo_the_last_user_message_and_count_every_message_as_prompt()
         ChatMessage("user", "the second question"),  # 3
         ChatMessage("assistant", "ignored trailing reply"),  # 3
     )
-    chunks, usage = _split(list(EchoAdapter({}, FAST).stream(_request(messages=messages))))
+    chunks, usage = split_stream(list(EchoAdapter({}, FAST).stream(_request(messages=messages))))
 
     assert "".join(chunks) == "the second question"
     assert usage == Usage(prompt_tokens=16, completion_tokens=3)
@@ -113,24 +105,9 @@ def test_cancel_from_another_thread_stops_a_slow_stream_early_and_still_ends_wit
     adapter = EchoAdapter({"words_per_second": 100}, FAST)  # 500 words would take 5 s
     prompt = " ".join(f"w{i}" for i in range(500))
     request = _request(prompt, max_tokens=1000, request_id="to-cancel")
-    items: list = []
-    first_chunk = threading.Event()
+    items = stream_and_cancel_after_first_chunk(adapter, request)
 
-    def consume():
-        for item in adapter.stream(request):
-            items.append(item)
-            first_chunk.set()
-
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    assert first_chunk.wait(10), "the stream never produced a chunk"
-    canceller = threading.Thread(target=adapter.cancel, args=(request.request_id,))
-    canceller.start()
-    canceller.join()
-    consumer.join(10)
-    assert not consumer.is_alive(), "the stream did not stop after cancel"
-
-    chunks, usage = _split(items)
+    chunks, usage = split_stream(items)
     assert 1 <= len(chunks) < 500
     assert prompt.startswith("".join(chunks))
     assert usage.completion_tokens == len(chunks)
@@ -140,14 +117,14 @@ def test_cancel_from_another_thread_stops_a_slow_stream_early_and_still_ends_wit
 def test_cancel_of_one_request_does_not_stop_another():
     adapter = EchoAdapter({}, FAST)
     adapter.cancel("someone-else")
-    chunks, _ = _split(list(adapter.stream(_request("still here", request_id="mine"))))
+    chunks, _ = split_stream(list(adapter.stream(_request("still here", request_id="mine"))))
     assert "".join(chunks) == "still here"
 
 
 def test_model_config_rate_overrides_the_plugin_setting():
     # A negative plugin default is never used when the model sets its own rate.
     adapter = EchoAdapter({"words_per_second": 0}, {"words_per_second": -1})
-    chunks, _ = _split(list(adapter.stream(_request("ok"))))
+    chunks, _ = split_stream(list(adapter.stream(_request("ok"))))
     assert chunks == ["ok"]
 
 

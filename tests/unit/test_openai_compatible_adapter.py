@@ -21,6 +21,7 @@ from apps.catalog.plugins import PluginRegistry
 from plugins.openai_compatible import plugin
 from plugins.openai_compatible.adapter import DEFAULT_SETTINGS, OpenAICompatibleAdapter, _retry_after, sse_data
 from tests.stubs.openai_stub import serve_openai_stub, stub_stats
+from tests.adapter_contract import split_stream, stream_and_cancel_after_first_chunk
 
 SETTINGS = dict(plugin.default_settings)
 FAST_RETRY = {"retry_backoff": 0.01}  # keeps retry tests quick; the logic is the same
@@ -49,12 +50,6 @@ def request(prompt: str | None = None, *, messages=None, request_id: str = "req-
                              **sampling)
 
 
-def split(items: list) -> tuple[list[str], Usage]:
-    """(chunk texts, the final Usage), checking the stream's shape on the way."""
-    assert items and isinstance(items[-1], Usage), f"the last item must be Usage: {items!r}"
-    assert all(isinstance(item, TextChunk) for item in items[:-1]), items
-    return [item.text for item in items[:-1]], items[-1]
-
 
 def collect_until_error(adapter, req) -> tuple[list, AdapterError]:
     items: list = []
@@ -70,7 +65,7 @@ def collect_until_error(adapter, req) -> tuple[list, AdapterError]:
 def test_chat_streams_the_echo_then_the_remotes_usage(stub_url):
     model = remote()
     messages = (ChatMessage("system", "be brief"), ChatMessage("user", "hello there big world"))
-    chunks, usage = split(list(make_adapter(stub_url, model).stream(request(messages=messages))))
+    chunks, usage = split_stream(list(make_adapter(stub_url, model).stream(request(messages=messages))))
 
     assert chunks == ["hello ", "there ", "big ", "world"]  # the role-only first event yields nothing
     assert usage == Usage(prompt_tokens=6, completion_tokens=4)  # the stub's own counts
@@ -85,7 +80,7 @@ def test_chat_streams_the_echo_then_the_remotes_usage(stub_url):
 
 def test_a_prompt_goes_to_the_completions_endpoint_by_default(stub_url):
     model = remote()
-    chunks, usage = split(list(make_adapter(stub_url, model).stream(request("one two three"))))
+    chunks, usage = split_stream(list(make_adapter(stub_url, model).stream(request("one two three"))))
 
     assert chunks == ["one ", "two ", "three"]
     assert usage == Usage(prompt_tokens=3, completion_tokens=3)
@@ -97,7 +92,7 @@ def test_a_prompt_goes_to_the_completions_endpoint_by_default(stub_url):
 
 def test_endpoint_chat_turns_a_prompt_into_one_user_message(stub_url):
     model = remote()
-    chunks, _ = split(list(make_adapter(stub_url, model, endpoint="chat").stream(request("just a prompt"))))
+    chunks, _ = split_stream(list(make_adapter(stub_url, model, endpoint="chat").stream(request("just a prompt"))))
 
     assert "".join(chunks) == "just a prompt"
     stats = stub_stats(stub_url, model)
@@ -119,7 +114,7 @@ def test_sampling_settings_stop_and_extra_body_reach_the_remote(stub_url):
     model = remote()
     adapter = make_adapter(stub_url, model, extra_body={"top_k": 40, "temperature": 1.5, "repetition_penalty": 1.1})
     req = request("alpha beta gamma STOP delta", max_tokens=10, temperature=0.2, top_p=0.9, seed=7, stop=("STOP",))
-    chunks, usage = split(list(adapter.stream(req)))
+    chunks, usage = split_stream(list(adapter.stream(req)))
 
     assert "".join(chunks) == "alpha beta gamma "
     assert usage.completion_tokens == 3
@@ -133,7 +128,7 @@ def test_sampling_settings_stop_and_extra_body_reach_the_remote(stub_url):
 def test_unset_sampling_settings_are_not_sent_and_extra_body_defaults_apply(stub_url):
     model = remote()
     adapter = make_adapter(stub_url, model, extra_body={"temperature": 0.0})
-    split(list(adapter.stream(request("a b"))))
+    split_stream(list(adapter.stream(request("a b"))))
 
     body = stub_stats(stub_url, model)["last_body"]
     assert body["temperature"] == 0.0
@@ -141,14 +136,14 @@ def test_unset_sampling_settings_are_not_sent_and_extra_body_defaults_apply(stub
 
 
 def test_max_tokens_caps_the_output(stub_url):
-    chunks, usage = split(list(make_adapter(stub_url, remote()).stream(request("a b c d e", max_tokens=2))))
+    chunks, usage = split_stream(list(make_adapter(stub_url, remote()).stream(request("a b c d e", max_tokens=2))))
     assert chunks == ["a ", "b "]
     assert usage.completion_tokens == 2
 
 
 def test_without_a_usage_event_usage_is_estimated(stub_url):
     prompt = "twelve chars plus some more"  # 27 characters
-    chunks, usage = split(list(make_adapter(stub_url, remote("no-usage")).stream(request(prompt))))
+    chunks, usage = split_stream(list(make_adapter(stub_url, remote("no-usage")).stream(request(prompt))))
 
     assert "".join(chunks) == prompt
     # One token per chunk received; the prompt at 4 characters a token, rounded up.
@@ -158,13 +153,13 @@ def test_without_a_usage_event_usage_is_estimated(stub_url):
 def test_the_api_key_comes_from_the_named_environment_variable(stub_url, monkeypatch):
     monkeypatch.setenv("STUB_REMOTE_KEY", "sk-test-secret")
     model = remote()
-    split(list(make_adapter(stub_url, model, api_key_env="STUB_REMOTE_KEY").stream(request("hi"))))
+    split_stream(list(make_adapter(stub_url, model, api_key_env="STUB_REMOTE_KEY").stream(request("hi"))))
     assert stub_stats(stub_url, model)["last_authorization"] == "Bearer sk-test-secret"
 
 
 def test_no_key_configured_sends_no_authorization(stub_url):
     model = remote()
-    split(list(make_adapter(stub_url, model).stream(request("hi"))))
+    split_stream(list(make_adapter(stub_url, model).stream(request("hi"))))
     assert stub_stats(stub_url, model)["last_authorization"] is None
 
 
@@ -176,7 +171,7 @@ def test_concurrent_streams_share_one_adapter(stub_url):
 
     def run(request_id: str) -> None:
         try:
-            chunks, _ = split(list(adapter.stream(request(prompts[request_id], request_id=request_id))))
+            chunks, _ = split_stream(list(adapter.stream(request(prompts[request_id], request_id=request_id))))
             outputs[request_id] = "".join(chunks)
         except BaseException as exc:  # reported below, on the test's thread
             errors.append(exc)
@@ -200,7 +195,7 @@ def test_unload_then_load_reopens_the_connection_pool(stub_url):
     adapter = make_adapter(stub_url, remote())
     adapter.unload()
     adapter.load()
-    chunks, _ = split(list(adapter.stream(request("back again"))))
+    chunks, _ = split_stream(list(adapter.stream(request("back again"))))
     assert "".join(chunks) == "back again"
 
 
@@ -210,7 +205,7 @@ def test_unload_then_load_reopens_the_connection_pool(stub_url):
 @pytest.mark.parametrize("status", [503, 500, 429, 408])
 def test_a_transient_failure_before_any_chunk_is_retried(stub_url, status):
     model = remote(f"fail-once-{status}")
-    chunks, usage = split(list(make_adapter(stub_url, model).stream(request("after a retry"))))
+    chunks, usage = split_stream(list(make_adapter(stub_url, model).stream(request("after a retry"))))
 
     assert chunks == ["after ", "a ", "retry"]  # once: nothing from the failed try leaks in
     assert usage == Usage(prompt_tokens=3, completion_tokens=3)
@@ -327,24 +322,9 @@ def test_cancel_from_another_thread_stops_a_stream_early_and_still_ends_with_usa
     adapter = make_adapter(stub_url, model)
     prompt = " ".join(f"w{i}" for i in range(200))
     req = request(prompt, request_id="to-cancel", max_tokens=500)
-    items: list = []
-    first_chunk = threading.Event()
+    items = stream_and_cancel_after_first_chunk(adapter, req)
 
-    def consume() -> None:
-        for item in adapter.stream(req):
-            items.append(item)
-            first_chunk.set()
-
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    assert first_chunk.wait(10), "the stream never produced a chunk"
-    canceller = threading.Thread(target=adapter.cancel, args=(req.request_id,))
-    canceller.start()
-    canceller.join()
-    consumer.join(10)
-    assert not consumer.is_alive(), "the stream did not stop after cancel"
-
-    chunks, usage = split(items)
+    chunks, usage = split_stream(items)
     assert 1 <= len(chunks) < 200
     assert prompt.startswith("".join(chunks))
     assert usage.completion_tokens == len(chunks)  # estimated: the final usage event never came
@@ -371,7 +351,7 @@ def test_cancel_during_retry_back_off_ends_the_stream_at_once(stub_url):
 def test_cancel_of_one_request_leaves_the_others_alone(stub_url):
     adapter = make_adapter(stub_url, remote())
     adapter.cancel("someone-else")  # not streaming: a no-op, and nothing is remembered
-    chunks, _ = split(list(adapter.stream(request("still here", request_id="mine"))))
+    chunks, _ = split_stream(list(adapter.stream(request("still here", request_id="mine"))))
     assert "".join(chunks) == "still here"
 
 

@@ -27,6 +27,7 @@ from apps.catalog.adapters import (
     Usage,
 )
 from plugins.transformers.adapter import TransformersAdapter
+from tests.adapter_contract import split_stream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "The platform schedules tasks"
@@ -41,15 +42,9 @@ def _request(prompt: str | None = PROMPT, *, request_id: str = "req-1", **fields
     return GenerationRequest(request_id=request_id, prompt=prompt, messages=fields.pop("messages", None), **fields)
 
 
-def _split(items: list) -> tuple[list[str], Usage]:
-    """(chunk texts, the final Usage), checking the stream's shape on the way."""
-    assert items and isinstance(items[-1], Usage), f"the last item must be Usage, got {items[-1:]!r}"
-    assert all(isinstance(item, TextChunk) for item in items[:-1]), "only text chunks before the Usage"
-    return [item.text for item in items[:-1]], items[-1]
-
 
 def _run(adapter: TransformersAdapter, request: GenerationRequest) -> tuple[str, Usage]:
-    chunks, usage = _split(list(adapter.stream(request)))
+    chunks, usage = split_stream(list(adapter.stream(request)))
     return "".join(chunks), usage
 
 
@@ -79,7 +74,7 @@ def reference_model(tiny_model_path):
 
 
 def test_streams_several_chunks_then_usage_with_real_token_counts(adapter, tokenizer):
-    chunks, usage = _split(list(adapter.stream(_request(max_tokens=24))))
+    chunks, usage = split_stream(list(adapter.stream(_request(max_tokens=24))))
 
     assert len(chunks) >= 2, chunks
     assert all(chunks), "no empty chunks"
@@ -113,7 +108,7 @@ def test_messages_go_through_the_chat_template(adapter, tokenizer):
         [{"role": m.role, "content": m.content} for m in messages], tokenize=False, add_generation_prompt=True
     )
 
-    chunks, usage = _split(list(adapter.stream(_request(None, messages=messages, max_tokens=12))))
+    chunks, usage = split_stream(list(adapter.stream(_request(None, messages=messages, max_tokens=12))))
 
     assert usage.prompt_tokens == len(tokenizer(rendered, add_special_tokens=False).input_ids)
     assert 1 <= usage.completion_tokens <= 12
@@ -161,7 +156,7 @@ def test_cancel_from_another_thread_stops_early_and_still_reports_usage(adapter)
     canceller = threading.Thread(target=adapter.cancel, args=("cancel-me",))
     canceller.start()
     canceller.join()
-    chunks, usage = _split(seen + list(stream))
+    chunks, usage = split_stream(seen + list(stream))
 
     assert usage.completion_tokens < budget
     assert usage.completion_tokens <= len(seen) + 1, "stops at the next token, not some time later"
@@ -282,7 +277,7 @@ def test_generates_on_a_gpu_in_half_precision(tiny_model_path, tokenizer):
     needs = adapter.resources()
     assert needs.device == "gpu"
     adapter.load(needs.device)
-    chunks, usage = _split(list(adapter.stream(_request(max_tokens=24, temperature=0.8, seed=1))))
+    chunks, usage = split_stream(list(adapter.stream(_request(max_tokens=24, temperature=0.8, seed=1))))
     assert usage.prompt_tokens == len(tokenizer(PROMPT).input_ids)
     assert 1 <= usage.completion_tokens <= 24
     loaded = adapter.resources()

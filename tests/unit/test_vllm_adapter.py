@@ -23,6 +23,7 @@ from apps.catalog.adapters import AdapterConfigError, AdapterError, ChatMessage,
 from apps.catalog.plugins import PluginRegistry
 from plugins.vllm import adapter as vllm_adapter
 from plugins.vllm.adapter import VllmAdapter, VllmRuntime
+from tests.adapter_contract import split_stream
 
 WAIT = 10.0  # seconds: a generous bound on waiting for another thread, never an assertion on speed
 
@@ -191,18 +192,12 @@ def _request(prompt="one two three four", *, request_id="task:1", **fields) -> G
     return GenerationRequest(request_id=request_id, prompt=prompt, **{**defaults, **fields})
 
 
-def _split(items):
-    """(chunk texts, the final Usage), checking the stream's shape on the way."""
-    assert items and isinstance(items[-1], Usage), f"the last item must be Usage, got {items[-1:]!r}"
-    assert all(isinstance(item, TextChunk) for item in items[:-1])
-    return [item.text for item in items[:-1]], items[-1]
-
 
 # -- streaming ----------------------------------------------------------------
 
 
 def test_chunks_stream_in_order_then_one_usage_with_the_token_counts(make_adapter, engine):
-    chunks, usage = _split(list(make_adapter().stream(_request("one two three four five", max_tokens=3))))
+    chunks, usage = split_stream(list(make_adapter().stream(_request("one two three four five", max_tokens=3))))
 
     assert chunks == ["one", " two", " three"]
     assert usage == Usage(prompt_tokens=5, completion_tokens=3)
@@ -247,7 +242,7 @@ def test_the_models_default_lora_is_applied_to_every_request(make_adapter, engin
 
 def test_chat_messages_are_formatted_with_the_models_chat_template(make_adapter, engine):
     request = _request(None, messages=(ChatMessage("system", "be brief"), ChatMessage("user", "hi there")))
-    chunks, usage = _split(list(make_adapter().stream(request)))
+    chunks, usage = split_stream(list(make_adapter().stream(request)))
 
     assert engine.requests["task:1"]["prompt"] == "<system> be brief <user> hi there <assistant>"
     assert usage.prompt_tokens == 7
@@ -280,7 +275,7 @@ def test_concurrent_streams_from_several_threads_each_get_only_their_own_deltas(
 
     assert engine.peak_active == threads_count  # they really were generated side by side
     for request_id, prompt in prompts.items():
-        chunks, usage = _split(results[request_id])
+        chunks, usage = split_stream(results[request_id])
         assert "".join(chunks) == prompt
         assert usage == Usage(prompt_tokens=30, completion_tokens=30)
 
@@ -299,7 +294,7 @@ def test_cancel_from_another_thread_aborts_that_request_and_the_stream_ends_with
     canceller.join(WAIT)
     rest = list(stream)
 
-    chunks, usage = _split(first_two + rest)
+    chunks, usage = split_stream(first_two + rest)
     assert chunks == ["a", " b"]
     assert usage == Usage(prompt_tokens=6, completion_tokens=2)
     assert engine.aborted == ["task-9:2"]
@@ -317,7 +312,7 @@ def test_a_cancel_that_beats_the_request_into_the_engine_still_stops_it(make_ada
     engine.admit_gate.set()
     reader.join(WAIT)
 
-    chunks, usage = _split(items)
+    chunks, usage = split_stream(items)
     assert chunks == ["a"]  # at most the output already on its way
     assert usage == Usage(prompt_tokens=4, completion_tokens=1)
     assert engine.closed_early == ["early:1"]  # the adapter closed generate(), which aborts in vLLM
