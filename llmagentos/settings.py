@@ -147,6 +147,17 @@ if REDIS_URL:
 else:
     HUEY = SqliteHuey(HUEY_NAME, filename=str(DATA_DIR / "huey.sqlite3"), results=False)
 
+# --- Admission (apps.scheduler.admission) -------------------------------------------
+# Rate-limit buckets live in Redis when there is one (a Lua script keeps them
+# atomic across API processes), else in the database (a conditional UPDATE).
+RATE_LIMIT_REDIS_URL = os.environ.get("RATE_LIMIT_REDIS_URL", REDIS_URL)
+# Retry-After of a "queue_full" refusal: a guess, since how soon a slot frees
+# depends on the tenant's running tasks.
+QUEUE_FULL_RETRY_AFTER_SECONDS = int(os.environ.get("QUEUE_FULL_RETRY_AFTER_SECONDS", "10"))
+# Reservations of tasks that ended without being settled (a process died between
+# the two) are settled by a periodic sweep once they are this old.
+SETTLEMENT_SWEEP_AFTER_SECONDS = int(os.environ.get("SETTLEMENT_SWEEP_AFTER_SECONDS", "60"))
+
 # --- Auth ----------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -204,6 +215,10 @@ TASK_MAX_ATTEMPTS = int(os.environ.get("TASK_MAX_ATTEMPTS", "3"))
 # (the database is the source of truth; a lost queue message must not strand it).
 DISPATCH_STALE_SECONDS = int(os.environ.get("DISPATCH_STALE_SECONDS", "300"))
 WORKER_NAME = os.environ.get("WORKER_NAME", "")
+# The dispatcher's round when nothing wakes it, and how long a queued task
+# waits before it competes one priority class higher (docs/scheduling.md).
+SCHEDULER_TICK_SECONDS = float(os.environ.get("SCHEDULER_TICK_SECONDS", "0.1"))
+SCHEDULER_AGING_SECONDS = float(os.environ.get("SCHEDULER_AGING_SECONDS", "300"))
 # run_worker heartbeats this often; a running worker silent for WORKER_LOST_SECONDS shows as lost.
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "5"))
 WORKER_LOST_SECONDS = float(os.environ.get("WORKER_LOST_SECONDS", "30"))

@@ -113,6 +113,17 @@ def model_queues():
         queue.huey.flush()
 
 
+@pytest.fixture
+def dispatcher(db):
+    """The scheduler's dispatcher, with one live 4-slot worker serving every model:
+    ``dispatcher.run_once()`` hands ready tasks to their models' queues."""
+    from apps.scheduler.dispatcher import Dispatcher
+    from apps.workers.services import register_worker
+
+    register_worker(name="test-worker", host="test-host", pid=1, slots=4, device_info={})
+    return Dispatcher()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _empty_queue_after_session():
     """Leave Huey's storage (SQLite file or Redis) as we found it."""
@@ -131,3 +142,16 @@ def tiny_model_path(tmp_path_factory) -> str:
     from apps.catalog.tiny_model import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model"))
+
+
+@pytest.fixture(params=["database", "redis"])
+def rate_limit_backend(request, settings) -> str:
+    """Run a rate-limit test on each back end: the database's conditional UPDATE,
+    and Redis's Lua script (where the suite has a Redis: the distributed run)."""
+    if request.param == "redis":
+        if not settings.REDIS_URL:
+            pytest.skip("no Redis in this run (REDIS_URL unset); the distributed suite covers it")
+        settings.RATE_LIMIT_REDIS_URL = settings.REDIS_URL
+    else:
+        settings.RATE_LIMIT_REDIS_URL = ""
+    return request.param

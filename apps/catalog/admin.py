@@ -1,19 +1,107 @@
-from django.contrib import admin
+"""Models and their versions in the admin: the alias, the artifacts, and placement problems.
 
-from apps.catalog.models import LLMModel
-from apps.scheduler.estimates import queue_stats
+A version that no worker can host (``placement_error``, written by the
+placement run) shows in the lists and as a warning on top of them.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.catalog import services
+from apps.catalog.models import LLMModel, ModelVersion
+
+GIB = 1024**3
+
+VERSION_FIELDS = [
+    "version", "artifact_uri", "sha256", "size_bytes", "adapter_config", "device", "gpu_memory_bytes",
+    "placement_error", "placement_checked_at", "created_at",
+]
+VERSION_READONLY = ["placement_error", "placement_checked_at", "created_at"]
+
+
+def _warn_unplaceable(request: HttpRequest) -> None:
+    for version in ModelVersion.objects.exclude(placement_error="").select_related("model"):
+        messages.warning(request, f"No worker can host {version.spec}: {version.placement_error}")
+
+
+class ModelVersionInline(admin.StackedInline):
+    model = ModelVersion
+    fk_name = "model"
+    extra = 0
+    fields = VERSION_FIELDS
+    readonly_fields = VERSION_READONLY
+    show_change_link = True
 
 
 @admin.register(LLMModel)
 class LLMModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "adapter", "enabled", "is_public", "queue"]
+    list_display = ["name", "adapter", "current_version", "placement", "enabled", "is_public", "created_at"]
     list_filter = ["adapter", "enabled", "is_public"]
     search_fields = ["name", "description"]
     filter_horizontal = ["allowed_tenants"]
+    inlines = [ModelVersionInline]
 
-    @admin.display(description="queue: queued / running / slots / est. wait of a new task")
-    def queue(self, obj: LLMModel) -> str:
-        stats = queue_stats(obj)
-        wait = stats.start_after(stats.queued + 1)
-        shown_wait = "unknown" if wait is None else f"{wait:.1f} s"
-        return f"{stats.queued} / {stats.running} / {stats.slots} / {shown_wait}"
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LLMModel]:
+        return super().get_queryset(request).select_related("current_version").prefetch_related("versions")
+
+    def get_form(self, request: HttpRequest, obj: LLMModel | None = None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        # The alias can only name one of this model's own versions (saved ones).
+        field = form.base_fields.get("current_version")
+        if field is not None:
+            field.queryset = obj.versions.all() if obj is not None else ModelVersion.objects.none()
+        return form
+
+    @admin.display(description="placement")
+    def placement(self, obj: LLMModel) -> str:
+        problems = [f"{v.version}: {v.placement_error}" for v in obj.versions.all() if v.placement_error]
+        return "; ".join(problems) or "ok"
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        _warn_unplaceable(request)
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["spec", "model", "version", "current", "device", "gpu_memory", "size_bytes", "placement_error",
+                    "created_at"]
+    list_filter = ["model", "device"]
+    search_fields = ["model__name", "version", "sha256"]
+    list_select_related = ["model"]
+    fields = ["model", *VERSION_FIELDS]
+    readonly_fields = VERSION_READONLY
+    actions = ["make_current"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ModelVersion | None = None):
+        # Tasks pinned to a version must keep meaning the same thing: its identity is fixed.
+        return [*self.readonly_fields, "model", "version"] if obj else self.readonly_fields
+
+    @admin.display(description="current", boolean=True)
+    def current(self, obj: ModelVersion) -> bool:
+        return obj.is_current
+
+    @admin.display(description="GPU memory")
+    def gpu_memory(self, obj: ModelVersion) -> str:
+        if not obj.gpu_memory_bytes:
+            return "-"
+        return f"{obj.gpu_memory_bytes / GIB:.1f} GiB"
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        _warn_unplaceable(request)
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Make current: new tasks naming the model run this version", permissions=["change"])
+    def make_current(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        chosen: dict[str, ModelVersion] = {}
+        for version in queryset.select_related("model"):
+            if version.model.name in chosen:
+                messages.error(request, f"Pick one version of {version.model.name}, not several.")
+                return
+            chosen[version.model.name] = version
+        for version in chosen.values():
+            services.make_version_current(version)
+        messages.success(request, f"Current now: {', '.join(v.spec for v in chosen.values())}.")

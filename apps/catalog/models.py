@@ -15,6 +15,11 @@ model_name_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9._-]{0,99}$",
     "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit",
 )
+# No "@": a task's ``model`` is "name" or "name@version".
+version_label_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9._-]{0,63}$",
+    "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit (at most 64)",
+)
 
 
 class LLMModelQuerySet(models.QuerySet):
@@ -34,6 +39,12 @@ class LLMModel(models.Model):
     enabled = models.BooleanField(default=True)
     is_public = models.BooleanField(default=False, help_text="every tenant may use it")
     allowed_tenants = models.ManyToManyField(Tenant, blank=True, related_name="granted_models")
+    # The alias: the version a task naming just the model runs. None: the model
+    # runs from its own adapter_config, as a model without versions does.
+    # RESTRICT: the current version cannot be deleted on its own (only with its model).
+    current_version = models.ForeignKey(
+        "ModelVersion", on_delete=models.RESTRICT, null=True, blank=True, related_name="current_of"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = LLMModelQuerySet.as_manager()
@@ -54,3 +65,68 @@ class LLMModel(models.Model):
             )
         if not isinstance(self.adapter_config, dict):
             raise ValidationError({"adapter_config": "must be a JSON object"})
+        if self.current_version is not None and self.current_version.model_id != self.pk:
+            raise ValidationError({"current_version": "must be one of this model's versions"})
+
+
+class Device(models.TextChoices):
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class ModelVersion(models.Model):
+    """One version of a model: its artifact, config overrides and resource needs.
+
+    Written by apps.catalog.services (and the admin). The placement fields are
+    written by the placement run (apps.workers.services.apply_placement).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    model = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="versions")
+    version = models.CharField(max_length=64, validators=[version_label_validator])
+    # A local path or a file:// URI (apps.catalog.artifacts): the workers must see
+    # it there. Blank: the version has no artifact (e.g. a remote model).
+    artifact_uri = models.CharField(max_length=1000, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, validators=[
+        RegexValidator(r"^[0-9a-f]{64}$", "64 lower-case hex digits")
+    ])
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    # Merged over the model's adapter_config; "path" defaults to the artifact's path.
+    adapter_config = models.JSONField(default=dict, blank=True, help_text="overrides of the model's adapter_config")
+    # What it needs to run. Left empty, they are asked of the adapter when the version is saved.
+    device = models.CharField(max_length=8, choices=Device.choices, blank=True)
+    gpu_memory_bytes = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # The last placement run's verdict: why no worker can host it ("" = hosted or not needed).
+    placement_error = models.TextField(blank=True, default="", editable=False)
+    placement_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["model__name", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["model", "version"], name="unique_model_version")]
+
+    def __str__(self) -> str:
+        return self.spec
+
+    @property
+    def spec(self) -> str:
+        """How a task names it: "name@version"."""
+        return f"{self.model.name}@{self.version}"
+
+    @property
+    def is_current(self) -> bool:
+        return self.model.current_version_id == self.pk
+
+    def clean(self) -> None:
+        from apps.catalog.services import VersionError, complete_resource_needs
+
+        if not isinstance(self.adapter_config, dict):
+            raise ValidationError({"adapter_config": "must be a JSON object"})
+        if self.gpu_memory_bytes is not None and self.gpu_memory_bytes < 0:
+            raise ValidationError({"gpu_memory_bytes": "must be >= 0"})
+        if self.model_id is None:
+            return  # the form reports the missing model
+        try:
+            complete_resource_needs(self)
+        except VersionError as exc:
+            raise ValidationError({exc.field or "device": str(exc)}) from exc

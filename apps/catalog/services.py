@@ -1,14 +1,29 @@
-"""Looking models up for a tenant, and the adapters that serve them."""
+"""Looking models up for a tenant, model versions and the alias, and the adapters that serve them."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from apps.catalog.adapters import ModelAdapter
-from apps.catalog.models import LLMModel
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.catalog.adapters import AdapterConfigError, ModelAdapter, ResourceNeeds
+from apps.catalog.artifacts import ArtifactError, artifact_path, digest
+from apps.catalog.models import Device, LLMModel, ModelVersion
 from apps.catalog.plugins import registry
 from apps.tenants.models import Tenant
+from llmagentos.api_errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+# Placement runs every minute (apps.scheduler.jobs); a refused submission may retry after that.
+UNPLACEABLE_RETRY_AFTER_SECONDS = 60
 
 
 def resolve_model_for_tenant(tenant: Tenant, name: str) -> LLMModel | None:
@@ -17,23 +32,292 @@ def resolve_model_for_tenant(tenant: Tenant, name: str) -> LLMModel | None:
     Unknown, disabled and not-granted models are indistinguishable to the
     caller, so a tenant cannot learn which private models exist.
     """
-    return LLMModel.objects.visible_to(tenant).filter(name=name).first()
+    return LLMModel.objects.visible_to(tenant).select_related("current_version").filter(name=name).first()
 
 
-_adapters: dict[tuple[str, str, str], ModelAdapter] = {}
+@dataclass(frozen=True)
+class ModelTarget:
+    """What a task runs: the model, and the version (None for a model without a current version)."""
+
+    model: LLMModel
+    version: ModelVersion | None
+
+
+def resolve_target_for_tenant(tenant: Tenant, spec: str) -> ModelTarget | None:
+    """``spec`` is "name" (the current version now) or "name@version" (pinned); None when
+    the model is not one the tenant may use or has no such version — the same None, so
+    a tenant learns nothing about other tenants' models or their versions."""
+    name, pinned, label = spec.partition("@")
+    model = resolve_model_for_tenant(tenant, name)
+    if model is None:
+        return None
+    if not pinned:
+        return ModelTarget(model, model.current_version)
+    version = model.versions.filter(version=label).first()
+    return ModelTarget(model, version) if version is not None else None
+
+
+def refuse_unplaceable(target: ModelTarget) -> None:
+    """503 ``model_unplaceable`` when the last placement run found no worker for the version.
+
+    Refused at once rather than accepted: a tenant learns now that nothing can
+    run it, instead of watching a task sit in the queue. The reason (sizes of
+    the fleet's GPUs) is for operators; the tenant gets the fact and Retry-After.
+    """
+    version = target.version
+    if version is not None and version.placement_error:
+        raise ApiError(
+            503,
+            "model_unplaceable",
+            f"model {version.spec!r} cannot be placed on any worker now; the operators are told. Retry later.",
+            param="model",
+            headers={"Retry-After": str(UNPLACEABLE_RETRY_AFTER_SECONDS)},
+        )
+
+
+# --- Versions -----------------------------------------------------------------------------
+
+
+class VersionError(ValueError):
+    """A version cannot be created as asked; ``field`` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def effective_adapter_config(model: LLMModel, version: ModelVersion | None) -> dict[str, Any]:
+    """The config an adapter gets: the model's, the version's artifact path as "path",
+    then the version's own overrides (which may set "path", or any other key, themselves)."""
+    config = dict(model.adapter_config)
+    if version is None:
+        return config
+    if version.artifact_uri:
+        config["path"] = str(artifact_path(version.artifact_uri))
+    config.update(version.adapter_config)
+    return config
+
+
+def complete_resource_needs(version: ModelVersion) -> None:
+    """Fill in the version's device and GPU memory from its adapter where not given.
+
+    The adapter is created (never loaded) with the version's config, so an
+    adapter that measures its weights needs the artifact reachable here;
+    where it is not, give the needs explicitly.
+    """
+    if version.artifact_uri:
+        try:
+            artifact_path(version.artifact_uri)
+        except ArtifactError as exc:
+            raise VersionError(str(exc), "artifact_uri") from exc
+    if version.device and (version.gpu_memory_bytes is not None or version.device == Device.CPU):
+        _check_needs(version)
+        return
+    needs = adapter_resource_needs(version.model, version)
+    if version.device == Device.GPU and needs.device != Device.GPU:
+        raise VersionError("the adapter reports no GPU need on this host; give the GPU memory explicitly",
+                           "gpu_memory_bytes")
+    version.device = version.device or needs.device
+    if version.gpu_memory_bytes is None:
+        version.gpu_memory_bytes = needs.gpu_memory_bytes if version.device == Device.GPU else 0
+    _check_needs(version)
+
+
+def _check_needs(version: ModelVersion) -> None:
+    if version.device == Device.CPU and version.gpu_memory_bytes:
+        raise VersionError("a CPU version needs no GPU memory", "gpu_memory_bytes")
+    if version.gpu_memory_bytes is None:
+        version.gpu_memory_bytes = 0
+
+
+def adapter_resource_needs(model: LLMModel, version: ModelVersion | None) -> ResourceNeeds:
+    try:
+        adapter = registry.create_adapter(model.adapter, effective_adapter_config(model, version))
+        needs = adapter.resources()
+    except Exception as exc:  # whatever the plugin raises, the operator needs the reason, not a 500
+        raise VersionError(
+            f"the {model.adapter!r} adapter cannot tell what this version needs ({exc}); "
+            "give the device and GPU memory explicitly",
+            "device",
+        ) from exc
+    if needs.device not in Device.values:
+        raise VersionError(f"the {model.adapter!r} adapter reported an unknown device {needs.device!r}", "device")
+    return needs
+
+
+def create_version(
+    model: LLMModel,
+    label: str,
+    artifact_uri: str,
+    *,
+    sha256: str | None = None,
+    adapter_config: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    gpu_memory_bytes: int | None = None,
+    make_current: bool = False,
+) -> ModelVersion:
+    """Measure the local artifact (sha256, size), verify ``sha256`` when given, record the version.
+
+    Raises VersionError (nothing is written) on a missing artifact, a digest
+    mismatch, a duplicate label, or needs that cannot be determined.
+    """
+    try:
+        path = artifact_path(artifact_uri)
+    except ArtifactError as exc:
+        raise VersionError(str(exc), "artifact_uri") from exc
+    if not path.exists():
+        raise VersionError(f"{path} does not exist on this host", "artifact_uri")
+    try:
+        measured = digest(path)
+    except ArtifactError as exc:
+        raise VersionError(str(exc), "artifact_uri") from exc
+    if sha256 is not None and sha256.strip().lower() != measured.sha256:
+        raise VersionError(
+            f"sha256 mismatch for {path}: expected {sha256.strip().lower()}, the artifact hashes to {measured.sha256}",
+            "sha256",
+        )
+    version = ModelVersion(
+        model=model,
+        version=label,
+        artifact_uri=artifact_uri,
+        sha256=measured.sha256,
+        size_bytes=measured.size_bytes,
+        adapter_config=dict(adapter_config or {}),
+        device=device or "",
+        gpu_memory_bytes=gpu_memory_bytes,
+    )
+    try:
+        version.full_clean()  # validators, the (model, version) uniqueness, and the needs (clean)
+    except ValidationError as exc:
+        raise VersionError(_describe(exc)) from exc
+    with transaction.atomic():
+        version.save()
+        if make_current:
+            make_version_current(version)
+    return version
+
+
+def _describe(error: ValidationError) -> str:
+    if hasattr(error, "error_dict"):
+        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items())
+    return " ".join(error.messages)
+
+
+def make_version_current(version: ModelVersion) -> LLMModel:
+    """Move the model's alias to ``version``: new submissions naming the model run it.
+
+    Tasks already submitted keep the version they were given; workers keep
+    the old version while it has unfinished tasks (see docs/operations.md).
+    Saved with save(), not update(): the post_save signal replans placement.
+    """
+    model = LLMModel.objects.get(pk=version.model_id)
+    if model.current_version_id != version.pk:
+        model.current_version = version
+        model.save(update_fields=["current_version"])
+        logger.info("model %s: current version is now %s", model.name, version.version)
+    return model
+
+
+def record_placement(errors: Mapping[Any, str], checked: Collection[Any]) -> None:
+    """Store a placement run's verdicts: ``errors`` by version id for the versions no
+    worker can host, clear the others it ``checked``; versions it did not check (no
+    longer current, no unfinished tasks) need no host and carry no error."""
+    now = timezone.now()
+    ModelVersion.objects.filter(pk__in=checked).exclude(pk__in=list(errors)).update(
+        placement_error="", placement_checked_at=now
+    )
+    for version_id, reason in errors.items():
+        ModelVersion.objects.filter(pk=version_id).update(placement_error=reason, placement_checked_at=now)
+    ModelVersion.objects.exclude(pk__in=checked).exclude(placement_error="").update(placement_error="")
+
+
+# --- Adapters loaded in this process --------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    adapter: ModelAdapter
+    spec: str  # "name" or "name@version": the queue its tasks come from
+    users: int = 0  # streams using it now
+    retired: bool = False  # out of the cache: unloaded when its last user is done
+
+
+_adapters: dict[tuple[str, str, str], _Loaded] = {}
+_in_use: dict[int, _Loaded] = {}  # by id(adapter): entries with users, retired ones included
 _adapters_lock = threading.Lock()
 
 
-def adapter_for(model: LLMModel) -> ModelAdapter:
-    """This process's loaded adapter for ``model`` (one per model and config)."""
-    key = (model.name, model.adapter, json.dumps(model.adapter_config, sort_keys=True))
+def adapter_for(model: LLMModel, version: ModelVersion | None = None) -> ModelAdapter:
+    """This process's loaded adapter for ``model`` at ``version``, one per spec and config.
+
+    Each call takes a use of the adapter: pair it with ``release_adapter`` once
+    the stream is done, so a retired adapter is unloaded only when unused.
+    """
+    spec = version.spec if version is not None else model.name
+    try:
+        config = effective_adapter_config(model, version)
+    except ArtifactError as exc:  # a bad URI typed into the admin: the task fails model_unavailable
+        raise AdapterConfigError("artifact_uri", str(exc)) from exc
+    key = (spec, model.adapter, json.dumps(config, sort_keys=True))
     with _adapters_lock:
-        adapter = _adapters.get(key)
-        if adapter is None:
-            adapter = registry.create_adapter(model.adapter, model.adapter_config)
+        entry = _adapters.get(key)
+        if entry is None:
+            adapter = registry.create_adapter(model.adapter, config)
             adapter.load(adapter.resources().device)
-            _adapters[key] = adapter
-        return adapter
+            entry = _adapters[key] = _Loaded(adapter=adapter, spec=spec)
+        entry.users += 1
+        _in_use[id(entry.adapter)] = entry
+        return entry.adapter
+
+
+def release_adapter(adapter: ModelAdapter) -> None:
+    """A stream that ``adapter_for`` served is done (an adapter not from the cache: nothing to do)."""
+    with _adapters_lock:
+        entry = _in_use.get(id(adapter))
+        if entry is None or entry.adapter is not adapter:
+            return
+        entry.users -= 1
+        if entry.users:
+            return
+        del _in_use[id(adapter)]
+        unload = entry.retired
+    if unload:
+        _unload(entry)
+
+
+def retire_adapters(keep: Collection[str]) -> list[str]:
+    """Unload every cached adapter whose spec is not in ``keep`` (the specs placed on this
+    worker now); one still streaming is unloaded when its last stream ends. Returns the
+    retired specs."""
+    now_unused: list[_Loaded] = []
+    retired: list[str] = []
+    with _adapters_lock:
+        for key, entry in list(_adapters.items()):
+            if entry.spec in keep:
+                continue
+            del _adapters[key]
+            retired.append(entry.spec)
+            if entry.users:
+                entry.retired = True
+            else:
+                now_unused.append(entry)
+    for entry in now_unused:
+        _unload(entry)
+    return retired
+
+
+def loaded_specs() -> list[str]:
+    """The specs ("name" or "name@version") of the adapters this process has loaded."""
+    with _adapters_lock:
+        return sorted(entry.spec for entry in _adapters.values())
+
+
+def _unload(entry: _Loaded) -> None:
+    try:
+        entry.adapter.unload()
+        logger.info("unloaded %s", entry.spec)
+    except Exception:  # a plugin failing to unload must not stop the worker
+        logger.exception("unloading %s failed", entry.spec)
 
 
 TINY_MODEL_NAME = "tiny"

@@ -1,10 +1,12 @@
-"""Handing queued tasks to Huey: onto their model's queue (apps.scheduler.queues),
-which only the workers hosting that model consume.
+"""Handing ready tasks to the workers, and telling the dispatcher a task is ready.
 
-Huey's queue carries task ids only; the database stays the source of truth,
-so a message lost with a crashed queue is re-sent by ``redispatch_stale`` and a
-duplicate is harmless (the worker's claim is a conditional UPDATE). Huey runs
-higher priority first; the platform's classes map onto it here.
+Queued tasks are "ready" until the dispatcher (apps.scheduler.dispatcher,
+in the scheduler process) picks them by policy and hands them to their
+model's queue, or their version's ("name@version", apps.scheduler.queues),
+which only the workers hosting it consume. Huey's queues carry task ids only;
+the database stays the source of truth: a message lost with a crashed queue
+makes its task ready again after DISPATCH_STALE_SECONDS, and a duplicate is
+harmless (the worker's claim is a conditional UPDATE).
 """
 
 from __future__ import annotations
@@ -15,41 +17,51 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from apps.scheduler.queues import model_queue
+from apps.scheduler import wakeup
+from apps.scheduler.queues import model_queue, queue_spec
 from apps.tasks import services as task_services
 from apps.tasks.models import Priority, Task
 
 logger = logging.getLogger(__name__)
 
+# Huey runs higher numbers first. The dispatcher already chose the order; this
+# only keeps it when a worker finds several ids waiting on one queue.
 HUEY_PRIORITY = {Priority.INTERACTIVE: 20, Priority.NORMAL: 10, Priority.BATCH: 0}
 
 
-def dispatch_task(task_id: uuid.UUID, priority: str) -> None:
-    # Looked up here rather than passed in: every caller (submission, retry,
-    # reaper, re-dispatch) then reaches the right queue the same way.
-    model_name = Task.objects.filter(pk=task_id).values_list("model__name", flat=True).first()
-    if model_name is None:
-        logger.warning("not dispatching task %s: it no longer exists", task_id)
-        return
-    model_queue(model_name).enqueue(task_id, priority=HUEY_PRIORITY.get(priority, 10))
-    task_services.mark_dispatched(task_id)
+def announce_ready(task_id: uuid.UUID) -> None:
+    """A task became ready (submitted, released by its parents, retried, requeued)."""
+    wakeup.wake_dispatcher()
+
+
+def hand_to_workers(task_id: uuid.UUID) -> bool:
+    """Put a ready task's id on its queue; False when it is no longer ready."""
+    found = Task.objects.filter(pk=task_id).values_list("model__name", "model_version__version", "priority").first()
+    if found is None or not task_services.claim_for_dispatch(task_id):
+        return False
+    model_name, version, priority = found
+    try:
+        model_queue(queue_spec(model_name, version)).enqueue(task_id, priority=HUEY_PRIORITY.get(priority, 10))
+    except Exception:
+        task_services.undo_dispatch(task_id)
+        raise
+    return True
 
 
 def redispatch_stale() -> int:
-    """Re-send queued tasks whose queue message may have been lost; returns how many."""
-    stale = task_services.stale_queued_tasks(timedelta(seconds=settings.DISPATCH_STALE_SECONDS))
-    for task in stale:
-        dispatch_task(task.id, task.priority)
-    if stale:
-        logger.info("re-dispatched %d queued tasks", len(stale))
-    return len(stale)
+    """Make ready again the tasks whose queue message may have been lost; returns how many."""
+    count = task_services.forget_stale_dispatches(timedelta(seconds=settings.DISPATCH_STALE_SECONDS))
+    if count:
+        logger.info("%d queued tasks were dispatched too long ago; they are ready again", count)
+        wakeup.wake_dispatcher()
+    return count
 
 
 def reap_and_requeue() -> int:
     """Requeue the tasks of dead workers; returns how many were requeued."""
     requeued, failed = task_services.reap_expired_leases()
-    for task in requeued:
-        dispatch_task(task.id, task.priority)
+    if requeued:
+        wakeup.wake_dispatcher()
     if requeued or failed:
         logger.warning("lease reaper: %d requeued, %d failed after the last attempt", len(requeued), failed)
     return len(requeued)

@@ -1,9 +1,9 @@
-"""Periodic Huey jobs of the scheduler (thin: they call dispatch functions)."""
+"""Periodic Huey jobs of the scheduler (thin: they call service functions)."""
 
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from apps.scheduler import dispatch
+from apps.scheduler import admission, dispatch
 
 
 @db_periodic_task(crontab(minute="*"))
@@ -14,3 +14,24 @@ def reap_expired_leases() -> None:
 @db_periodic_task(crontab(minute="*"))
 def redispatch_stale_tasks() -> None:
     dispatch.redispatch_stale()
+
+
+@db_periodic_task(crontab(minute="*"))
+def settle_forgotten_charges() -> None:
+    admission.settle_forgotten()
+
+
+@db_periodic_task(crontab(minute="*"))
+def place_models() -> None:
+    # Catches up on what no event triggers: a worker gone lost, a rollover's old
+    # version whose last task ended (its GPU memory is free again).
+    from apps.workers.services import apply_placement
+
+    apply_placement()
+
+
+@db_periodic_task(crontab(minute="17", hour="3"))
+def purge_expired_outputs() -> None:
+    from apps.tasks.retention import purge_expired_outputs as purge
+
+    purge()

@@ -1,5 +1,10 @@
 """One Huey queue per model, so a task reaches only the workers hosting its model.
 
+A model with versions has one queue per version, named by its spec
+``{model}@{version}`` (a task's version is fixed at submission), so a version
+reaches only the workers it is placed on; a task without a version uses the
+model's own queue. Below, "model name" means such a spec.
+
 Each queue is a Huey instance named ``{HUEY_NAME}.model.{model}`` with the
 same kind of storage as ``settings.HUEY``: SqliteHuey on the same SQLite file
 (its rows are keyed by queue name) or PriorityRedisHuey on the same Redis
@@ -33,6 +38,11 @@ class ModelQueue:
 
 _queues: dict[str, ModelQueue] = {}
 _queues_lock = threading.Lock()
+
+
+def queue_spec(model_name: str, version: str | None) -> str:
+    """The queue of a task of ``model_name`` at ``version`` (None: no version)."""
+    return f"{model_name}@{version}" if version else model_name
 
 
 def queue_name(model_name: str) -> str:

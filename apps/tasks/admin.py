@@ -17,7 +17,7 @@ class TaskAdmin(admin.ModelAdmin):
         "id", "tenant", "api_key", "model", "state", "priority", "max_tokens", "temperature", "top_p", "seed",
         "prompt_tokens", "completion_tokens", "error_code", "error_message", "attempt", "worker_name",
         "lease_expires_at", "cancel_requested", "created_at", "queued_at", "dispatched_at", "started_at",
-        "finished_at", "erased_at", "encrypted_sizes",
+        "finished_at", "erased_at", "workflow", "critical_path_rank", "encrypted_sizes",
     ]
 
     def has_add_permission(self, request):

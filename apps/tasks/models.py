@@ -5,6 +5,10 @@ client_ref) and what the model generated are stored only encrypted with the
 tenant's data key. The plain columns are what the platform itself needs to
 schedule and account: model, priority, numeric sampling parameters, state,
 usage, timings.
+
+Tasks form a DAG: ``TaskDependency`` links a task to the earlier tasks
+(parents) it waits for. A ``Workflow`` is a graph submitted at once; its node
+names are the tenant's words, so they too are stored only encrypted.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from apps.catalog.models import LLMModel
+from apps.catalog.models import LLMModel, ModelVersion
 from apps.tenants.models import ApiKey, Tenant
 
 
@@ -43,11 +47,40 @@ class TaskQuerySet(models.QuerySet):
         return self.filter(tenant=tenant)
 
 
+class WorkflowQuerySet(models.QuerySet):
+    def for_tenant(self, tenant: Tenant) -> "WorkflowQuerySet":
+        """The only way tenant-facing code reaches workflows."""
+        return self.filter(tenant=tenant)
+
+
+class Workflow(models.Model):
+    """A graph of tasks submitted in one request (POST /api/v1/workflows)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="workflows")
+    # {"nodes": {name: task id}} in submission order, encrypted with the tenant's key.
+    nodes_ciphertext = models.BinaryField(null=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = WorkflowQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
 class Task(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="tasks")
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks")
     model = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="tasks")
+    # Fixed at submission ("name@version", or the model's current version then);
+    # None for a model without versions. Moving the alias never changes it.
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="tasks"
+    )
     state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.QUEUED)
     priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.NORMAL)
 
@@ -80,6 +113,14 @@ class Task(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     erased_at = models.DateTimeField(null=True, blank=True)
 
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, null=True, blank=True, related_name="tasks")
+    parents = models.ManyToManyField(
+        "self", symmetrical=False, through="TaskDependency", related_name="children", blank=True
+    )
+    # The longest chain of tasks waiting (transitively) on this one, 0 when none:
+    # starting high ranks first shortens a graph's run. Only ever raised.
+    critical_path_rank = models.PositiveIntegerField(default=0)
+
     objects = TaskQuerySet.as_manager()
 
     class Meta:
@@ -107,6 +148,17 @@ class Task(models.Model):
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+
+
+class TaskDependency(models.Model):
+    """``child`` runs only once ``parent`` has succeeded."""
+
+    child = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="parent_links")
+    parent = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="child_links")
+
+    class Meta:
+        ordering = ["id"]  # the order depends_on was given in
+        constraints = [models.UniqueConstraint(fields=["child", "parent"], name="unique_task_dependency")]
 
 
 class IdempotencyKey(models.Model):

@@ -12,6 +12,7 @@ import uuid
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -19,9 +20,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.catalog.services import resolve_model_for_tenant
+from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
+from apps.scheduler.admission import admit, settle_task
+from apps.tenants.ratelimit import RateLimits
 from apps.streaming.services import publish_done, purge_stream
-from apps.tasks.models import CANCELLABLE_BEFORE_START, IdempotencyKey, Priority, Task, TaskState
+from apps.tasks import workflows
+from apps.tasks.models import CANCELLABLE_BEFORE_START, TERMINAL_STATES, IdempotencyKey, Priority, Task, TaskState
 from apps.tenants.models import ApiKey, Tenant
 from llmagentos.api_errors import ApiError
 
@@ -41,6 +45,7 @@ class TaskRequest:
     priority: str = Priority.NORMAL
     metadata: dict[str, Any] = field(default_factory=dict)
     client_ref: str | None = None
+    depends_on: tuple[str, ...] = ()  # parent task ids: the task waits until they all succeed
 
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -50,14 +55,17 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 class Submission:
     task: Task
     replayed: bool  # True: an earlier request with the same Idempotency-Key made it
+    rate_limits: RateLimits | None = None  # the tenant's buckets after admitting it (not for replays)
 
 
 def submit_task(
     tenant: Tenant, api_key: ApiKey | None, request: TaskRequest, idempotency_key: str | None = None
 ) -> Submission:
-    model = resolve_model_for_tenant(tenant, request.model)
-    if model is None:
+    # "name" runs the model's current version as of now; "name@version" pins one.
+    target = resolve_target_for_tenant(tenant, request.model)
+    if target is None:
         raise ApiError(400, "model_not_found", f"model {request.model!r} does not exist or is not available", param="model")
+    model = target.model
     cipher = tenant.cipher
     key_digest = request_digest = ""
     if idempotency_key is not None:
@@ -66,14 +74,20 @@ def submit_task(
         earlier = _earlier_submission(tenant, key_digest, request_digest)
         if earlier is not None:
             return earlier
+    refuse_unplaceable(target)  # 503: no worker can host that version (a replay above still answers)
     now = timezone.now()
     try:
         with transaction.atomic():
+            # Quotas (403/429/402) and the budget reservation, in this transaction.
+            admission = admit(tenant, api_key, model, request)
             task = Task.objects.create(
+                id=admission.task_id,
                 tenant=tenant,
                 api_key=api_key,
                 model=model,
-                state=TaskState.QUEUED,
+                model_version=target.version,
+                # A task with parents waits for them (apps.tasks.workflows).
+                state=TaskState.WAITING if request.depends_on else TaskState.QUEUED,
                 priority=request.priority,
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
@@ -84,20 +98,23 @@ def submit_task(
                 ),
                 meta_ciphertext=cipher.encrypt_json({"metadata": request.metadata, "client_ref": request.client_ref}),
                 client_ref_digest=cipher.blind_index(request.client_ref) if request.client_ref else "",
-                queued_at=now,
+                queued_at=None if request.depends_on else now,
             )
+            if request.depends_on:
+                workflows.attach_parents(task, request.depends_on)
             if key_digest:
                 IdempotencyKey.objects.create(
                     tenant=tenant, key_digest=key_digest, request_digest=request_digest, task=task
                 )
-            transaction.on_commit(lambda: _dispatch(task))
+            if task.state == TaskState.QUEUED:
+                transaction.on_commit(lambda: _dispatch(task))
     except IntegrityError:
         # A concurrent request with the same key won the race; answer as it did.
         earlier = _earlier_submission(tenant, key_digest, request_digest) if key_digest else None
         if earlier is None:
             raise
         return earlier
-    return Submission(task=task, replayed=False)
+    return Submission(task=task, replayed=False, rate_limits=admission.rate_limits)
 
 
 def _earlier_submission(tenant: Tenant, key_digest: str, request_digest: str) -> Submission | None:
@@ -114,11 +131,10 @@ def _earlier_submission(tenant: Tenant, key_digest: str, request_digest: str) ->
 
 
 def _dispatch(task: Task) -> None:
-    # Imported here: the scheduler's dispatch reaches the worker jobs, which
-    # import this module.
-    from apps.scheduler.dispatch import dispatch_task
+    # Imported here: the scheduler's dispatch imports this module.
+    from apps.scheduler.dispatch import announce_ready
 
-    dispatch_task(task.id, task.priority)
+    announce_ready(task.id)
 
 
 def tasks_with_client_ref(tenant: Tenant, client_ref: str):
@@ -163,14 +179,33 @@ def cancel_task(task: Task) -> Task:
 def erase_task(task: Task) -> None:
     """Remove the task's input, metadata and output for good; keep the accounting row."""
     cancel_task(task)
-    Task.objects.filter(pk=task.pk).update(
+    _erase([task.pk])
+
+
+def erase_finished_tasks(tasks) -> int:
+    """Erase, in one UPDATE, those of ``tasks`` that have finished and are not erased yet
+    (output retention: apps.tasks.retention); returns how many were erased."""
+    ids = list(
+        tasks.filter(state__in=TERMINAL_STATES, erased_at__isnull=True).order_by().values_list("pk", flat=True)
+    )
+    return _erase(ids) if ids else 0
+
+
+def _erase(task_ids: list[uuid.UUID]) -> int:
+    erased = Task.objects.filter(pk__in=task_ids).update(
         input_ciphertext=None,
         meta_ciphertext=None,
         output_ciphertext=None,
         client_ref_digest="",
         erased_at=timezone.now(),
     )
-    transaction.on_commit(lambda: purge_stream(task.pk))
+
+    def purge_streams() -> None:
+        for task_id in task_ids:
+            purge_stream(task_id)
+
+    transaction.on_commit(purge_streams)
+    return erased
 
 
 # --- Worker side ---------------------------------------------------------------------
@@ -192,7 +227,7 @@ def claim_task(task_id: uuid.UUID, worker_name: str) -> Task | None:
     )
     if not claimed:
         return None
-    return Task.objects.select_related("tenant", "model").get(pk=task_id)
+    return Task.objects.select_related("tenant", "model", "model_version").get(pk=task_id)
 
 
 def renew_lease(task: Task) -> bool:
@@ -287,13 +322,17 @@ def reap_expired_leases() -> tuple[list[Task], int]:
 
 
 def _announce_end(task_id: uuid.UUID) -> None:
-    """Every change to a terminal state ends the task's stream, once committed."""
+    """Every change to a terminal state settles the task's budget reservation (in
+    the caller's transaction) and ends the task's stream, once committed."""
+    settle_task(task_id)
 
     def publish() -> None:
         task = Task.objects.select_related("tenant").get(pk=task_id)
         publish_done(task)
 
     transaction.on_commit(publish)
+    # Release or fail the tasks waiting on this one.
+    transaction.on_commit(partial(workflows.task_ended, task_id), robust=True)
 
 
 PRIORITY_ORDER = (Priority.INTERACTIVE, Priority.NORMAL, Priority.BATCH)
@@ -311,18 +350,22 @@ def queue_position(task_id: uuid.UUID) -> int | None:
     return ahead.count() + 1
 
 
-def mark_dispatched(task_id: uuid.UUID) -> None:
-    Task.objects.filter(pk=task_id, state=TaskState.QUEUED).update(dispatched_at=timezone.now())
-
-
-def stale_queued_tasks(older_than: timedelta, limit: int = 500) -> list[Task]:
-    """Queued tasks never dispatched, or dispatched so long ago the message may be lost."""
-    cutoff = timezone.now() - older_than
-
-    return list(
-        Task.objects.filter(state=TaskState.QUEUED)
-        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
-        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=timezone.now() - timedelta(seconds=5)))
-        .only("id", "priority")
-        .order_by("queued_at")[:limit]
+def claim_for_dispatch(task_id: uuid.UUID) -> bool:
+    """Mark a ready task as handed to a worker queue; False if it is no longer ready."""
+    return bool(
+        Task.objects.filter(pk=task_id, state=TaskState.QUEUED, dispatched_at__isnull=True).update(
+            dispatched_at=timezone.now()
+        )
     )
+
+
+def undo_dispatch(task_id: uuid.UUID) -> None:
+    """The queue refused the message: the task is ready again."""
+    Task.objects.filter(pk=task_id, state=TaskState.QUEUED).update(dispatched_at=None)
+
+
+def forget_stale_dispatches(older_than: timedelta) -> int:
+    """Queued tasks handed to a queue so long ago that the message may be lost
+    (a Redis restart) become ready again; a duplicate message is harmless."""
+    cutoff = timezone.now() - older_than
+    return Task.objects.filter(state=TaskState.QUEUED, dispatched_at__lt=cutoff).update(dispatched_at=None)

@@ -1,8 +1,9 @@
 from django.contrib import admin, messages
+from django.db.models import Count
 from guardian.admin import GuardedModelAdmin
 
-from apps.tenants.models import ApiKey, Membership, Tenant
-from apps.tenants.services import issue_api_key, revoke_api_key
+from apps.tenants.models import ApiKey, BudgetLedger, Membership, Plan, Tenant
+from apps.tenants.services import default_plan, issue_api_key, revoke_api_key
 
 
 class MembershipInline(admin.TabularInline):
@@ -14,11 +15,16 @@ class MembershipInline(admin.TabularInline):
 @admin.register(Tenant)
 class TenantAdmin(GuardedModelAdmin):
     # Guarded: operators can be given rights on single tenants (object permissions).
-    list_display = ["slug", "name", "active", "created_at"]
-    list_filter = ["active"]
+    list_display = ["slug", "name", "plan", "active", "created_at"]
+    list_filter = ["active", "plan"]
+    list_select_related = ["plan"]
     search_fields = ["slug", "name"]
     readonly_fields = ["id", "created_at"]
     inlines = [MembershipInline]
+
+    def get_changeform_initial_data(self, request):
+        # A tenant added here starts on the default plan, like one from create_tenant.
+        return {"plan": default_plan().pk, **super().get_changeform_initial_data(request)}
 
 
 @admin.register(Membership)
@@ -63,3 +69,42 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in queryset:
             revoke_api_key(api_key)
         messages.success(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    """Editing a plan changes it for every tenant on it (the list shows how many)."""
+
+    list_display = [
+        "name", "rpm", "tpm", "budget_tokens", "budget_period", "max_running", "max_queued", "weight",
+        "max_priority", "tenant_count",
+    ]
+    list_filter = ["budget_period", "max_priority"]
+    search_fields = ["name"]
+    readonly_fields = ["created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(tenant_count=Count("tenants"))
+
+    @admin.display(description="tenants", ordering="tenant_count")
+    def tenant_count(self, plan: Plan) -> int:
+        return plan.tenant_count
+
+
+@admin.register(BudgetLedger)
+class BudgetLedgerAdmin(admin.ModelAdmin):
+    """Usage per tenant and budget period. Read-only: only admission and settlement write it."""
+
+    list_display = ["tenant", "period", "period_start", "spent_tokens", "reserved_tokens"]
+    list_filter = ["period"]
+    search_fields = ["tenant__slug"]
+    list_select_related = ["tenant"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,18 +1,34 @@
-"""The only writers of tenant, membership and API key rows."""
+"""The only writers of tenant, membership, API key, plan and budget-ledger rows."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.tenants.models import ALL_SCOPES, ApiKey, Tenant
+from apps.tenants.models import (
+    ALL_SCOPES,
+    DEFAULT_PLAN_NAME,
+    PLAN_LIMIT_FIELDS,
+    ApiKey,
+    BudgetLedger,
+    BudgetPeriod,
+    Plan,
+    QuotaState,
+    TaskCharge,
+    Tenant,
+)
 
 KEY_PREFIX = "lla"
 # last_used_at is a hint for operators, not an audit trail: writing it on every
@@ -44,7 +60,7 @@ def create_tenant(name: str, slug: str | None = None) -> Tenant:
     with transaction.atomic():
         if Tenant.objects.filter(slug=slug).exists():
             raise TenantError(f"a tenant with slug {slug!r} exists")
-        return Tenant.objects.create(name=name, slug=slug)
+        return Tenant.objects.create(name=name, slug=slug, plan=default_plan())
 
 
 def issue_api_key(
@@ -107,3 +123,276 @@ def rewrap_all_data_keys() -> int:
             Tenant.objects.filter(pk=tenant.pk).update(wrapped_data_key=rewrapped)
             count += 1
     return count
+
+
+# --- Plans -----------------------------------------------------------------------------
+
+
+class PlanError(TenantError):
+    """A plan change an operator asked for is invalid; ``field`` names the culprit."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.reason = message
+
+
+def default_plan() -> Plan:
+    """The plan new tenants get. The data migration creates it; should it be gone
+    (a test database flushed), it comes back with the model's default values."""
+    plan, _ = Plan.objects.get_or_create(name=DEFAULT_PLAN_NAME)
+    return plan
+
+
+def change_tenant_plan(tenant: Tenant, changes: Mapping[str, Any], *, plan_name: str | None = None) -> Plan:
+    """Put ``tenant`` on the plan named ``plan_name`` (if given), then apply ``changes``
+    (limit field → value; None lifts a limit). Returns the tenant's plan.
+
+    A plan other tenants share, or the default plan, is never edited from here:
+    the tenant first gets a copy of its own, so ``set_plan acme --rpm 10``
+    changes acme alone. Shared plans are edited in the admin.
+    """
+    unknown = sorted(set(changes) - set(PLAN_LIMIT_FIELDS))
+    if unknown:
+        raise PlanError(unknown[0], "not a plan limit")
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=tenant.pk)
+        plan = tenant.plan
+        if plan_name is not None:
+            plan = Plan.objects.filter(name=plan_name).first()
+            if plan is None:
+                raise PlanError("plan", f"no plan named {plan_name!r}")
+        if changes and _is_shared(plan, tenant):
+            plan = _copy_for(plan, tenant)
+        for field, value in changes.items():
+            setattr(plan, field, value)
+        try:
+            plan.full_clean()
+        except ValidationError as exc:
+            field, messages = next(iter(exc.message_dict.items()))
+            raise PlanError(None if field == "__all__" else field, " ".join(messages)) from None
+        plan.save()
+        if tenant.plan_id != plan.pk:
+            Tenant.objects.filter(pk=tenant.pk).update(plan=plan)
+    return plan
+
+
+def _is_shared(plan: Plan, tenant: Tenant) -> bool:
+    return plan.name == DEFAULT_PLAN_NAME or plan.tenants.exclude(pk=tenant.pk).exists()
+
+
+def _copy_for(plan: Plan, tenant: Tenant) -> Plan:
+    """An unsaved copy of ``plan`` named after ``tenant`` (a free name)."""
+    base = f"tenant:{tenant.slug}"
+    name, suffix = base, 1
+    while Plan.objects.filter(name=name).exists():
+        suffix += 1
+        name = f"{base}-{suffix}"
+    return Plan(name=name, **plan.limits())
+
+
+# --- Budget ledger ----------------------------------------------------------------------
+#
+# Admission runs in one transaction with the task's insert: lock_admissions()
+# first (a row lock per tenant), then reserve_budget() — a conditional UPDATE
+# whose row count is checked, so concurrent API processes can never reserve
+# past the budget. settle_charge() moves a reservation to "spent" exactly once.
+
+NO_PERIOD_START = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def period_bounds(period: str, now: datetime) -> tuple[datetime, datetime | None]:
+    """[start, end) of the budget period containing ``now`` (UTC); end None for "none"."""
+    now = now.astimezone(UTC)
+    if period == BudgetPeriod.DAY:
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + timedelta(days=1)
+    if period == BudgetPeriod.MONTH:
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        return start, end
+    return NO_PERIOD_START, None
+
+
+@dataclass  # not frozen: raising sets attributes (__traceback__) on an exception
+class BudgetExceeded(Exception):
+    """The task's worst-case cost does not fit in what is left of the budget."""
+
+    budget_tokens: int
+    spent_tokens: int
+    reserved_tokens: int
+    cost_tokens: int
+    period: str
+    period_end: datetime | None
+
+    @property
+    def remaining_tokens(self) -> int:
+        return max(self.budget_tokens - self.spent_tokens - self.reserved_tokens, 0)
+
+
+def lock_admissions(tenant: Tenant) -> QuotaState:
+    """Serialize this tenant's admissions until the end of the current transaction.
+
+    PostgreSQL: a row lock on the tenant's QuotaState row. SQLite: writers are
+    serialized already (IMMEDIATE transactions); the lock is a no-op there.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("lock_admissions() holds a lock until commit: call it inside transaction.atomic()")
+    state = QuotaState.objects.select_for_update().filter(tenant=tenant).first()
+    if state is None:
+        # First admission ever: create the row; a concurrent creator wins harmlessly.
+        QuotaState.objects.bulk_create([QuotaState(tenant=tenant)], ignore_conflicts=True)
+        state = QuotaState.objects.select_for_update().get(tenant=tenant)
+    return state
+
+
+def _current_ledger_id(tenant: Tenant, period: str, now: datetime) -> int:
+    start, _ = period_bounds(period, now)
+    ledger = BudgetLedger.objects.filter(tenant=tenant, period=period, period_start=start).values_list("pk", flat=True)
+    ledger_id = ledger.first()
+    if ledger_id is None:
+        BudgetLedger.objects.bulk_create(
+            [BudgetLedger(tenant=tenant, period=period, period_start=start)], ignore_conflicts=True
+        )
+        ledger_id = ledger.get()
+    return ledger_id
+
+
+def reserve_budget(
+    tenant: Tenant, plan: Plan, api_key: ApiKey | None, task_id: uuid.UUID, cost_tokens: int
+) -> TaskCharge:
+    """Reserve ``cost_tokens`` of the current period's budget for one task, or raise
+    BudgetExceeded and change nothing. Unlimited plans reserve too: the ledger
+    then still shows what is in flight."""
+    now = timezone.now()
+    ledger_id = _current_ledger_id(tenant, plan.budget_period, now)
+    ledger = BudgetLedger.objects.filter(pk=ledger_id)
+    fits = ledger
+    if plan.budget_tokens is not None:
+        # The check and the increment are one statement: a racing process
+        # re-evaluates the condition against the row as the winner left it.
+        fits = ledger.alias(committed=F("spent_tokens") + F("reserved_tokens")).filter(
+            committed__lte=plan.budget_tokens - cost_tokens
+        )
+    if not fits.update(reserved_tokens=F("reserved_tokens") + cost_tokens):
+        current = ledger.get()
+        raise BudgetExceeded(
+            budget_tokens=plan.budget_tokens,
+            spent_tokens=current.spent_tokens,
+            reserved_tokens=current.reserved_tokens,
+            cost_tokens=cost_tokens,
+            period=plan.budget_period,
+            period_end=period_bounds(plan.budget_period, now)[1],
+        )
+    return TaskCharge.objects.create(
+        task_id=task_id, tenant=tenant, api_key=api_key, ledger_id=ledger_id, reserved_tokens=cost_tokens
+    )
+
+
+def settle_charge(task_id: uuid.UUID, prompt_tokens: int, completion_tokens: int) -> bool:
+    """Replace the task's reservation with its actual cost; False when there is
+    nothing to settle (settled before, or admitted before budgets existed).
+
+    The actual cost is charged even where it exceeds the reservation (a prompt
+    estimate can be low): the work was done. The next admissions see it.
+    """
+    with transaction.atomic():
+        # The conditional UPDATE is the exactly-once guard: of two racing
+        # settlements, one matches the row and the other matches nothing.
+        claimed = TaskCharge.objects.filter(task_id=task_id, settled_at__isnull=True).update(
+            settled_at=timezone.now(), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+        if not claimed:
+            return False
+        charge = TaskCharge.objects.only("ledger_id", "reserved_tokens").get(task_id=task_id)
+        BudgetLedger.objects.filter(pk=charge.ledger_id).update(
+            reserved_tokens=F("reserved_tokens") - charge.reserved_tokens,
+            spent_tokens=F("spent_tokens") + prompt_tokens + completion_tokens,
+        )
+    return True
+
+
+def unsettled_charges(created_before: datetime, limit: int = 500) -> list[uuid.UUID]:
+    """Task ids of reservations still open, oldest first (for the settlement sweep)."""
+    return list(
+        TaskCharge.objects.filter(settled_at__isnull=True, created_at__lt=created_before)
+        .order_by("created_at")
+        .values_list("task_id", flat=True)[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    key_prefix: str | None  # None: tasks whose key was deleted since
+    key_name: str
+    prompt_tokens: int
+    completion_tokens: int
+    reserved_tokens: int
+    tasks: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class BudgetUsage:
+    period: str
+    period_start: datetime
+    period_end: datetime | None
+    budget_tokens: int | None
+    spent_tokens: int
+    reserved_tokens: int
+    by_key: list[KeyUsage]
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        if self.budget_tokens is None:
+            return None
+        return max(self.budget_tokens - self.spent_tokens - self.reserved_tokens, 0)
+
+
+def budget_usage(tenant: Tenant, plan: Plan) -> BudgetUsage:
+    """The tenant's current budget period: totals, and per key (every usable key,
+    plus any other key that has tasks in the period)."""
+    now = timezone.now()
+    start, end = period_bounds(plan.budget_period, now)
+    ledger = BudgetLedger.objects.filter(tenant=tenant, period=plan.budget_period, period_start=start).first()
+    per_key: dict[uuid.UUID | None, dict[str, int]] = {}
+    if ledger is not None:
+        rows = (
+            TaskCharge.objects.filter(ledger=ledger)
+            .values("api_key")
+            .annotate(
+                prompt=Sum("prompt_tokens"),
+                completion=Sum("completion_tokens"),
+                reserved=Sum("reserved_tokens", filter=Q(settled_at__isnull=True), default=0),
+                tasks=Count("task_id"),
+            )
+        )
+        per_key = {row["api_key"]: row for row in rows}
+    keys = ApiKey.objects.filter(tenant=tenant).filter(Q(revoked_at__isnull=True) | Q(pk__in=[k for k in per_key if k]))
+    by_key = [_key_usage(key.prefix, key.name, per_key.get(key.pk)) for key in keys.order_by("created_at")]
+    if None in per_key:
+        by_key.append(_key_usage(None, "", per_key[None]))
+    return BudgetUsage(
+        period=plan.budget_period,
+        period_start=start,
+        period_end=end,
+        budget_tokens=plan.budget_tokens,
+        spent_tokens=ledger.spent_tokens if ledger else 0,
+        reserved_tokens=ledger.reserved_tokens if ledger else 0,
+        by_key=by_key,
+    )
+
+
+def _key_usage(prefix: str | None, name: str, row: dict[str, int] | None) -> KeyUsage:
+    row = row or {}
+    return KeyUsage(
+        key_prefix=prefix,
+        key_name=name,
+        prompt_tokens=row.get("prompt") or 0,
+        completion_tokens=row.get("completion") or 0,
+        reserved_tokens=row.get("reserved") or 0,
+        tasks=row.get("tasks") or 0,
+    )

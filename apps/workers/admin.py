@@ -24,13 +24,14 @@ class WorkerAdmin(admin.ModelAdmin):
     search_fields = ["name", "host"]
     actions = ["drain_workers", "undrain_workers"]
     fields = [
-        "id", "name", "status", "host", "pid", "slots", "in_flight", "served_models", "serves_all_models",
+        "id", "name", "status", "host", "pid", "slots", "in_flight", "served_models", "placed_versions",
+        "serves_all_models",
         "gpus", "cpu_count", "ram", "started_at", "last_heartbeat_at", "stopped_at",
     ]
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
-        return super().get_queryset(request).prefetch_related("models")
+        return super().get_queryset(request).prefetch_related("models", "version_placements__version__model")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a worker registers itself when it starts
@@ -50,6 +51,14 @@ class WorkerAdmin(admin.ModelAdmin):
     @admin.display(description="models")
     def served_models(self, obj: Worker) -> str:
         return ", ".join(model.name for model in obj.models.all()) or "-"
+
+    @admin.display(description="versions placed (by the placement run)")
+    def placed_versions(self, obj: Worker) -> str:
+        placed = []
+        for row in obj.version_placements.all():
+            where = f"GPU {row.gpu_index}, {row.gpu_memory_bytes / GIB:.1f} GiB" if row.gpu_index is not None else "CPU"
+            placed.append(f"{row.version.spec} ({where})")
+        return ", ".join(sorted(placed)) or "-"
 
     @admin.display(description="GPUs")
     def gpus(self, obj: Worker) -> str:

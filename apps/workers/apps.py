@@ -5,3 +5,8 @@ class WorkersConfig(AppConfig):
     name = "apps.workers"
     label = "workers"
     verbose_name = "Workers"
+
+    def ready(self) -> None:
+        from apps.workers import signals
+
+        signals.connect()

@@ -15,9 +15,17 @@ import uuid
 
 from django.conf import settings
 
-from apps.catalog.adapters import AdapterConfigError, AdapterError, ChatMessage, GenerationRequest, TextChunk, Usage
-from apps.catalog.services import adapter_for
-from apps.scheduler.dispatch import dispatch_task
+from apps.catalog.adapters import (
+    AdapterConfigError,
+    AdapterError,
+    ChatMessage,
+    GenerationRequest,
+    ModelAdapter,
+    TextChunk,
+    Usage,
+)
+from apps.catalog.services import adapter_for, release_adapter
+from apps.scheduler.dispatch import announce_ready
 from apps.streaming.services import open_publisher
 from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
@@ -57,7 +65,8 @@ def execute_task(task_id: uuid.UUID) -> None:
                                   error_code="erased", error_message="the task was erased")
         return
     try:
-        adapter = adapter_for(task.model)
+        # The version the task was given at submission, whatever the alias says now.
+        adapter = adapter_for(task.model, task.model_version)
     except (AdapterConfigError, LookupError) as exc:
         task_services.finish_task(task, state=TaskState.FAILED, output="", usage=None,
                                   error_code="model_unavailable", error_message=str(exc))
@@ -65,6 +74,13 @@ def execute_task(task_id: uuid.UUID) -> None:
     except AdapterError as exc:  # the model failed to load here (engine start, missing weights)
         _record_failure(task, exc, "")
         return
+    try:
+        _stream_and_record(task, adapter)
+    finally:
+        release_adapter(adapter)  # a retired version is unloaded once its last stream ends
+
+
+def _stream_and_record(task: Task, adapter: ModelAdapter) -> None:
     request = build_request(task)
     publisher = open_publisher(task)
     parts: list[str] = []
@@ -114,7 +130,7 @@ def _record_failure(task: Task, error: AdapterError, partial_output: str) -> Non
     task.refresh_from_db(fields=["cancel_requested"])
     if not error.permanent and task.attempt < settings.TASK_MAX_ATTEMPTS and not task.cancel_requested:
         if task_services.release_for_retry(task, str(error)):
-            dispatch_task(task.id, task.priority)
+            announce_ready(task.id)
             return
         task.refresh_from_db(fields=["cancel_requested"])  # a cancel may have arrived meanwhile
     if task.cancel_requested:

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apps.catalog.models import LLMModel
+from apps.catalog.models import LLMModel, ModelVersion
 
 
 class WorkerState(models.TextChoices):
@@ -85,7 +85,11 @@ class Worker(models.Model):
 
 
 class Placement(models.Model):
-    """A model placed on a worker: the worker consumes that model's queue."""
+    """A model placed on a worker: the worker consumes that model's queue(s).
+
+    For a model with versions the queues are per version ("name@version") and
+    VersionPlacement says which of them a managed worker consumes.
+    """
 
     worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="placements")
     model = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="placements")
@@ -96,3 +100,22 @@ class Placement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.worker}"
+
+
+class VersionPlacement(models.Model):
+    """A model version placed on a managed worker by the placement run
+    (apps.workers.services.apply_placement): the worker consumes the version's
+    queue, and the version's GPU memory is reserved on ``gpu_index``."""
+
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="version_placements")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="placements")
+    gpu_index = models.PositiveIntegerField(null=True, blank=True, help_text="None: on the worker's CPU")
+    gpu_memory_bytes = models.BigIntegerField(default=0, help_text="reserved on that GPU")
+    placed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["worker", "version"], name="unique_version_placement")]
+
+    def __str__(self) -> str:
+        where = f"GPU {self.gpu_index}" if self.gpu_index is not None else "CPU"
+        return f"{self.version} on {self.worker} ({where})"

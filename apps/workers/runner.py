@@ -10,7 +10,9 @@ Threads:
   batches sees up to ``slots`` requests at once;
 - the heartbeat thread reports liveness, in-flight count and device info,
   and brings back what the operator wants (active or drained) and which
-  models are placed here.
+  models and versions are placed here; an adapter loaded for one no longer
+  placed here (the old version of a rollover once its last task ended, a
+  version the placement moved away) is unloaded, after its last stream.
 
 Messages are taken only when a slot is free, so nothing waits inside a
 worker: whatever a drained or stopping worker did not take stays on the
@@ -33,6 +35,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from huey.api import Task as HueyMessage
 
+from apps.catalog.services import retire_adapters
 from apps.scheduler.queues import ModelQueue, model_queue
 from apps.workers import inventory, services
 from apps.workers.models import Worker, WorkerState
@@ -233,3 +236,6 @@ class WorkerRunner:
             logger.info("worker %s serves: %s", self.options.name, ", ".join(reply.model_names) or "no model")
         if accepting_changed or placements_changed:
             self._wake.set()
+        retired = retire_adapters(reply.model_names)
+        if retired:
+            logger.info("worker %s unloads %s (no longer placed here)", self.options.name, ", ".join(retired))

@@ -1,4 +1,4 @@
-"""The only writers of Worker and Placement rows.
+"""The only writers of Worker, Placement and VersionPlacement rows.
 
 A worker process registers, heartbeats and marks itself stopped; operators
 drain and undrain it. Drain is a request the worker confirms: ``draining``
@@ -6,6 +6,16 @@ until the worker has stopped taking tasks and has none in flight, then
 ``drained``. State changes are conditional UPDATEs, so a heartbeat never
 overwrites an operator's drain or undrain that landed between its read and
 its write.
+
+What a worker serves is a set of queue specs (apps.scheduler.queues): "name"
+for a model's tasks without a version, "name@version" for a version's. A
+worker started with ``--models`` serves exactly those models: every live
+version of each. A managed worker (no ``--models``) serves every enabled
+model's unversioned queue, as before versions existed, and the versions the
+placement run (``apply_placement``: GPU bin packing, apps.scheduler.placement)
+put on it. A version is *live* while it is its model's current version or
+has unfinished tasks; the old version of a rollover stays placed until its
+last task ends, then leaves the heartbeat's reply and the worker unloads it.
 """
 
 from __future__ import annotations
@@ -18,11 +28,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from apps.catalog.models import LLMModel
-from apps.workers.models import Worker, WorkerState
+from apps.catalog import services as catalog_services
+from apps.catalog.models import LLMModel, ModelVersion
+from apps.scheduler import placement
+from apps.tasks.models import TERMINAL_STATES, Task
+from apps.workers.models import Placement, VersionPlacement, Worker, WorkerState
 from llmagentos.api_errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -43,7 +56,8 @@ class WorkerGone(Exception):
 @dataclass(frozen=True)
 class HeartbeatReply:
     state: str  # the state the operator wants: the worker takes tasks only when "active"
-    model_names: tuple[str, ...]  # the models placed on it now, whose queues it consumes
+    # The queue specs it consumes now: "name", or "name@version" for a placed version.
+    model_names: tuple[str, ...]
 
 
 def register_worker(
@@ -90,6 +104,7 @@ def register_worker(
             },
         )
         worker.models.set(placed)
+    _replan()  # a new bin (or a new explicit host): place versions on it
     return worker
 
 
@@ -142,14 +157,203 @@ def heartbeat(worker_id: uuid.UUID, *, in_flight: int, idle: bool, device_info: 
         # between wins, and is picked up by the next heartbeat.
         if Worker.objects.filter(pk=worker_id, state=worker.state).update(**fields):
             worker.state = fields.get("state", worker.state)
+        model_ids, specs = _serving(worker, live_models())
         if worker.serves_all_models:
-            worker.models.set(LLMModel.objects.filter(enabled=True))
-        model_names = placed_model_names(worker)
-    return HeartbeatReply(state=worker.state, model_names=model_names)
+            # Follows the catalog: a model enabled or disabled, a version whose
+            # last task ended, are picked up here.
+            worker.models.set(model_ids)
+    return HeartbeatReply(state=worker.state, model_names=specs)
 
 
 def placed_model_names(worker: Worker) -> tuple[str, ...]:
-    return tuple(worker.models.order_by("name").values_list("name", flat=True))
+    """The queue specs ``worker`` consumes now (see the module docstring)."""
+    return _serving(worker, live_models())[1]
+
+
+# --- Live versions and placement -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    model: LLMModel
+    unversioned: bool  # tasks without a version may still come: its plain "name" queue is served
+    versions: tuple[ModelVersion, ...]  # the current version and those with unfinished tasks
+
+
+def live_models() -> dict[uuid.UUID, LiveModel]:
+    """Every model, by id, with the queues it needs served now. Managed workers and the
+    placement take the enabled ones; a ``--models`` worker serves its models regardless."""
+    models = list(LLMModel.objects.select_related("current_version"))
+    unfinished = set(
+        Task.objects.exclude(state__in=TERMINAL_STATES)
+        .order_by()
+        .values_list("model_id", "model_version_id")
+        .distinct()
+    )
+    wanted = {version_id for _, version_id in unfinished if version_id is not None}
+    wanted |= {model.current_version_id for model in models if model.current_version_id}
+    versions: dict[uuid.UUID, list[ModelVersion]] = {}
+    for version in ModelVersion.objects.filter(pk__in=wanted).select_related("model").order_by("version"):
+        versions.setdefault(version.model_id, []).append(version)
+    return {
+        model.pk: LiveModel(
+            model=model,
+            unversioned=model.current_version_id is None or (model.pk, None) in unfinished,
+            versions=tuple(versions.get(model.pk, ())),
+        )
+        for model in models
+    }
+
+
+def _serving(worker: Worker, live: dict[uuid.UUID, LiveModel]) -> tuple[set[uuid.UUID], tuple[str, ...]]:
+    """(the models, the queue specs) ``worker`` serves now."""
+    if worker.serves_all_models:
+        placed: set[uuid.UUID] | None = set(worker.version_placements.values_list("version_id", flat=True))
+        candidates = _enabled(live)
+    else:
+        placed = None  # --models: every live version of those models
+        candidates = [live[pk] for pk in worker.models.values_list("pk", flat=True) if pk in live]
+    return _specs_of(candidates, placed)
+
+
+def _enabled(live: dict[uuid.UUID, LiveModel]) -> list[LiveModel]:
+    return [entry for entry in live.values() if entry.model.enabled]
+
+
+def _specs_of(
+    candidates: Sequence[LiveModel], placed: set[uuid.UUID] | None
+) -> tuple[set[uuid.UUID], tuple[str, ...]]:
+    model_ids: set[uuid.UUID] = set()
+    specs: list[str] = []
+    for live in candidates:
+        mine = [v for v in live.versions if placed is None or v.pk in placed]
+        if live.unversioned:
+            specs.append(live.model.name)
+        specs.extend(version.spec for version in mine)
+        if live.unversioned or mine:
+            model_ids.add(live.model.pk)
+    return model_ids, tuple(sorted(specs))
+
+
+def unfinished_task_counts() -> dict[tuple[uuid.UUID, uuid.UUID | None], int]:
+    """(model id, version id or None) -> how many of its tasks are waiting, queued or running."""
+    rows = (
+        Task.objects.exclude(state__in=TERMINAL_STATES)
+        .order_by()
+        .values_list("model_id", "model_version_id")
+        .annotate(count=Count("pk"))
+    )
+    return {(model_id, version_id): count for model_id, version_id, count in rows}
+
+
+NO_NEEDS = "its resource needs are unknown: set its device and GPU memory"
+
+
+def apply_placement() -> placement.Plan:
+    """Place the live model versions on the active managed workers; record the verdicts.
+
+    Bins are the GPUs of alive, active workers without ``--models``, each
+    with its free memory as last reported plus what earlier runs reserved on
+    it (those models may be loaded, and count in "used"), never more than
+    its total. A version left out is reported on its row (``placement_error``,
+    shown in the admin and /api/v1/ops/models) unless a ``--models`` worker
+    serves its model; new tasks for it are refused with 503
+    (catalog.services.refuse_unplaceable). With no active worker at all
+    nothing is reported: that is an outage, not a lack of room, and tasks
+    wait as they would for a model without versions.
+    """
+    with transaction.atomic():
+        # Locked in one order: concurrent runs take turns instead of writing over each other.
+        managed = list(
+            Worker.objects.alive().filter(state=WorkerState.ACTIVE, serves_all_models=True)
+            .order_by("pk").select_for_update()
+        )
+        explicit_hosts = set(
+            Placement.objects.filter(
+                worker__in=Worker.objects.alive().filter(state=WorkerState.ACTIVE, serves_all_models=False)
+            ).values_list("model_id", flat=True)
+        )
+        live = live_models()
+        versions = {v.spec: v for entry in _enabled(live) for v in entry.versions}
+        existing = list(VersionPlacement.objects.select_related("version__model"))
+        reserved: dict[tuple[uuid.UUID, int], int] = {}
+        current: dict[str, list[placement.Slot]] = {}
+        for row in existing:
+            if row.gpu_index is not None:
+                key = (row.worker_id, row.gpu_index)
+                reserved[key] = reserved.get(key, 0) + row.gpu_memory_bytes
+            current.setdefault(row.version.spec, []).append(placement.Slot(str(row.worker_id), row.gpu_index))
+        errors: dict[uuid.UUID, str] = {}
+        items = []
+        for spec, version in versions.items():
+            if version.device:
+                items.append(placement.Item(spec, version.device, version.gpu_memory_bytes or 0))
+            else:
+                errors[version.pk] = NO_NEEDS
+        plan = placement.plan_placement(
+            items, [placement.Bin(str(w.pk), _free_gpus(w, reserved)) for w in managed], current
+        )
+        _write_placements(plan, managed, versions, existing, live)
+        errors.update({versions[u.item].pk: u.reason for u in plan.unplaced})
+        model_of = {v.pk: v.model_id for v in versions.values()}
+        errors = {pk: reason for pk, reason in errors.items() if model_of[pk] not in explicit_hosts}
+        if managed or explicit_hosts:
+            catalog_services.record_placement(errors, [v.pk for v in versions.values()])
+            for spec, version in versions.items():
+                if version.pk in errors:
+                    logger.warning("placement: no worker can host %s: %s", spec, errors[version.pk])
+    return plan
+
+
+def _free_gpus(worker: Worker, reserved: dict[tuple[uuid.UUID, int], int]) -> tuple[placement.Gpu, ...]:
+    gpus = []
+    for gpu in (worker.device_info or {}).get("gpus") or []:
+        index, total, free = gpu.get("index"), gpu.get("memory_total"), gpu.get("memory_free")
+        if not isinstance(index, int) or not isinstance(total, int):
+            continue  # a device that reports no memory cannot be planned on
+        available = total if not isinstance(free, int) else min(total, free + reserved.get((worker.pk, index), 0))
+        gpus.append(placement.Gpu(index, max(available, 0)))
+    return tuple(gpus)
+
+
+def _write_placements(
+    plan: placement.Plan,
+    managed: Sequence[Worker],
+    versions: dict[str, ModelVersion],
+    existing: Sequence[VersionPlacement],
+    live: dict[uuid.UUID, LiveModel],
+) -> None:
+    """Make the VersionPlacement rows the plan, and the managed workers' model rows follow."""
+    # (worker, version) -> (GPU index or None, bytes reserved there)
+    wanted: dict[tuple[uuid.UUID, uuid.UUID], tuple[int | None, int]] = {}
+    for spec, slots in plan.slots.items():
+        version = versions[spec]
+        for slot in slots:
+            reserved = (version.gpu_memory_bytes or 0) if slot.gpu is not None else 0
+            wanted[(uuid.UUID(slot.bin), version.pk)] = (slot.gpu, reserved)
+    stale = [
+        row.pk for row in existing
+        if wanted.get((row.worker_id, row.version_id)) != (row.gpu_index, row.gpu_memory_bytes)
+    ]
+    VersionPlacement.objects.filter(pk__in=stale).delete()
+    kept = {(row.worker_id, row.version_id) for row in existing if row.pk not in stale}
+    VersionPlacement.objects.bulk_create(
+        VersionPlacement(worker_id=worker_id, version_id=version_id, gpu_index=gpu, gpu_memory_bytes=reserved)
+        for (worker_id, version_id), (gpu, reserved) in wanted.items()
+        if (worker_id, version_id) not in kept
+    )
+    for worker in managed:
+        placed = {version_id for worker_id, version_id in wanted if worker_id == worker.pk}
+        worker.models.set(_specs_of(_enabled(live), placed)[0])
+
+
+def _replan() -> None:
+    """Re-run the placement after a change to the bins or the items; a failure is
+    logged, not raised: the periodic run (apps.scheduler.jobs) catches up."""
+    try:
+        apply_placement()
+    except Exception:
+        logger.exception("placement run failed; the next periodic run retries")
 
 
 def mark_stopped(worker_id: uuid.UUID) -> None:
@@ -158,12 +362,14 @@ def mark_stopped(worker_id: uuid.UUID) -> None:
     Worker.objects.filter(pk=worker_id).update(
         state=WorkerState.STOPPED, in_flight=0, stopped_at=now, last_heartbeat_at=now
     )
+    _replan()  # its versions go to the other workers
 
 
 def drain(worker: Worker) -> Worker:
     """Ask a worker to take no new tasks (it finishes those in flight). Idempotent."""
     _refuse_if_stopped(worker, "drain")
     Worker.objects.filter(pk=worker.pk, state=WorkerState.ACTIVE).update(state=WorkerState.DRAINING)
+    _replan()  # it takes nothing new: its versions need another home
     worker.refresh_from_db()
     logger.info("worker %s: drain requested (now %s)", worker.name, worker.state)
     return worker
@@ -175,6 +381,7 @@ def undrain(worker: Worker) -> Worker:
     Worker.objects.filter(pk=worker.pk, state__in=(WorkerState.DRAINING, WorkerState.DRAINED)).update(
         state=WorkerState.ACTIVE
     )
+    _replan()
     worker.refresh_from_db()
     logger.info("worker %s: undrained (now %s)", worker.name, worker.state)
     return worker

@@ -1,5 +1,5 @@
 """Nothing is stranded: expired leases are requeued (or failed after the last attempt)
-and queued tasks whose queue message may be lost are handed to Huey again."""
+and queued tasks whose queue message may be lost become ready for the dispatcher again."""
 
 from __future__ import annotations
 
@@ -105,53 +105,48 @@ def test_queued_and_finished_tasks_are_not_reaped(acme_api):
     assert {t.pk: Task.objects.filter(pk=t.pk).values().get() for t in (queued, finished)} == snapshots
 
 
-def test_reap_and_requeue_hands_requeued_tasks_back_to_huey(acme_api, huey):
+def test_reap_and_requeue_makes_the_task_ready_for_the_dispatcher(acme_api, huey, dispatcher):
     expired, live = _submit(acme_api, "expired"), _submit(acme_api, "live")
     services.claim_task(expired.pk, "dead-worker")
     services.claim_task(live.pk, "live-worker")
     _lease_runs_out(expired)
-    assert huey.pending_count() == 0
 
     assert reap_and_requeue() == 1
+    expired.refresh_from_db()
+    assert expired.state == TaskState.QUEUED and expired.dispatched_at is None
 
-    assert huey.pending_count() == 1
+    assert dispatcher.run_once() == 1
     assert _queued_ids(huey) == [str(expired.pk)]
     expired.refresh_from_db()
-    assert expired.state == TaskState.QUEUED and expired.dispatched_at is not None
+    assert expired.dispatched_at is not None
 
 
-# --- Re-dispatching queued tasks --------------------------------------------------------------
+# --- Lost queue messages ----------------------------------------------------------------------
 
 
-def test_redispatch_sends_queued_tasks_never_dispatched_and_skips_fresh_ones(acme_api, huey):
-    stale, fresh = _submit(acme_api, "stale"), _submit(acme_api, "fresh")
-    # (No transaction commits in this test, so submission's own dispatch never ran.)
-    assert stale.dispatched_at is None and fresh.dispatched_at is None
-    _queued_seconds_ago(stale, 6)
-    assert huey.pending_count() == 0
+def test_ready_tasks_are_handed_out_once_and_fresh_dispatches_are_left_alone(acme_api, huey, dispatcher):
+    first, second = _submit(acme_api, "first"), _submit(acme_api, "second")
+    # (No transaction commits in this test, so nothing was dispatched yet.)
+    assert dispatcher.run_once() == 2
+    assert _queued_ids(huey) == sorted([str(first.pk), str(second.pk)])
 
-    assert redispatch_stale() == 1
-
-    assert huey.pending_count() == 1
-    assert _queued_ids(huey) == [str(stale.pk)]
-    stale.refresh_from_db()
-    fresh.refresh_from_db()
-    assert stale.dispatched_at is not None and stale.state == TaskState.QUEUED
-    assert fresh.dispatched_at is None
-
-    # Dispatched now: not sent again until DISPATCH_STALE_SECONDS have passed.
+    # Dispatched just now: neither is made ready again, nor sent twice.
     assert redispatch_stale() == 0
-    assert huey.pending_count() == 1
+    assert dispatcher.run_once() == 0
+    assert huey.pending_count() == 2
 
 
-def test_redispatch_resends_a_task_whose_dispatch_is_older_than_the_stale_limit(acme_api, huey):
+def test_a_dispatch_older_than_the_stale_limit_is_sent_again(acme_api, huey, dispatcher):
     lost, recent = _submit(acme_api, "lost"), _submit(acme_api, "recent")
     long_ago = timezone.now() - timedelta(seconds=settings.DISPATCH_STALE_SECONDS + 10)
-    Task.objects.filter(pk__in=[lost.pk, recent.pk]).update(queued_at=long_ago)
     Task.objects.filter(pk=lost.pk).update(dispatched_at=long_ago)
     Task.objects.filter(pk=recent.pk).update(dispatched_at=timezone.now())
 
     assert redispatch_stale() == 1
+    lost.refresh_from_db()
+    assert lost.dispatched_at is None  # ready again
+    # One slot is taken by "recent" (handed out, not yet claimed): three remain.
+    assert dispatcher.run_once() == 1
 
     assert _queued_ids(huey) == [str(lost.pk)]
     lost.refresh_from_db()
@@ -168,14 +163,14 @@ def test_redispatch_leaves_running_and_cancelled_tasks_alone(acme_api, huey):
     assert huey.pending_count() == 0
 
 
-def test_a_redispatched_task_runs_once_even_with_a_duplicate_message(acme_api, huey):
+def test_a_redispatched_task_runs_once_even_with_a_duplicate_message(acme_api, huey, dispatcher):
     from apps.workers.execution import execute_task
 
     task = _submit(acme_api, "only once")
-    _queued_seconds_ago(task, 6)
-    redispatch_stale()
+    dispatcher.run_once()
     Task.objects.filter(pk=task.pk).update(dispatched_at=timezone.now() - timedelta(days=1))
     redispatch_stale()
+    dispatcher.run_once()
     assert _queued_ids(huey) == [str(task.pk), str(task.pk)]
 
     for _ in huey.pending():

@@ -1,4 +1,4 @@
-"""Dispatch puts a task's id on its own model's queue, and nowhere else."""
+"""The dispatcher puts a task's id on its own model's queue, and nowhere else."""
 
 from __future__ import annotations
 
@@ -26,13 +26,14 @@ def two_models(db) -> tuple[str, str]:
 
 
 @pytest.fixture
-def submit(acme_api, django_capture_on_commit_callbacks):
-    """Submit as acme over the API; dispatch runs when the submission commits."""
+def submit(acme_api, django_capture_on_commit_callbacks, dispatcher):
+    """Submit as acme over the API, then let the dispatcher hand it out."""
 
     def submit(model: str, prompt: str = "to the right queue", **extra) -> Task:
         with django_capture_on_commit_callbacks(execute=True):
             created = acme_api.post("/api/v1/tasks", {"model": model, "prompt": prompt, **extra})
         assert created.status == 201, created.body
+        dispatcher.run_once()
         return Task.objects.get(pk=created.body["id"])
 
     return submit
@@ -42,7 +43,7 @@ def _ids(queue) -> list[str]:
     return [message.args[0] for message in queue.huey.pending()]
 
 
-def test_a_task_goes_onto_its_models_queue_only(submit, two_models, model_queues):
+def test_a_task_goes_onto_its_models_queue_only(two_models, submit, model_queues):  # models before the worker
     mine, other = (model_queues(name) for name in two_models)
     settings.HUEY.flush()
 
@@ -56,7 +57,7 @@ def test_a_task_goes_onto_its_models_queue_only(submit, two_models, model_queues
     assert task.dispatched_at is not None
 
 
-def test_a_re_dispatch_goes_onto_the_models_queue_too(submit, two_models, model_queues):
+def test_a_re_dispatch_goes_onto_the_models_queue_too(two_models, submit, model_queues, dispatcher):
     mine, other = (model_queues(name) for name in two_models)
     task = submit("tiny1")
     mine.huey.flush()
@@ -66,6 +67,7 @@ def test_a_re_dispatch_goes_onto_the_models_queue_too(submit, two_models, model_
     )
 
     assert redispatch_stale() == 1
+    dispatcher.run_once()
 
     assert _ids(other) == [str(task.pk)]
     assert _ids(mine) == []

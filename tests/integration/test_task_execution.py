@@ -57,7 +57,7 @@ def remote_model(monkeypatch):
     """Serve every model from the given broken adapter (the outside world's failure)."""
 
     def install(adapter: ModelAdapter) -> ModelAdapter:
-        monkeypatch.setattr("apps.workers.execution.adapter_for", lambda model: adapter)
+        monkeypatch.setattr("apps.workers.execution.adapter_for", lambda model, version=None: adapter)
         return adapter
 
     return install
@@ -147,7 +147,7 @@ def test_an_unusable_model_config_fails_the_task_as_model_unavailable(acme_api):
 
 
 @pytest.mark.django_db
-def test_a_transient_adapter_error_requeues_the_task_for_another_attempt(acme_api, remote_model, huey):
+def test_a_transient_adapter_error_requeues_the_task_for_another_attempt(acme_api, remote_model, huey, dispatcher):
     adapter = remote_model(BrokenRemoteModel(AdapterError("upstream returned 503"), partial=("the ",)))
     task = _submit(acme_api)
     assert huey.pending_count() == 0
@@ -161,8 +161,9 @@ def test_a_transient_adapter_error_requeues_the_task_for_another_attempt(acme_ap
     assert task.error_code == "retrying" and "503" in task.error_message
     assert task.output_ciphertext is None
     assert adapter.calls == 1
-    # ...and it went back onto the queue, as its id only.
-    assert task.dispatched_at is not None
+    # ...ready again: the dispatcher puts it back onto the queue, as its id only.
+    assert task.dispatched_at is None
+    assert dispatcher.run_once() == 1
     assert huey.pending_count() == 1
     [message] = huey.pending()
     assert message.args == (str(task.pk),)
@@ -174,7 +175,7 @@ def test_a_transient_adapter_error_requeues_the_task_for_another_attempt(acme_ap
 
 
 @pytest.mark.django_db
-def test_a_crashing_adapter_is_treated_as_a_transient_error(acme_api, remote_model, huey):
+def test_a_crashing_adapter_is_treated_as_a_transient_error(acme_api, remote_model, huey, dispatcher):
     remote_model(BrokenRemoteModel(RuntimeError("segfault-ish")))
     task = _submit(acme_api)
 
@@ -182,6 +183,7 @@ def test_a_crashing_adapter_is_treated_as_a_transient_error(acme_api, remote_mod
 
     task.refresh_from_db()
     assert (task.state, task.attempt, task.error_code) == (TaskState.QUEUED, 1, "retrying")
+    assert dispatcher.run_once() == 1
     assert huey.pending_count() == 1
 
 

@@ -17,7 +17,10 @@ class ModelListView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
-        models = LLMModel.objects.visible_to(tenant_of(request))
+        # Versions of the visible models only: a private model's are as hidden as the model.
+        models = LLMModel.objects.visible_to(tenant_of(request)).select_related("current_version").prefetch_related(
+            "versions"
+        )
         return Response(
             {
                 "object": "list",
@@ -27,6 +30,9 @@ class ModelListView(APIView):
                         "object": "model",
                         "description": model.description,
                         "adapter": model.adapter,
+                        # Pin one with "model": "name@version"; the plain name runs the current one.
+                        "current_version": model.current_version.version if model.current_version else None,
+                        "versions": sorted(v.version for v in model.versions.all()),
                         "owned_by": "llmagentos",
                         "created": int(model.created_at.timestamp()),
                     }

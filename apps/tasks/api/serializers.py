@@ -8,8 +8,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.scheduler.estimates import task_wait
-from apps.tasks import services
-from apps.tasks.models import Priority, Task, TaskState
+from apps.tasks import graph, services, workflows
+from apps.tasks.models import Priority, Task, TaskState, Workflow
 
 MAX_PROMPT_CHARS = 200_000
 MAX_MESSAGES = 256
@@ -99,6 +99,9 @@ class TaskCreateSerializer(StrictSerializer):
     priority = serializers.ChoiceField(choices=Priority.choices, required=False, default=Priority.NORMAL)
     metadata = MetadataField(required=False)
     client_ref = serializers.CharField(required=False, allow_null=True, max_length=128)
+    depends_on = serializers.ListField(
+        child=serializers.UUIDField(), required=False, max_length=workflows.MAX_PARENTS
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         has_prompt = "prompt" in attrs
@@ -107,10 +110,22 @@ class TaskCreateSerializer(StrictSerializer):
             raise serializers.ValidationError(
                 {"prompt": [serializers.ErrorDetail("give exactly one of 'prompt' and 'messages'", code="prompt_or_messages")]}
             )
+        # Only a task in a graph has its {{KEY.output}} references substituted;
+        # elsewhere such text is plain text, as it always was.
+        if "depends_on" in attrs:
+            parents = {str(parent) for parent in attrs["depends_on"]}
+            for param, key in graph.input_references(attrs.get("prompt"), attrs.get("messages")):
+                if key not in parents:
+                    message = f"{{{{{key}.output}}}} refers to {key!r}, which is not in depends_on"
+                    raise serializers.ValidationError({param: [serializers.ErrorDetail(message, code="unknown_reference")]})
         return attrs
 
     def to_request(self) -> services.TaskRequest:
-        data = self.validated_data
+        return self.request_from(self.validated_data)
+
+    @staticmethod
+    def request_from(data: dict[str, Any]) -> services.TaskRequest:
+        """The service's request from validated data (also each workflow node's)."""
         return services.TaskRequest(
             model=data["model"],
             prompt=data.get("prompt"),
@@ -123,6 +138,7 @@ class TaskCreateSerializer(StrictSerializer):
             priority=data["priority"],
             metadata=data.get("metadata", {}),
             client_ref=data.get("client_ref"),
+            depends_on=tuple(dict.fromkeys(str(parent) for parent in data.get("depends_on", ()))),
         )
 
 
@@ -133,6 +149,93 @@ class TaskListQuerySerializer(StrictSerializer):
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
 
+class WorkflowNodeSerializer(TaskCreateSerializer):
+    """A task of POST /api/v1/workflows: every task field, a name, parents by name."""
+
+    name = serializers.RegexField(
+        graph.NODE_NAME_PATTERN,
+        error_messages={"invalid": "a node name is 1-64 characters of A-Z, a-z, 0-9, '_' and '-'"},
+    )
+    # Always present (default), so a reference in a root node is refused too.
+    depends_on = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list,
+        max_length=workflows.MAX_WORKFLOW_NODES,
+    )
+
+
+def _node_error(index: int, field: str, message: str, code: str) -> serializers.ValidationError:
+    # Raised from validate_nodes, so the param becomes nodes.<index>.<field>.
+    return serializers.ValidationError({index: {field: [serializers.ErrorDetail(message, code=code)]}})
+
+
+class WorkflowCreateSerializer(StrictSerializer):
+    nodes = serializers.ListField(
+        child=WorkflowNodeSerializer(), min_length=1, max_length=workflows.MAX_WORKFLOW_NODES
+    )
+
+    def validate_nodes(self, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        position: dict[str, int] = {}
+        for index, node in enumerate(nodes):
+            if node["name"] in position:
+                raise _node_error(
+                    index, "name", f"duplicate node name {node['name']!r} (also nodes.{position[node['name']]})",
+                    "duplicate_name",
+                )
+            position[node["name"]] = index
+        for index, node in enumerate(nodes):
+            unknown = [parent for parent in node["depends_on"] if parent not in position]
+            if unknown:
+                raise _node_error(index, "depends_on", f"no node named {unknown[0]!r} in this workflow", "unknown_node")
+        cycle = graph.find_cycle({node["name"]: node["depends_on"] for node in nodes})
+        if cycle:
+            raise _node_error(
+                position[cycle[0]], "depends_on",
+                f"dependency cycle: {' -> '.join(cycle)} (each depends on the next)", "workflow_cycle",
+            )
+        return nodes
+
+    def to_nodes(self) -> list[workflows.WorkflowNode]:
+        return [
+            workflows.WorkflowNode(name=node["name"], request=TaskCreateSerializer.request_from(node))
+            for node in self.validated_data["nodes"]
+        ]
+
+
+def workflow_created(submission: workflows.WorkflowSubmission) -> dict[str, Any]:
+    return {
+        "id": str(submission.workflow.id),
+        "object": "workflow",
+        "created_at": submission.workflow.created_at,
+        "tasks": {name: str(task_id) for name, task_id in submission.task_ids.items()},
+    }
+
+
+def workflow_detail(workflow: Workflow) -> dict[str, Any]:
+    tasks = workflows.workflow_tasks(workflow)
+    names = {task.pk: name for name, task in tasks.items()}
+    return {
+        "id": str(workflow.id),
+        "object": "workflow",
+        "created_at": workflow.created_at,
+        "status": workflows.workflow_status(tasks.values()),
+        "tasks": {
+            name: {
+                "id": str(task.pk),
+                "status": task.state,
+                "depends_on": [names[link.parent_id] for link in task.parent_links.all()],
+                "error": _error_of(task),
+                "started_at": task.started_at,
+                "finished_at": task.finished_at,
+            }
+            for name, task in tasks.items()
+        },
+    }
+
+
+def _error_of(task: Task) -> dict[str, str] | None:
+    return {"code": task.error_code, "message": task.error_message} if task.error_code and task.is_terminal else None
+
+
 def task_summary(task: Task) -> dict[str, Any]:
     """The fields every view of a task shows; never the input or output."""
     meta = services.read_meta(task)
@@ -140,6 +243,8 @@ def task_summary(task: Task) -> dict[str, Any]:
         "id": str(task.id),
         "object": "task",
         "model": task.model.name,
+        # The version it runs, fixed at submission (null: a model without versions).
+        "model_version": task.model_version.version if task.model_version_id else None,
         "status": task.state,
         "priority": task.priority,
         "params": {
@@ -151,13 +256,14 @@ def task_summary(task: Task) -> dict[str, Any]:
         "metadata": meta.get("metadata") or {},
         "client_ref": meta.get("client_ref"),
         "usage": task.usage,
-        "error": {"code": task.error_code, "message": task.error_message} if task.error_code and task.is_terminal else None,
+        "error": _error_of(task),
         "attempt": task.attempt,
         "cancel_requested": task.cancel_requested,
         "erased": task.erased_at is not None,
         "created_at": task.created_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,
+        "workflow": str(task.workflow_id) if task.workflow_id else None,
     }
 
 
@@ -171,5 +277,6 @@ def task_detail(task: Task) -> dict[str, Any]:
     else:
         body["input"] = None
     body["output"] = services.read_output(task) if task.is_terminal else None
+    body["depends_on"] = [str(link.parent_id) for link in task.parent_links.all()]
     body.update(task_wait(task))
     return body

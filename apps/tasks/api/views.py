@@ -14,10 +14,19 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.tasks import services
-from apps.tasks.api.serializers import TaskCreateSerializer, TaskListQuerySerializer, task_detail, task_summary
+from apps.scheduler.admission import rate_limit_headers
+from apps.tasks import services, workflows
+from apps.tasks.api.serializers import (
+    TaskCreateSerializer,
+    TaskListQuerySerializer,
+    WorkflowCreateSerializer,
+    task_detail,
+    task_summary,
+    workflow_created,
+    workflow_detail,
+)
 from apps.streaming.tokens import issue_stream_token
-from apps.tasks.models import Task
+from apps.tasks.models import Task, Workflow
 from apps.tenants.permissions import tenant_of
 from llmagentos.api_errors import ApiError
 
@@ -61,7 +70,7 @@ class TaskViewSet(viewsets.ViewSet):
     }
 
     def _tenant_tasks(self, request: Request):
-        return Task.objects.for_tenant(tenant_of(request)).select_related("model", "tenant")
+        return Task.objects.for_tenant(tenant_of(request)).select_related("model", "model_version", "tenant")
 
     def _get_task(self, request: Request, pk: str) -> Task:
         try:
@@ -111,6 +120,8 @@ class TaskViewSet(viewsets.ViewSet):
         response = Response(task_detail(submission.task), status=status.HTTP_201_CREATED)
         if submission.replayed:
             response["Idempotent-Replayed"] = "true"
+        for name, value in rate_limit_headers(submission.rate_limits).items():
+            response[name] = value
         return response
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -136,3 +147,41 @@ class TaskViewSet(viewsets.ViewSet):
         return Response(
             {"token": issue_stream_token(task.id, task.tenant_id), "expires_in": settings.STREAM_TOKEN_SECONDS}
         )
+
+
+class WorkflowViewSet(viewsets.ViewSet):
+    """Graphs of tasks submitted at once; each node is a task like any other."""
+
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    required_scopes = {"create": "tasks:write", "retrieve": "tasks:read", "cancel": "tasks:write"}
+
+    def _get_workflow(self, request: Request, pk: str) -> Workflow:
+        try:
+            workflow = Workflow.objects.for_tenant(tenant_of(request)).select_related("tenant").filter(pk=pk).first()
+        except (ValueError, exceptions.ValidationError, DjangoValidationError):
+            workflow = None
+        if workflow is None:
+            # Another tenant's workflow is answered exactly like a missing one.
+            raise ApiError(404, "workflow_not_found", "no workflow with this id")
+        return workflow
+
+    @extend_schema(request=WorkflowCreateSerializer, responses={201: OpenApiTypes.OBJECT})
+    def create(self, request: Request) -> Response:
+        serializer = WorkflowCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        submission = workflows.submit_workflow(tenant_of(request), request.auth, serializer.to_nodes())
+        response = Response(workflow_created(submission), status=status.HTTP_201_CREATED)
+        for name, value in rate_limit_headers(submission.rate_limits).items():
+            response[name] = value
+        return response
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(workflow_detail(self._get_workflow(request, pk)))
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        workflow = self._get_workflow(request, pk)
+        workflows.cancel_workflow(workflow)
+        return Response(workflow_detail(workflow))

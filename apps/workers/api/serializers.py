@@ -6,8 +6,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.catalog.models import LLMModel, ModelVersion
 from apps.tasks.api.serializers import StrictSerializer
-from apps.workers.models import Worker
+from apps.workers.models import RUNNING_STATES, Worker
 
 
 class WorkerListQuerySerializer(StrictSerializer):
@@ -28,6 +29,10 @@ def worker_representation(worker: Worker) -> dict[str, Any]:
         "slots": worker.slots,
         "in_flight": worker.in_flight,
         "models": [model.name for model in worker.models.all()],
+        "versions": [
+            {"model": placed.version.spec, "gpu": placed.gpu_index, "gpu_memory_bytes": placed.gpu_memory_bytes}
+            for placed in worker.version_placements.all()
+        ],
         "serves_all_models": worker.serves_all_models,
         "gpus": device.get("gpus") or [],
         "cpu_count": device.get("cpu_count"),
@@ -36,4 +41,49 @@ def worker_representation(worker: Worker) -> dict[str, Any]:
         "started_at": worker.started_at,
         "last_heartbeat_at": worker.last_heartbeat_at,
         "stopped_at": worker.stopped_at,
+    }
+
+
+def model_placement_representation(
+    model: LLMModel, unfinished: dict[tuple[Any, Any], int]
+) -> dict[str, Any]:
+    """A model, its versions and where they run (``model`` with versions, their placements
+    and its placements prefetched); ``unfinished`` from services.unfinished_task_counts."""
+    versions = sorted(model.versions.all(), key=lambda v: v.created_at)
+    problems = [f"{v.version}: {v.placement_error}" for v in versions if v.placement_error]
+    return {
+        "object": "model",
+        "name": model.name,
+        "adapter": model.adapter,
+        "enabled": model.enabled,
+        "is_public": model.is_public,
+        "current_version": model.current_version.version if model.current_version else None,
+        # Workers that are up; a stopped or lost worker's old rows say nothing about now.
+        "workers": sorted(p.worker.name for p in model.placements.all() if p.worker.status in RUNNING_STATES),
+        "unfinished_tasks": sum(n for (model_id, _), n in unfinished.items() if model_id == model.pk),
+        "placement_error": "; ".join(problems) or None,
+        "versions": [_version_representation(model, v, unfinished) for v in versions],
+    }
+
+
+def _version_representation(
+    model: LLMModel, version: ModelVersion, unfinished: dict[tuple[Any, Any], int]
+) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "model": f"{model.name}@{version.version}",
+        "current": model.current_version_id == version.pk,
+        "artifact_uri": version.artifact_uri,
+        "sha256": version.sha256,
+        "size_bytes": version.size_bytes,
+        "device": version.device or None,
+        "gpu_memory_bytes": version.gpu_memory_bytes,
+        "unfinished_tasks": unfinished.get((model.pk, version.pk), 0),
+        "placements": [
+            {"worker": p.worker.name, "gpu": p.gpu_index, "gpu_memory_bytes": p.gpu_memory_bytes}
+            for p in sorted(version.placements.all(), key=lambda p: p.worker.name)
+        ],
+        "placement_error": version.placement_error or None,
+        "placement_checked_at": version.placement_checked_at,
+        "created_at": version.created_at,
     }

@@ -1,4 +1,4 @@
-"""Operator endpoints for workers: list, drain, undrain. Staff sessions only."""
+"""Operator endpoints for workers (list, drain, undrain) and model placement. Staff only."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from rest_framework.views import APIView
 from apps.catalog.models import LLMModel
 from apps.security.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
 from apps.workers import services
-from apps.workers.api.serializers import WorkerListQuerySerializer, worker_representation
+from apps.workers.api.serializers import (
+    WorkerListQuerySerializer,
+    model_placement_representation,
+    worker_representation,
+)
 from apps.workers.models import Worker
 from llmagentos.api_errors import ApiError
 
@@ -39,7 +43,7 @@ class WorkerListView(OperatorView):
             if model is None:
                 raise ApiError(400, "model_not_found", "no model with this name", param="model")
             workers = services.workers_for_model(model)
-        workers = workers.prefetch_related("models")
+        workers = workers.prefetch_related("models", "version_placements__version__model")
         return Response({"object": "list", "data": [worker_representation(worker) for worker in workers]})
 
 
@@ -66,3 +70,18 @@ class WorkerUndrainView(WorkerChangeView):
     """Take tasks again."""
 
     change = staticmethod(services.undrain)
+
+
+class ModelPlacementListView(OperatorView):
+    """Every model with its versions: which is current, where each is placed, and why
+    one that no worker can host is left out (``placement_error``)."""
+
+    @extend_schema(tags=["ops"], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        models = LLMModel.objects.select_related("current_version").prefetch_related(
+            "versions__placements__worker", "placements__worker"
+        )
+        unfinished = services.unfinished_task_counts()
+        return Response(
+            {"object": "list", "data": [model_placement_representation(model, unfinished) for model in models]}
+        )

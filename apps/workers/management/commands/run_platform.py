@@ -3,9 +3,8 @@
 Migrates, builds the tiny local model once (served as the public model
 "tiny"), seeds on the first run (printing API_KEY=… and the admin login once
 on stdout), then runs three children under one supervisor in the foreground
-until SIGTERM or Ctrl-C: the ASGI server; the scheduler, a plain Huey
-consumer of the global queue that runs only the periodic jobs (lease reaper,
-stale re-dispatch); and one worker serving every enabled model. HOST, PORT
+until SIGTERM or Ctrl-C: the ASGI server; the scheduler (the dispatcher
+loop and the periodic jobs: lease reaper, stale dispatches, placement); and one worker serving every enabled model. HOST, PORT
 and DATA_DIR come from the environment; WORKER_THREADS sets the worker's
 slots, WORKER_NAME its name (default "<host>-embedded").
 """
@@ -56,10 +55,9 @@ class Command(BaseCommand):
                     [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
                      "--host", host, "--port", port, "--no-access-log", "--timeout-graceful-shutdown", "10"],
                 ),
-                # The periodic jobs have one home, whatever the number of workers.
-                # SIGINT is Huey's graceful stop: finish a running job, take no new one.
-                Child("scheduler", [sys.executable, manage_py, "run_huey", "--workers", "1",
-                                    "--worker-type", "thread"], stop_signal=signal.SIGINT),
+                # One scheduler: the dispatcher (policy order, free slots, running
+                # caps) and the periodic jobs, in one place whatever the number of workers.
+                Child("scheduler", [sys.executable, manage_py, "run_scheduler"]),
                 # SIGTERM: finish in-flight tasks, take no new ones, mark itself stopped.
                 Child("worker", [sys.executable, manage_py, "run_worker", "--name", worker_name,
                                  "--slots", threads]),

@@ -1,0 +1,213 @@
+"""Admission: may a tenant's task enter the queue, and what it costs.
+
+``admit`` runs inside the transaction that inserts the task, in this order:
+
+1. the plan's priority cap                          → 403 priority_not_allowed
+2. a worst-case cost (prompt estimate + max_tokens)
+   above the whole tokens-per-minute limit          → 429 rate_limited
+3. the tenant's admission lock (one row per tenant), then the count of its
+   queued and waiting tasks against ``max_queued``   → 429 queue_full
+4. the budget: reserve the worst-case cost with a
+   conditional UPDATE                               → 402 budget_exceeded
+5. the rate limits, rpm and tpm together            → 429 rate_limited
+
+A refusal raises; the transaction rolls back, so a refused task reserves
+nothing. The rate limits come last so that a refused task takes nothing from
+them either (Redis does not roll back with the database). Each admitted task has one reservation
+(``TaskCharge``), settled exactly once by ``settle_task`` when the task ends —
+succeeded, failed or cancelled — at its actual usage.
+
+The running-task cap (``max_running``) is not checked here: the dispatcher
+holds a capped tenant's tasks back, and they wait their turn (Contracts).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.catalog.models import LLMModel
+from apps.tasks.models import TERMINAL_STATES, Task, TaskState
+from apps.tenants import ratelimit
+from apps.tenants import services as tenant_services
+from apps.tenants.models import PRIORITY_CLASSES_HIGHEST_FIRST, ApiKey, Plan, Tenant
+from llmagentos.api_errors import ApiError
+
+if TYPE_CHECKING:
+    from apps.tasks.services import TaskRequest
+
+PENDING_STATES = (TaskState.QUEUED, TaskState.WAITING)
+ECHO_ADAPTER = "echo"
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class Admission:
+    task_id: uuid.UUID  # the id the admitted task must be inserted with
+    cost_tokens: int  # reserved until the task ends
+    rate_limits: ratelimit.RateLimits
+
+
+def estimate_prompt_tokens(model: LLMModel, prompt: str | None, messages: list[dict[str, str]] | None) -> int:
+    """The prompt's token count as admission charges it before the model has seen it.
+
+    The echo model counts whitespace-separated words, so for it this is exact.
+    For any other model: characters / 4, rounded up, over the prompt or all
+    messages' contents — the usual rule of thumb for English text with BPE
+    tokenizers. It can be low (code, other scripts); settlement charges the
+    actual count, so an underestimate shifts cost to the next admissions but
+    never goes unbilled.
+    """
+    texts = [prompt] if prompt is not None else [message["content"] for message in messages or ()]
+    if model.adapter == ECHO_ADAPTER:
+        return sum(len(text.split()) for text in texts)
+    return math.ceil(sum(len(text) for text in texts) / CHARS_PER_TOKEN)
+
+
+def admit(tenant: Tenant, api_key: ApiKey | None, model: LLMModel, request: TaskRequest) -> Admission:
+    """Admit one task or raise ApiError (403, 429, 402). Call it inside the
+    ``transaction.atomic()`` block that inserts the task, with the returned id."""
+    plan = Plan.objects.get(pk=tenant.plan_id)  # fresh: an operator may just have changed it
+    _check_priority(plan, request.priority)
+    cost = estimate_prompt_tokens(model, request.prompt, request.messages) + request.max_tokens
+    if plan.tpm is not None and cost > plan.tpm:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"this task's worst-case cost ({cost} tokens) exceeds the plan's {plan.tpm} tokens per minute "
+            "on its own; lower max_tokens",
+            param="max_tokens",
+            headers={"Retry-After": str(int(ratelimit.PERIOD_SECONDS))}
+            | rate_limit_headers(ratelimit.peek(tenant, plan)),
+        )
+    tenant_services.lock_admissions(tenant)
+    _check_queue(tenant, plan)
+    task_id = uuid.uuid4()
+    try:
+        tenant_services.reserve_budget(tenant, plan, api_key, task_id, cost)
+    except tenant_services.BudgetExceeded as exc:
+        raise ApiError(
+            402, "budget_exceeded", _budget_message(exc), headers=rate_limit_headers(ratelimit.peek(tenant, plan))
+        ) from None
+    limits = ratelimit.consume(tenant, plan, cost)
+    if not limits.allowed:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"over the plan's rate limits ({_limit_text(plan)}); retry after {limits.retry_after_seconds} s",
+            headers={"Retry-After": str(limits.retry_after_seconds)} | rate_limit_headers(limits),
+        )
+    return Admission(task_id=task_id, cost_tokens=cost, rate_limits=limits)
+
+
+def _check_priority(plan: Plan, priority: str) -> None:
+    order = PRIORITY_CLASSES_HIGHEST_FIRST
+    if order.index(priority) < order.index(plan.max_priority):
+        raise ApiError(
+            403,
+            "priority_not_allowed",
+            f"the priority class {priority!r} is above this tenant's plan cap ({plan.max_priority!r})",
+            param="priority",
+        )
+
+
+def _check_queue(tenant: Tenant, plan: Plan) -> None:
+    # Counted under the tenant's admission lock, so two processes cannot both
+    # see the last free place. (A counter column would avoid the count but
+    # must then follow every state change other code makes.)
+    if plan.max_queued is None:
+        return
+    pending = Task.objects.for_tenant(tenant).filter(state__in=PENDING_STATES).count()
+    if pending >= plan.max_queued:
+        raise ApiError(
+            429,
+            "queue_full",
+            f"this tenant already has {pending} tasks queued or waiting (the plan allows {plan.max_queued})",
+            headers={"Retry-After": str(settings.QUEUE_FULL_RETRY_AFTER_SECONDS)},
+        )
+
+
+def _budget_message(exc: tenant_services.BudgetExceeded) -> str:
+    resets = f"; it resets at {exc.period_end:%Y-%m-%dT%H:%M:%SZ}" if exc.period_end else ""
+    period = "" if exc.period == "none" else f" {exc.period}ly"
+    return (
+        f"over the token budget: this task may cost up to {exc.cost_tokens} tokens (prompt + max_tokens) "
+        f"but {exc.remaining_tokens} of the{period} budget of {exc.budget_tokens} remain "
+        f"({exc.spent_tokens} spent, {exc.reserved_tokens} reserved by unfinished tasks){resets}"
+    )
+
+
+def _limit_text(plan: Plan) -> str:
+    parts = [f"{plan.rpm} requests" if plan.rpm is not None else "", f"{plan.tpm} tokens" if plan.tpm is not None else ""]
+    return " and ".join(part for part in parts if part) + " per minute"
+
+
+def rate_limit_headers(limits: ratelimit.RateLimits | None) -> dict[str, str]:
+    """X-RateLimit-Limit/-Remaining/-Reset for requests per minute (the Contracts'
+    names), and the same with a -Tokens suffix for tokens per minute. Reset is
+    in seconds from now. A limit the plan does not set gets no headers."""
+    if limits is None:
+        return {}
+    headers: dict[str, str] = {}
+    for suffix, bucket in (("", limits.requests), ("-Tokens", limits.tokens)):
+        if bucket.limit is None:
+            continue
+        headers[f"X-RateLimit-Limit{suffix}"] = str(bucket.limit)
+        headers[f"X-RateLimit-Remaining{suffix}"] = str(bucket.remaining)
+        headers[f"X-RateLimit-Reset{suffix}"] = str(bucket.reset_seconds)
+    return headers
+
+
+# --- Settlement --------------------------------------------------------------------------
+
+
+def settle_task(task_id: uuid.UUID) -> bool:
+    """Charge an ended task its actual usage (none recorded: nothing) and release
+    the rest of its reservation. Idempotent: only the first call changes anything.
+
+    Called where a task reaches a terminal state, in the same transaction when
+    there is one, so the state change and the charge commit together.
+    """
+    usage = Task.objects.filter(pk=task_id).values_list("prompt_tokens", "completion_tokens").first()
+    prompt_tokens, completion_tokens = usage or (None, None)
+    return tenant_services.settle_charge(task_id, prompt_tokens or 0, completion_tokens or 0)
+
+
+def settle_forgotten() -> int:
+    """Settle reservations of tasks that ended without being settled (the process
+    died between the state change and the charge); returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=settings.SETTLEMENT_SWEEP_AFTER_SECONDS)
+    open_ids = tenant_services.unsettled_charges(created_before=cutoff)
+    ended = Task.objects.filter(pk__in=open_ids, state__in=TERMINAL_STATES).values_list("pk", flat=True)
+    return sum(settle_task(task_id) for task_id in ended)
+
+
+# --- Usage ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    plan: Plan
+    budget: tenant_services.BudgetUsage
+    rate_limits: ratelimit.RateLimits
+    queued_tasks: int  # queued or waiting
+    running_tasks: int
+
+
+def usage_report(tenant: Tenant) -> UsageReport:
+    """What the tenant has used and has left. Only this tenant's data, by construction."""
+    plan = Plan.objects.get(pk=tenant.plan_id)
+    tasks = Task.objects.for_tenant(tenant)
+    return UsageReport(
+        plan=plan,
+        budget=tenant_services.budget_usage(tenant, plan),
+        rate_limits=ratelimit.peek(tenant, plan),
+        queued_tasks=tasks.filter(state__in=PENDING_STATES).count(),
+        running_tasks=tasks.filter(state=TaskState.RUNNING).count(),
+    )

@@ -1,0 +1,51 @@
+"""manage.py run_scheduler: the dispatcher loop plus the periodic jobs.
+
+Run exactly one per installation (`make run` starts it). It dispatches on
+every wake-up (a submission with Redis) and every SCHEDULER_TICK_SECONDS, and
+runs the global queue's periodic jobs (lease reaper, stale dispatches,
+placement, charges, retention) with an in-process Huey consumer. SIGTERM or
+SIGINT stops it after the current round.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+
+from apps.scheduler import wakeup
+from apps.scheduler.dispatcher import Dispatcher
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Run the dispatcher and the periodic scheduler jobs in the foreground."
+
+    def handle(self, *args, **options) -> None:
+        stopping = False
+
+        def stop(signum, frame) -> None:
+            nonlocal stopping
+            stopping = True
+
+        consumer = settings.HUEY.create_consumer(workers=1, worker_type="thread", periodic=True)
+        consumer.start()
+        # After start(): the consumer installs handlers of its own; this loop owns the stop.
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        dispatcher = Dispatcher()
+        self.stderr.write("scheduler running: dispatch loop and periodic jobs")
+        try:
+            while not stopping:
+                try:
+                    dispatcher.run_once()
+                except Exception:  # a database blip must not end the scheduler
+                    logger.exception("dispatch round failed; retrying")
+                    close_old_connections()
+                wakeup.wait_for_work(settings.SCHEDULER_TICK_SECONDS)
+        finally:
+            consumer.stop(graceful=True)

@@ -1,0 +1,26 @@
+from django.contrib import admin, messages
+
+from apps.security.models import OperatorToken
+from apps.security.services import revoke_operator_token
+
+
+@admin.register(OperatorToken)
+class OperatorTokenAdmin(admin.ModelAdmin):
+    """Lists and revokes operator tokens; issue them with ``manage.py create_operator_token``
+    (the secret is shown once there and never stored; its hash is never shown)."""
+
+    list_display = ["prefix", "user", "name", "created_at", "revoked_at", "last_used_at"]
+    list_filter = ["user"]
+    search_fields = ["prefix", "name", "user__username"]
+    fields = ["user", "name", "prefix", "created_at", "revoked_at", "last_used_at"]
+    readonly_fields = fields
+    actions = ["revoke_tokens"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request, queryset):
+        for token in queryset:
+            revoke_operator_token(token)
+        messages.success(request, f"Revoked {queryset.count()} token(s).")

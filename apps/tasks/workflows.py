@@ -1,0 +1,341 @@
+"""Task dependencies: linking, release, failure propagation, and workflows.
+
+The rules (docs/api.md, "Dependencies and workflows"):
+
+- A task with parents is created ``waiting``. It becomes ``queued`` once every
+  parent has succeeded; then, and only then, its ``{{KEY.output}}`` references
+  are replaced by the parents' outputs (apps.tasks.graph.substitute: literal,
+  one pass) and its encrypted input is rewritten with the result, so what
+  GET shows is what the model was given, and retries see the same text.
+- When a parent fails or is cancelled, every waiting descendant fails with
+  ``dependency_failed`` and a message naming that parent and its state.
+
+Races. Every transition here is a conditional UPDATE on ``state='waiting'``
+whose row count is checked, so a task is released (and announced to the
+dispatcher) or failed exactly once however many parents finish at the same
+moment. Nothing is locked: a parent's end and a child's submission each look
+at the other after their own commit (``task_ended`` after the parent's,
+``_settle`` after the child's), so whichever commits last sees both. ``settle_stranded`` (a periodic
+job) catches a task whose hook was lost with a crashed process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from apps.tasks import graph
+from apps.tasks import services
+from apps.tasks.models import TERMINAL_STATES, Task, TaskDependency, TaskState, Workflow
+from apps.tenants.models import ApiKey, Tenant
+from apps.tenants.ratelimit import RateLimits
+from llmagentos.api_errors import ApiError
+
+DEPENDENCY_FAILED = "dependency_failed"
+MAX_WORKFLOW_NODES = 100
+MAX_PARENTS = 100
+UNFINISHED_STATES = (TaskState.WAITING, TaskState.QUEUED, TaskState.RUNNING)
+DOOMING_STATES = (TaskState.FAILED, TaskState.CANCELLED)
+
+
+# --- Single tasks: linking at submission ---------------------------------------------
+
+
+def attach_parents(task: Task, parent_ids: Sequence[str]) -> None:
+    """Link a task being submitted (created ``waiting``) to its parents.
+
+    Runs inside the submission's transaction: an unknown id — or another
+    tenant's, answered alike — rolls the task back with a 400. When the parents
+    have already finished, the task is released or failed at once, so the 201
+    shows its real state; ``task`` is refreshed to it.
+    """
+    found = {str(pk): pk for pk in Task.objects.for_tenant(task.tenant).filter(pk__in=parent_ids).values_list("pk", flat=True)}
+    missing = [parent_id for parent_id in parent_ids if parent_id not in found]
+    if missing:
+        raise ApiError(400, "parent_not_found", f"depends_on: no task with id {missing[0]}", param="depends_on")
+    parents = [found[parent_id] for parent_id in parent_ids]  # in the order given: GET shows it so
+    TaskDependency.objects.bulk_create([TaskDependency(child=task, parent_id=pk) for pk in parents])
+    _raise_ranks(parents, task.critical_path_rank + 1)
+    _settle(task.pk)
+    # A parent may finish between this read and our commit; its own hook then
+    # cannot see this uncommitted task, so look again once committed.
+    transaction.on_commit(partial(_settle_and_dispatch, [task.pk]), robust=True)
+    task.refresh_from_db()
+
+
+def _raise_ranks(task_ids: Iterable[uuid.UUID], rank: int) -> None:
+    """A new descendant chain may lengthen its ancestors' critical paths.
+
+    Only tasks not yet dispatched matter (waiting, queued); a queued task's
+    parents have all succeeded, so the walk goes on through waiting ones only.
+    """
+    not_started = (TaskState.WAITING, TaskState.QUEUED)
+    frontier = list(task_ids)
+    while frontier:
+        raised = list(
+            Task.objects.filter(pk__in=frontier, state__in=not_started, critical_path_rank__lt=rank).values_list(
+                "pk", flat=True
+            )
+        )
+        if not raised:
+            return
+        Task.objects.filter(pk__in=raised, critical_path_rank__lt=rank).update(critical_path_rank=rank)
+        frontier = list(
+            TaskDependency.objects.filter(child_id__in=raised, child__state=TaskState.WAITING)
+            .values_list("parent_id", flat=True)
+            .distinct()
+        )
+        rank += 1
+
+
+# --- Release and failure ---------------------------------------------------------------
+
+
+def task_ended(task_id: uuid.UUID) -> None:
+    """After a task's end is committed (apps.tasks.services._announce_end):
+    release its waiting children whose parents have all succeeded, or fail
+    all its waiting descendants when it failed or was cancelled."""
+    task = Task.objects.filter(pk=task_id).only("pk", "state", "error_code").first()
+    if task is None:
+        return
+    children = list(
+        Task.objects.filter(parent_links__parent_id=task_id, state=TaskState.WAITING)
+        .order_by("-critical_path_rank", "created_at")
+        .values_list("pk", flat=True)
+    )
+    if not children:
+        return
+    if task.state == TaskState.SUCCEEDED:
+        _settle_and_dispatch(children)
+    elif task.state in DOOMING_STATES:
+        _fail_waiting(children, _failure_reason(task))
+
+
+def _settle_and_dispatch(task_ids: Sequence[uuid.UUID]) -> None:
+    for task_id in task_ids:
+        released = _settle(task_id)
+        if released is not None:
+            # Ready now: tell the dispatcher, as a submission does.
+            transaction.on_commit(partial(services._dispatch, released), robust=True)
+
+
+def _settle(task_id: uuid.UUID) -> Task | None:
+    """Release a waiting task whose parents all succeeded (its input resolved),
+    or fail it when a parent failed or was cancelled. The released task, else None."""
+    with transaction.atomic():
+        task = Task.objects.select_related("tenant", "workflow").filter(pk=task_id, state=TaskState.WAITING).first()
+        if task is None:
+            return None
+        parents = list(task.parents.only("pk", "state", "error_code", "output_ciphertext", "tenant_id"))
+        doomed = next((parent for parent in parents if parent.state in DOOMING_STATES), None)
+        if doomed is not None:
+            _fail_waiting([task.pk], _failure_reason(doomed))
+            return None
+        if any(parent.state != TaskState.SUCCEEDED for parent in parents):
+            return None
+        payload = services.read_input(task)
+        fields: dict[str, object] = {}
+        if payload is not None:
+            by_key = _parents_by_key(task, parents)
+            outputs = {key: services.read_output(parent) for key, parent in by_key.items()}
+            references = graph.input_references(payload.get("prompt"), payload.get("messages"))
+            erased = [by_key[key] for _, key in references if key in outputs and outputs[key] is None]
+            if erased:
+                _fail_waiting([task.pk], f"the output of dependency {erased[0].pk} was erased before this task ran")
+                return None
+            fields["input_ciphertext"] = task.tenant.cipher.encrypt_json(graph.substitute_input(payload, outputs))
+        released = Task.objects.filter(pk=task.pk, state=TaskState.WAITING).update(
+            state=TaskState.QUEUED, queued_at=timezone.now(), **fields
+        )
+        return task if released else None
+
+
+def _parents_by_key(task: Task, parents: Sequence[Task]) -> dict[str, Task]:
+    """What ``{{KEY.output}}`` names for ``task``: a parent by task id, and in a
+    workflow by node name too."""
+    by_key: dict[str, Task] = {}
+    for parent in parents:
+        parent.tenant = task.tenant  # same tenant by construction; saves a query each
+        by_key[str(parent.pk)] = parent
+    if task.workflow is not None:
+        task.workflow.tenant = task.tenant
+        for name, parent_id in node_ids(task.workflow).items():
+            if parent_id in by_key:
+                by_key[name] = by_key[parent_id]
+    return by_key
+
+
+def _failure_reason(parent: Task) -> str:
+    # The id, not a node name: error messages are stored in plain text, and
+    # names are the tenant's words (GET /api/v1/workflows/{id} maps ids to names).
+    if parent.state == TaskState.CANCELLED:
+        return f"dependency {parent.pk} was cancelled"
+    detail = f" ({parent.error_code})" if parent.error_code else ""
+    return f"dependency {parent.pk} failed{detail}"
+
+
+def _fail_waiting(start: Iterable[uuid.UUID], reason: str) -> int:
+    """Fail these waiting tasks and all their waiting descendants; how many failed.
+
+    One transaction, so the ends are announced (streams, task_ended hooks)
+    after all of them are recorded and the hooks find nothing left to do.
+    """
+    now = timezone.now()
+    failed = 0
+    with transaction.atomic():
+        frontier = list(start)
+        while frontier:
+            ended = []
+            for task_id in frontier:
+                if Task.objects.filter(pk=task_id, state=TaskState.WAITING).update(
+                    state=TaskState.FAILED, finished_at=now, error_code=DEPENDENCY_FAILED, error_message=reason
+                ):
+                    services._announce_end(task_id)
+                    ended.append(task_id)
+            failed += len(ended)
+            frontier = list(
+                TaskDependency.objects.filter(parent_id__in=ended, child__state=TaskState.WAITING)
+                .values_list("child_id", flat=True)
+                .distinct()
+            )
+    return failed
+
+
+def settle_stranded(limit: int = 500) -> int:
+    """Waiting tasks that could have moved: every parent finished, or one failed.
+
+    Their parents' hooks run after commit in the process that ended them; a
+    process that died in between leaves them here. Returns how many moved.
+    """
+    parents = Task.objects.filter(child_links__child=OuterRef("pk"))
+    stranded = (
+        Task.objects.filter(state=TaskState.WAITING)
+        .filter(~Exists(parents.filter(state__in=UNFINISHED_STATES)) | Exists(parents.filter(state__in=DOOMING_STATES)))
+        .order_by("-critical_path_rank", "created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    moved = 0
+    for task_id in list(stranded):
+        _settle_and_dispatch([task_id])
+        moved += not Task.objects.filter(pk=task_id, state=TaskState.WAITING).exists()
+    return moved
+
+
+# --- Workflows ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkflowNode:
+    """One node of a submitted workflow; ``request.depends_on`` holds parent node names."""
+
+    name: str
+    request: services.TaskRequest
+
+
+@dataclass(frozen=True)
+class WorkflowSubmission:
+    workflow: Workflow
+    task_ids: dict[str, uuid.UUID]  # node name → task id, in submission order
+    rate_limits: RateLimits | None  # the tenant's buckets after admitting the last node
+
+
+def submit_workflow(tenant: Tenant, api_key: ApiKey | None, nodes: Sequence[WorkflowNode]) -> WorkflowSubmission:
+    """Create every node's task in one transaction (all or nothing).
+
+    The graph was validated (unique names, known parents, no cycle, references
+    to parents only) by the API serializer. Each node goes through
+    ``services.submit_task`` like a single task — same model check, same
+    admission — parents first. Each node's critical-path rank is stored; the
+    dispatcher (apps.scheduler) starts a tenant's higher ranks first.
+    """
+    depends_on = {node.name: tuple(dict.fromkeys(node.request.depends_on)) for node in nodes}
+    ranks = graph.critical_path_ranks(depends_on)
+    position = {node.name: index for index, node in enumerate(nodes)}
+    by_name = {node.name: node for node in nodes}
+    task_ids: dict[str, uuid.UUID] = {}
+    submission: services.Submission | None = None
+    with transaction.atomic():
+        workflow = Workflow.objects.create(tenant=tenant)
+        for name in graph.topological_order(depends_on):
+            request = replace(by_name[name].request, depends_on=tuple(str(task_ids[p]) for p in depends_on[name]))
+            try:
+                submission = services.submit_task(tenant, api_key, request)
+            except ApiError as error:
+                raise _in_node(error, position[name], name) from error
+            # Set before any child links to it, so the child's _raise_ranks finds
+            # nothing to raise (else a chain of n nodes costs n² updates).
+            task_id = submission.task.pk
+            Task.objects.filter(pk=task_id).update(workflow=workflow, critical_path_rank=ranks[name])
+            task_ids[name] = task_id
+        in_submission_order = {node.name: task_ids[node.name] for node in nodes}
+        workflow.nodes_ciphertext = tenant.cipher.encrypt_json(
+            {"nodes": {name: str(task_id) for name, task_id in in_submission_order.items()}}
+        )
+        workflow.save(update_fields=["nodes_ciphertext"])
+    return WorkflowSubmission(
+        workflow=workflow, task_ids=in_submission_order, rate_limits=submission.rate_limits if submission else None
+    )
+
+
+def _in_node(error: ApiError, index: int, name: str) -> ApiError:
+    """A node's refusal, pointed at the node (``model`` → ``nodes.2.model``)."""
+    return ApiError(
+        error.status,
+        error.code,
+        f"node {name!r}: {error.message}",
+        param=f"nodes.{index}.{error.param}" if error.param else None,
+        headers=error.headers,
+    )
+
+
+def node_ids(workflow: Workflow) -> dict[str, str]:
+    """Node name → task id (as text), in submission order."""
+    if workflow.nodes_ciphertext is None:
+        return {}
+    return workflow.tenant.cipher.decrypt_json(bytes(workflow.nodes_ciphertext))["nodes"]
+
+
+def workflow_tasks(workflow: Workflow) -> dict[str, Task]:
+    """Node name → its task (parent links prefetched), in submission order."""
+    tasks = {str(task.pk): task for task in workflow.tasks.prefetch_related("parent_links")}
+    return {name: tasks[task_id] for name, task_id in node_ids(workflow).items()}
+
+
+def workflow_status(tasks: Iterable[Task]) -> str:
+    """One word for the graph, from its nodes' states.
+
+    ``queued`` until a node starts; ``running`` while any node is unfinished
+    after that; at the end ``succeeded`` when all did, ``failed`` when a node
+    failed by itself, else ``cancelled`` when one was cancelled (its
+    descendants fail with dependency_failed, but the cause was the cancel).
+    """
+    tasks = list(tasks)
+    states = {task.state for task in tasks}
+    if not states <= TERMINAL_STATES:
+        started = states - {TaskState.WAITING, TaskState.QUEUED}
+        return "running" if started else "queued"
+    if any(task.state == TaskState.FAILED and task.error_code != DEPENDENCY_FAILED for task in tasks):
+        return "failed"
+    if TaskState.CANCELLED in states:
+        return "cancelled"
+    if TaskState.FAILED in states:
+        return "failed"
+    return "succeeded"
+
+
+def cancel_workflow(workflow: Workflow) -> None:
+    """Cancel every unfinished node (running ones stop at their next chunk).
+
+    Children before parents — a child's rank is always below its parents' —
+    so every node ends ``cancelled`` rather than failed by a cancelled parent.
+    """
+    with transaction.atomic():
+        unfinished = workflow.tasks.filter(state__in=UNFINISHED_STATES).order_by("critical_path_rank")
+        for task in unfinished.select_related("tenant"):
+            services.cancel_task(task)

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from apps.tenants.api.views import UsageView
+
+urlpatterns = [
+    path("usage", UsageView.as_view(), name="usage"),
+]

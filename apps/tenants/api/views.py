@@ -1,0 +1,66 @@
+"""Usage (tenants) and plans (operators): validation in serializers, work in services."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.scheduler.admission import usage_report
+from apps.security.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
+from apps.tenants import services
+from apps.tenants.api.serializers import PlanChangeSerializer, plan_representation, usage_representation
+from apps.tenants.models import Tenant
+from apps.tenants.permissions import tenant_of
+from llmagentos.api_errors import ApiError
+
+
+class UsageView(APIView):
+    """GET /api/v1/usage: the calling tenant's budget, rate limits and queue, per key too."""
+
+    @extend_schema(tags=["usage"], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        return Response(usage_representation(usage_report(tenant_of(request))))
+
+
+class OperatorTenantView(APIView):
+    """Operator endpoints on one tenant, named by slug in the path."""
+
+    authentication_classes = OPERATOR_AUTHENTICATION
+    permission_classes = [IsStaffOperator]
+
+    @staticmethod
+    def tenant(slug: str) -> Tenant:
+        tenant = Tenant.objects.select_related("plan").filter(slug=slug).first()
+        if tenant is None:
+            raise ApiError(404, "tenant_not_found", f"no tenant with slug {slug!r}")
+        return tenant
+
+
+class OperatorPlanView(OperatorTenantView):
+    @extend_schema(tags=["ops"], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, slug: str) -> Response:
+        tenant = self.tenant(slug)
+        return Response(plan_representation(tenant, tenant.plan))
+
+    @extend_schema(tags=["ops"], request=PlanChangeSerializer, responses=OpenApiTypes.OBJECT)
+    def patch(self, request: Request, slug: str) -> Response:
+        tenant = self.tenant(slug)
+        change = PlanChangeSerializer(data=request.data)
+        change.is_valid(raise_exception=True)
+        try:
+            plan = services.change_tenant_plan(
+                tenant, change.changes(), plan_name=change.validated_data.get("plan")
+            )
+        except services.PlanError as exc:
+            raise ApiError(400, "invalid", str(exc), param=exc.field) from None
+        return Response(plan_representation(tenant, plan))
+
+
+class OperatorUsageView(OperatorTenantView):
+    @extend_schema(tags=["ops"], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, slug: str) -> Response:
+        tenant = self.tenant(slug)
+        return Response({"tenant": tenant.slug, **usage_representation(usage_report(tenant))})

@@ -1,0 +1,651 @@
+"""Streaming relay benchmark: N concurrent WebSocket streams through the platform
+against the same echo adapter called directly in one process, in the same run.
+
+    .venv/bin/python bench/stream_relay.py [--sizes 100,300,1000] [--modes distributed,embedded]
+                                           [--words 100] [--rate 20] [--workers 1] [--quick] [--json PATH]
+
+For each size N and mode it prints, for the direct run and the platform run:
+the added latency per word (p50/p99/max), time to first chunk, words/s
+relayed and lost words. A figure, never an assertion: this is not a test.
+
+Method (docs/benchmarks.md, "Streaming relay", says the same in prose):
+
+* Direct: one process, N threads, each streams its own prompt from an
+  ``EchoAdapter`` at ``--rate`` words/s and notes when each word is yielded.
+* Platform: a fresh stack of its own (distributed: a new PostgreSQL database
+  and a Redis key prefix on 127.0.0.1; embedded: a temporary SQLite data
+  dir), uvicorn as ``run_platform`` starts it, and ``--workers`` ``run_worker``
+  processes with N slots in all. The N tasks are submitted over HTTP and N
+  WebSocket clients (one asyncio loop) connect *before* any worker serves the
+  model, so all N streams run at once; each chunk's arrival is noted.
+* Chunks carry no timestamps (the contract is fixed), so the added latency of
+  word i of a stream is
+      (arrival of the chunk holding word i - arrival of the first chunk)
+    - (i - 1) / rate
+  i.e. lateness against the adapter's own pace, measured from the stream's
+  first chunk. That takes out queueing and start-up (when the worker got to
+  the task) and leaves what the relay and coalescing add while streaming
+  (plus any slowing of the adapter's own loop in a busy worker). The direct
+  run gets the same statistic with arrival = yield time; word 1 (0 by
+  definition) is left out of both.
+* Time to first chunk: platform, first arrival - the task's started_at (the
+  worker's claim, from the database); direct, first yield - thread start.
+* Lost: words of the prompt missing from the stream, plus streams whose seqs
+  are not 1..n, whose text is not the prompt, or that end without "done".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import httpx  # noqa: E402
+import websockets  # noqa: E402
+
+from apps.catalog.adapters import GenerationRequest, TextChunk  # noqa: E402
+from plugins.echo.adapter import EchoAdapter  # noqa: E402
+from tests.e2e.harness import add_echo_model, manage  # noqa: E402
+from tests.support import fresh_postgres_database  # noqa: E402
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 120.0
+# Connections opened at once: the handshake's key and task look-ups run on
+# the server's one database thread, so more at once only queue there.
+CONNECT_CONCURRENCY = 50
+SUBMIT_CONNECTIONS = 8
+LAG_PROBE_SECONDS = 0.01
+# Connections beyond one per task: uvicorn, the worker's main and heartbeat threads, the sampler.
+CONNECTION_MARGIN = 10
+
+
+# --- measurements ------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """One stream's prompt and what arrived (monotonic seconds)."""
+
+    prompt: str
+    start: float = 0.0  # direct: thread start; platform: the worker's claim (wall clock)
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (time, words in the chunk)
+    text: str = ""
+    seqs_ok: bool = True
+    done_ok: bool = True
+
+    @property
+    def words_expected(self) -> int:
+        return len(self.prompt.split())
+
+    def word_arrivals(self) -> list[float]:
+        return [at for at, words in self.arrivals for _ in range(words)]
+
+    def lost(self) -> int:
+        """Words missing, or the whole stream when it is out of order, altered or unfinished."""
+        if not (self.seqs_ok and self.done_ok) or self.text != self.prompt:
+            return self.words_expected
+        return 0
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+@dataclass
+class RunFigures:
+    label: str
+    streams: int
+    added: list[float]  # seconds, one per word after the first
+    ttfc: list[float]  # seconds, one per stream
+    words: int
+    seconds: float  # first arrival to last, over all streams
+    lost: int
+    concurrent: int  # most streams between their first and last chunk at one time
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def row(self) -> dict[str, object]:
+        ms = 1000.0
+        return {
+            "run": self.label,
+            "streams": self.streams,
+            "added_p50_ms": round(percentile(self.added, 50) * ms, 2),
+            "added_p99_ms": round(percentile(self.added, 99) * ms, 2),
+            "added_max_ms": round(max(self.added, default=math.nan) * ms, 2),
+            "ttfc_p50_ms": round(percentile(self.ttfc, 50) * ms, 1),
+            "ttfc_p99_ms": round(percentile(self.ttfc, 99) * ms, 1),
+            "words_per_s": round(self.words / self.seconds) if self.seconds > 0 else 0,
+            "lost_words": self.lost,
+            "peak_concurrent": self.concurrent,
+            **self.extra,
+        }
+
+
+def figures(label: str, streams: list[Stream], interval: float, first_chunk_at: list[float]) -> RunFigures:
+    added: list[float] = []
+    spans: list[tuple[float, float]] = []
+    for stream in streams:
+        times = stream.word_arrivals()
+        if not times:
+            continue
+        added += [(at - times[0]) - i * interval for i, at in enumerate(times) if i > 0]
+        spans.append((times[0], times[-1]))
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    seconds = max(b for _, b in spans) - min(a for a, _ in spans) if spans else 0.0
+    return RunFigures(
+        label=label,
+        streams=len(streams),
+        added=added,
+        ttfc=[first - stream.start for stream, first in zip(streams, first_chunk_at) if not math.isnan(first)],
+        words=sum(len(stream.word_arrivals()) for stream in streams),
+        seconds=seconds,
+        lost=sum(stream.lost() for stream in streams),
+        concurrent=peak,
+    )
+
+
+def prompts(count: int, words: int) -> list[str]:
+    # Distinct words per stream, so a chunk delivered to the wrong stream shows.
+    return [" ".join(f"s{i}w{j}" for j in range(words)) for i in range(count)]
+
+
+# --- direct run ----------------------------------------------------------------------
+
+
+def direct_run(count: int, words: int, rate: float) -> RunFigures:
+    """The adapter alone: ``count`` threads in this process, all starting together."""
+    adapter = EchoAdapter({"words_per_second": rate}, {})
+    streams = [Stream(prompt) for prompt in prompts(count, words)]
+    barrier = threading.Barrier(count)
+
+    def consume(index: int, stream: Stream) -> None:
+        request = GenerationRequest(
+            request_id=f"direct-{index}", prompt=stream.prompt, messages=None, max_tokens=words
+        )
+        barrier.wait()
+        stream.start = time.monotonic()
+        for item in adapter.stream(request):
+            if isinstance(item, TextChunk):
+                stream.arrivals.append((time.monotonic(), len(item.text.split())))
+                stream.text += item.text
+
+    threads = [threading.Thread(target=consume, args=(i, s), daemon=True) for i, s in enumerate(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    firsts = [s.arrivals[0][0] if s.arrivals else math.nan for s in streams]
+    return figures("direct", streams, 1.0 / rate, firsts)
+
+
+# --- the platform ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class CpuMeter:
+    """CPU seconds used by named process groups between start() and stop() (from /proc)."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, groups: dict[str, list[int]], by_name: tuple[str, ...] = ("redis-server", "postgres")) -> None:
+        self.groups = dict(groups)
+        for name in by_name:  # the shared servers: every process of that name (other users' too)
+            self.groups[name] = [pid for pid in self._all_pids() if self._comm(pid) == name]
+        self._before: dict[str, float] = {}
+        self._busy_before = (0.0, 0.0)
+
+    @staticmethod
+    def _all_pids() -> list[int]:
+        return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+    @staticmethod
+    def _comm(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return ""
+
+    def _cpu(self, pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / self.TICK  # utime + stime
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        """(busy, total) jiffies of the whole machine."""
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]
+        return sum(values) - idle, sum(values)
+
+    def _sample(self) -> dict[str, float]:
+        return {name: sum(self._cpu(pid) for pid in pids) for name, pids in self.groups.items()}
+
+    def start(self) -> None:
+        self._before = self._sample()
+        self._busy_before = self._machine()
+        self._started = time.monotonic()
+
+    def stop(self) -> dict[str, object]:
+        after = self._sample()
+        busy, total = self._machine()
+        elapsed = time.monotonic() - self._started
+        used = {name: round(after[name] - self._before.get(name, 0.0), 1) for name in after}
+        share = (busy - self._busy_before[0]) / max(1, total - self._busy_before[1])
+        return {"cpu_seconds": used, "wall_seconds": round(elapsed, 1), "machine_busy": f"{share:.0%}"}
+
+
+class ConnectionCounter:
+    """The most PostgreSQL connections the benchmark's database had at once (sampled)."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self.database_url = database_url
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ConnectionCounter:
+        if self.database_url:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        import psycopg
+
+        info = psycopg.conninfo.conninfo_to_dict(self.database_url)
+        with psycopg.connect(**{**info, "dbname": "postgres"}, autocommit=True) as conn:
+            while not self._stop.wait(0.25):
+                (count,) = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (info["dbname"],)
+                ).fetchone()
+                self.peak = max(self.peak, count)
+
+
+class Stack:
+    """Everything the platform run needs, on 127.0.0.1, stopped and removed on exit."""
+
+    def __init__(self, mode: str, workdir: Path, redis_url: str, env: dict[str, str]) -> None:
+        self.mode = mode
+        self.workdir = workdir
+        self.redis_url = redis_url
+        self.env = env
+        self.base_url = f"http://{HOST}:{env['PORT']}"
+        self.ws_url = f"ws://{HOST}:{env['PORT']}"
+        self.api_key = ""
+        self.server: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, mode: str, database_url: str, redis_url: str, sizes: list[int], rate: float) -> Iterator[Stack]:
+        with tempfile.TemporaryDirectory(prefix=f"stream-relay-{mode}-") as tmp:
+            workdir = Path(tmp)
+            env = {
+                k: v for k, v in os.environ.items()
+                if k not in ("DATABASE_URL", "REDIS_URL", "LLMAGENTOS_PROFILE", "SECRET_KEY", "MASTER_KEYS")
+            }
+            env.update(
+                DATA_DIR=str(workdir / "data"),
+                HOST=HOST,
+                PORT=str(free_port()),
+                HUEY_NAME=f"bench-relay-{uuid.uuid4().hex[:8]}",
+                PYTHONUNBUFFERED="1",
+                # Per-task INFO lines are not what is measured here.
+                LOG_LEVEL="WARNING",
+                LLMAGENTOS_PLUGINS="plugins.echo",
+                STREAM_TTL_SECONDS="600",
+            )
+            with contextlib.ExitStack() as cleanup:
+                if mode == "distributed":
+                    env["DATABASE_URL"] = cleanup.enter_context(fresh_postgres_database(database_url))
+                    env["REDIS_URL"] = redis_url
+                    cleanup.callback(cls._forget_redis_keys, redis_url, env["HUEY_NAME"])
+                stack = cls(mode, workdir, redis_url, env)
+                cleanup.callback(stack.stop)
+                stack._prepare(sizes, rate)
+                stack._start_server()
+                yield stack
+
+    @staticmethod
+    def _forget_redis_keys(redis_url: str, prefix: str) -> None:
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+
+    def _prepare(self, sizes: list[int], rate: float) -> None:
+        manage(self.env, "migrate", "--no-input", "-v", "0")
+        slug = manage(self.env, "create_tenant", "Relay Bench")
+        self.api_key = manage(self.env, "create_api_key", slug)
+        # Plans (when the platform has them) must not throttle the benchmark.
+        if "set_plan" in manage(self.env, "help", "--commands").split():
+            manage(self.env, "set_plan", slug, "--rpm", "1000000", "--tpm", "1000000000",
+                   "--budget-tokens", "1000000000000", "--max-running", "100000", "--max-queued", "100000")
+        for size in sizes:
+            add_echo_model(self.env, model_name(size), rate)
+
+    def _log(self, name: str):
+        return open(self.workdir / f"{name}.log", "ab")
+
+    def _start_server(self) -> None:
+        # As run_platform starts it.
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application", "--host", HOST,
+             "--port", self.env["PORT"], "--no-access-log", "--timeout-graceful-shutdown", "10"],
+            cwd=REPO_ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self._log("server"),
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.server.poll() is not None:
+                raise RuntimeError(f"uvicorn exited:\n{self.log_tail('server')}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn never became ready:\n{self.log_tail('server')}")
+            time.sleep(0.2)
+
+    def start_workers(self, size: int, count: int) -> list[subprocess.Popen]:
+        """``count`` run_worker processes serving only this size's model, ``size`` slots in all."""
+        started = []
+        for k in range(count):
+            slots = size // count + (1 if k < size % count else 0)
+            name = f"bench-{size}-{k}"
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "run_worker", "--name", name, "--slots", str(slots),
+                 "--models", model_name(size)],
+                cwd=REPO_ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self._log(name),
+            )
+            self.workers.append(process)
+            started.append(process)
+        return started
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.workers:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.workers.clear()
+
+    def stop(self) -> None:
+        self.stop_workers()
+        if self.server is not None and self.server.poll() is None:
+            self.server.send_signal(signal.SIGTERM)
+            try:
+                self.server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.workdir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def task_times(self, size: int) -> dict[str, tuple[float | None, float | None]]:
+        """{task id: (started_at, finished_at)} as epoch seconds, for this size's model."""
+        code = (
+            "import json\n"
+            "from apps.tasks.models import Task\n"
+            f"rows = Task.objects.filter(model__name={model_name(size)!r}).values_list('id', 'started_at', 'finished_at')\n"
+            "print(json.dumps({str(i): [s and s.timestamp(), f and f.timestamp()] for i, s, f in rows}))\n"
+        )
+        return {k: tuple(v) for k, v in json.loads(manage(self.env, "shell", "--no-imports", "-v", "0", "-c", code)).items()}
+
+
+def spare_connections(database_url: str) -> int:
+    """Connections the PostgreSQL server can still open for ordinary users."""
+    import psycopg
+
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    with psycopg.connect(**{**info, "dbname": "postgres"}) as conn:
+        (spare,) = conn.execute(
+            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+            " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        ).fetchone()
+    return spare
+
+
+def model_name(size: int) -> str:
+    # One model per size: its tasks wait on their own queue until that size's workers start.
+    return f"bench-echo-{size}"
+
+
+async def _submit_all(stack: Stack, model: str, texts: list[str], words: int) -> list[str]:
+    limits = httpx.Limits(max_connections=SUBMIT_CONNECTIONS)
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    async with httpx.AsyncClient(base_url=stack.base_url, headers=headers, limits=limits, timeout=120) as http:
+
+        async def submit(prompt: str) -> str:
+            while True:
+                response = await http.post("/api/v1/tasks", json={"model": model, "prompt": prompt, "max_tokens": words})
+                if response.status_code == 429:  # a plan's limit after all: wait as told
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                    continue
+                if response.status_code != 201:
+                    raise RuntimeError(f"submission refused: {response.status_code} {response.text}")
+                return response.json()["id"]
+
+        return list(await asyncio.gather(*(submit(text) for text in texts)))
+
+
+async def _follow(stack: Stack, task_id: str, stream: Stream, gate: asyncio.Semaphore, connected: list[int],
+                  all_connected: asyncio.Event, total: int) -> None:
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    seq = 0
+    async with gate:
+        ws = await websockets.connect(f"{stack.ws_url}/ws/tasks/{task_id}/", additional_headers=headers,
+                                      open_timeout=START_TIMEOUT, max_size=None)
+    connected[0] += 1
+    if connected[0] == total:
+        all_connected.set()
+    raw_messages: list[tuple[float, str]] = []
+    try:
+        async for raw in ws:
+            raw_messages.append((time.monotonic(), raw))  # parsed afterwards: the loop stays free to receive
+    finally:
+        await ws.close()
+    last_type = ""
+    for at, raw in raw_messages:
+        message = json.loads(raw)
+        last_type = message["type"]
+        if last_type == "chunk":
+            seq += 1
+            stream.seqs_ok &= message["seq"] == seq
+            stream.arrivals.append((at, len(message["text"].split())))
+            stream.text += message["text"]
+        elif last_type == "done":
+            stream.done_ok = message["status"] == "succeeded"
+    stream.done_ok &= last_type == "done" and ws.close_code == 1000
+
+
+async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
+    """How late this loop wakes: what the client itself adds to every arrival."""
+    while not stop.is_set():
+        before = time.monotonic()
+        await asyncio.sleep(LAG_PROBE_SECONDS)
+        samples.append(time.monotonic() - before - LAG_PROBE_SECONDS)
+
+
+async def _platform_run(stack: Stack, size: int, words: int, rate: float, worker_count: int) -> RunFigures:
+    texts = prompts(size, words)
+    began = time.monotonic()
+    task_ids = await _submit_all(stack, model_name(size), texts, words)
+    submitted = time.monotonic()
+    streams = [Stream(text) for text in texts]
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    connected = [0]
+    all_connected = asyncio.Event()
+    followers = [
+        asyncio.create_task(_follow(stack, task_id, stream, gate, connected, all_connected, size))
+        for task_id, stream in zip(task_ids, streams)
+    ]
+    await asyncio.wait([asyncio.create_task(all_connected.wait()), *followers], return_when=asyncio.FIRST_COMPLETED)
+    for follower in followers:  # a failed connection ends the run here, with its error
+        if follower.done() and follower.exception():
+            raise follower.exception()
+    ready = time.monotonic()
+
+    lag: list[float] = []
+    lag_stop = asyncio.Event()
+    lag_probe = asyncio.create_task(_loop_lag(lag, lag_stop))
+    workers = stack.start_workers(size, worker_count)
+    meter = CpuMeter({"uvicorn": [stack.server.pid], "workers": [w.pid for w in workers], "bench client": [os.getpid()]})
+    meter.start()
+    budget = START_TIMEOUT + 4 * words / rate
+    with ConnectionCounter(stack.env.get("DATABASE_URL")) as connections:
+        done, pending = await asyncio.wait(followers, timeout=budget)
+    cpu = meter.stop()
+    lag_stop.set()
+    await lag_probe
+    for follower in pending:
+        follower.cancel()
+    failures = [f.exception() for f in done if f.exception() is not None]
+    finished = time.monotonic()
+    await asyncio.to_thread(stack.stop_workers)
+
+    times = await asyncio.to_thread(stack.task_times, size)
+    wall_offset = time.time() - time.monotonic()
+    for task_id, stream in zip(task_ids, streams):
+        started_at = times.get(task_id, (None, None))[0]
+        stream.start = (started_at - wall_offset) if started_at else math.nan
+    starts = sorted(s.start for s in streams if not math.isnan(s.start))
+    firsts = [s.arrivals[0][0] if s.arrivals else math.nan for s in streams]
+    result = figures("platform", streams, 1.0 / rate, firsts)
+    result.extra = {
+        "submit_s": round(submitted - began, 1),
+        "connect_s": round(ready - submitted, 1),
+        "claim_spread_s": round(starts[-1] - starts[0], 2) if starts else None,
+        "stream_phase_s": round(finished - ready, 1),
+        "client_lag_p99_ms": round(percentile(lag, 99) * 1000, 1),
+        "client_lag_max_ms": round(max(lag, default=math.nan) * 1000, 1),
+        "unfinished_streams": len(pending),
+        "peak_db_connections": connections.peak if stack.mode == "distributed" else None,
+        "client_errors": [repr(e) for e in failures[:3]],
+        **cpu,
+    }
+    return result
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def print_table(mode: str, rows: list[dict[str, object]]) -> None:
+    columns = [
+        ("streams", "N"), ("run", "run"), ("added_p50_ms", "added p50 ms"), ("added_p99_ms", "added p99 ms"),
+        ("added_max_ms", "added max ms"), ("ttfc_p50_ms", "TTFC p50 ms"), ("ttfc_p99_ms", "TTFC p99 ms"),
+        ("words_per_s", "words/s"), ("lost_words", "lost words"), ("peak_concurrent", "peak concurrent"),
+    ]
+    print(f"\n### {mode}\n")
+    print("| " + " | ".join(title for _, title in columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        if "skipped" in row:
+            print(f"| {row['streams']} | platform | skipped: {row['skipped']} |")
+            continue
+        print("| " + " | ".join(str(row[key]) for key, _ in columns) + " |")
+    for row in rows:
+        if row["run"] == "platform" and "skipped" not in row:
+            details = {k: v for k, v in row.items() if k not in dict(columns)}
+            print(f"\nN={row['streams']} platform details: {json.dumps(details)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,300,1000", help="comma-separated stream counts")
+    parser.add_argument("--modes", default="distributed,embedded", help="distributed and/or embedded")
+    parser.add_argument("--words", type=int, default=100, help="words per stream")
+    parser.add_argument("--rate", type=float, default=20.0, help="the echo model's words per second")
+    parser.add_argument("--workers", type=int, default=1, help="run_worker processes sharing the slots")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 streams of 20 words")
+    parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+                        help="a PostgreSQL server to create the benchmark's own database on")
+    parser.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args()
+    sizes = [20] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
+    words = 20 if args.quick else args.words
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not set(modes) <= {"distributed", "embedded"}:
+        parser.error("--modes takes distributed and/or embedded")
+
+    print(f"stream relay: sizes {sizes}, {words} words per stream at {args.rate:g} words/s, "
+          f"{args.workers} worker process(es), {os.cpu_count()} CPUs", flush=True)
+    report: dict[str, list[dict[str, object]]] = {}
+    for mode in modes:
+        rows = report.setdefault(mode, [])
+        with Stack.running(mode, args.database_url, args.redis_url, sizes, args.rate) as stack:
+            for size in sizes:
+                print(f"[{mode}] N={size}: direct run", file=sys.stderr, flush=True)
+                rows.append(direct_run(size, words, args.rate).row())
+                if mode == "distributed":
+                    # A worker holds one connection per running task (docs/benchmarks.md); taking
+                    # a shared server's last connections would break everyone else's work on it.
+                    needed = size + CONNECTION_MARGIN
+                    spare = spare_connections(stack.env["DATABASE_URL"])
+                    if spare < needed:
+                        print(f"[{mode}] N={size}: SKIPPED, needs {needed} PostgreSQL connections and the server "
+                              f"has {spare} spare (--database-url: a server with more)", file=sys.stderr, flush=True)
+                        rows.append({"run": "platform", "streams": size, "skipped": f"needs {needed} connections, {spare} spare"})
+                        continue
+                print(f"[{mode}] N={size}: platform run", file=sys.stderr, flush=True)
+                try:
+                    rows.append(asyncio.run(_platform_run(stack, size, words, args.rate, args.workers)).row())
+                finally:
+                    stack.stop_workers()
+                    for name in [f"bench-{size}-{k}" for k in range(args.workers)] + ["server"]:
+                        tail = stack.log_tail(name, 15)
+                        if tail:
+                            print(f"--- {name}.log (last lines)\n{tail}", file=sys.stderr)
+        print_table(mode, rows)
+    if args.json:
+        args.json.write_text(json.dumps({"sizes": sizes, "words": words, "rate": args.rate,
+                                         "workers": args.workers, "results": report}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Moving the alias rolls a worker over without failing a task: the old version
+keeps running its tasks, then leaves the worker's queues and is unloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from apps.catalog import services as catalog
+from apps.catalog.models import LLMModel
+from apps.scheduler.dispatch import hand_to_workers
+from apps.tasks import services as task_services
+from apps.tasks.models import Task, TaskState
+from apps.workers import services as worker_services
+from apps.workers.execution import execute_task
+
+pytestmark = pytest.mark.django_db
+
+CPU_ONLY = {"gpus": [], "cpu_count": 2, "ram_total": None, "ram_available": None}
+
+
+@pytest.fixture(autouse=True)
+def empty_adapter_cache():
+    """This process plays the worker: its adapter cache starts and ends empty."""
+    catalog.retire_adapters(keep=())
+    yield
+    catalog.retire_adapters(keep=())
+
+
+def artifact(tmp_path: Path, name: str) -> str:
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "weights.bin").write_bytes(name.encode())
+    return str(tmp_path / name)
+
+
+def beat(worker) -> tuple[str, ...]:
+    """One heartbeat, and what the runner does with its reply: unload what is no longer placed."""
+    reply = worker_services.heartbeat(worker.id, in_flight=0, idle=False, device_info=CPU_ONLY)
+    catalog.retire_adapters(reply.model_names)
+    return reply.model_names
+
+
+def run(task_id) -> Task:
+    execute_task(task_id)
+    return Task.objects.get(pk=task_id)
+
+
+def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
+    acme_api, tmp_path, model_queues, django_capture_on_commit_callbacks
+):
+    model = LLMModel.objects.create(name="roll", adapter="echo", is_public=True)
+    v1 = catalog.create_version(model, "v1", artifact(tmp_path, "v1"), make_current=True)
+    v2 = catalog.create_version(model, "v2", artifact(tmp_path, "v2"))
+    worker = worker_services.register_worker(
+        name="roller", host="h", pid=os.getpid(), slots=4, device_info=CPU_ONLY, model_names=None
+    )
+    queues = {spec: model_queues(spec) for spec in ("roll@v1", "roll@v2")}
+    old = [acme_api.post("/api/v1/tasks", {"model": "roll", "prompt": f"old {i}"}).body["id"] for i in range(3)]
+    assert beat(worker) == ("echo", "roll@v1")
+
+    # One old task runs before the move: v1 is loaded on this worker.
+    assert run(old[0]).state == TaskState.SUCCEEDED
+    assert catalog.loaded_specs() == ["roll@v1"]
+
+    with django_capture_on_commit_callbacks(execute=True):  # the commit replans (apps.workers.signals)
+        catalog.make_version_current(v2)
+    new = [acme_api.post("/api/v1/tasks", {"model": "roll", "prompt": f"new {i}"}).body["id"] for i in range(2)]
+    for task_id in old[1:] + new:
+        assert hand_to_workers(task_id)
+
+    # Two old tasks are still queued: the worker serves both versions and keeps v1 loaded.
+    assert beat(worker) == ("echo", "roll@v1", "roll@v2")
+    assert catalog.loaded_specs() == ["roll@v1"]
+    assert len(queues["roll@v1"].huey) == 2 and len(queues["roll@v2"].huey) == 2
+
+    # New tasks run on v2 while old ones are still waiting; then the old ones finish on v1.
+    for task_id in new + old[1:]:
+        task = run(task_id)
+        assert task.state == TaskState.SUCCEEDED, task.error_message
+    assert catalog.loaded_specs() == ["roll@v1", "roll@v2"]
+
+    assert {str(t.pk): t.model_version.version for t in Task.objects.select_related("model_version")} == {
+        **{task_id: "v1" for task_id in old},
+        **{task_id: "v2" for task_id in new},
+    }
+    assert [task_services.read_output(Task.objects.get(pk=i)) for i in new] == ["new 0", "new 1"]
+    assert not Task.objects.exclude(state=TaskState.SUCCEEDED).exists()  # no task failed
+
+    # v1 has nothing left to do: the next heartbeat drops its queue and unloads it.
+    assert beat(worker) == ("echo", "roll@v2")
+    assert catalog.loaded_specs() == ["roll@v2"]
+    v1.refresh_from_db()
+    assert v1.placement_error == ""
+
+
+def test_a_version_still_streaming_is_unloaded_only_after_its_stream_ends(tiny_model_path):
+    # The transformers adapter reports health() False once unloaded.
+    model = LLMModel.objects.create(name="tiny-roll", adapter="transformers")
+    v1 = catalog.create_version(model, "v1", tiny_model_path, device="cpu", make_current=True)
+    streaming = catalog.adapter_for(model, v1)  # a stream holds it
+    assert streaming.health()
+
+    assert catalog.retire_adapters(keep=()) == ["tiny-roll@v1"]
+    assert catalog.loaded_specs() == []
+    assert streaming.health()  # still serving the stream that holds it
+
+    # A task for v1 arriving meanwhile loads a fresh instance, not the retiring one.
+    again = catalog.adapter_for(model, v1)
+    assert again is not streaming and again.health()
+    catalog.release_adapter(again)
+    assert again.health()  # cached and not retired: released, still loaded
+
+    catalog.release_adapter(streaming)  # the stream ends
+    assert not streaming.health()
+    assert catalog.loaded_specs() == ["tiny-roll@v1"]
