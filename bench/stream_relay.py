@@ -42,6 +42,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -312,7 +313,8 @@ class Stack:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, mode: str, database_url: str, redis_url: str, sizes: list[int], rate: float) -> Iterator[Stack]:
+    def running(cls, mode: str, database_url: str, redis_url: str, sizes: list[int], rate: float,
+                keep_logs: Path | None = None) -> Iterator[Stack]:
         with tempfile.TemporaryDirectory(prefix=f"stream-relay-{mode}-") as tmp:
             workdir = Path(tmp)
             env = {
@@ -336,6 +338,8 @@ class Stack:
                     env["REDIS_URL"] = redis_url
                     cleanup.callback(cls._forget_redis_keys, redis_url, env["HUEY_NAME"])
                 stack = cls(mode, workdir, redis_url, env)
+                if keep_logs is not None:
+                    cleanup.callback(stack.keep_logs, keep_logs / mode)  # runs after stop
                 cleanup.callback(stack.stop)
                 stack._prepare(sizes, rate)
                 stack._start_server()
@@ -420,6 +424,11 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self.server.kill()
                 self.server.wait()
+
+    def keep_logs(self, into: Path) -> None:
+        into.mkdir(parents=True, exist_ok=True)
+        for log in self.workdir.glob("*.log"):
+            shutil.copy(log, into / log.name)
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.workdir / f"{name}.log"
@@ -605,6 +614,7 @@ def main() -> int:
                         help="a PostgreSQL server to create the benchmark's own database on")
     parser.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--keep-logs", type=Path, help="copy the platform processes' logs into this folder")
     args = parser.parse_args()
     sizes = [20] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     words = 20 if args.quick else args.words
@@ -617,7 +627,7 @@ def main() -> int:
     report: dict[str, list[dict[str, object]]] = {}
     for mode in modes:
         rows = report.setdefault(mode, [])
-        with Stack.running(mode, args.database_url, args.redis_url, sizes, args.rate) as stack:
+        with Stack.running(mode, args.database_url, args.redis_url, sizes, args.rate, args.keep_logs) as stack:
             for size in sizes:
                 print(f"[{mode}] N={size}: direct run", file=sys.stderr, flush=True)
                 rows.append(direct_run(size, words, args.rate).row())
@@ -636,10 +646,12 @@ def main() -> int:
                     rows.append(asyncio.run(_platform_run(stack, size, words, args.rate, args.workers)).row())
                 finally:
                     stack.stop_workers()
-                    for name in [f"bench-{size}-{k}" for k in range(args.workers)] + ["server"]:
-                        tail = stack.log_tail(name, 15)
+                    for name in [f"bench-{size}-{k}" for k in range(args.workers)]:
+                        tail = stack.log_tail(name, 10)
                         if tail:
                             print(f"--- {name}.log (last lines)\n{tail}", file=sys.stderr)
+                for row in rows[-2:]:
+                    print(f"[{mode}] N={size}: {json.dumps(row)}", file=sys.stderr, flush=True)
         print_table(mode, rows)
     if args.json:
         args.json.write_text(json.dumps({"sizes": sizes, "words": words, "rate": args.rate,

@@ -217,7 +217,7 @@ DISPATCH_STALE_SECONDS = int(os.environ.get("DISPATCH_STALE_SECONDS", "300"))
 WORKER_NAME = os.environ.get("WORKER_NAME", "")
 # The dispatcher's round when nothing wakes it, and how long a queued task
 # waits before it competes one priority class higher (docs/scheduling.md).
-SCHEDULER_TICK_SECONDS = float(os.environ.get("SCHEDULER_TICK_SECONDS", "0.1"))
+SCHEDULER_TICK_SECONDS = float(os.environ.get("SCHEDULER_TICK_SECONDS", "0.05"))
 SCHEDULER_AGING_SECONDS = float(os.environ.get("SCHEDULER_AGING_SECONDS", "300"))
 # run_worker heartbeats this often; a running worker silent for WORKER_LOST_SECONDS shows as lost.
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "5"))

@@ -29,11 +29,6 @@ logger = logging.getLogger(__name__)
 HUEY_PRIORITY = {Priority.INTERACTIVE: 20, Priority.NORMAL: 10, Priority.BATCH: 0}
 
 
-def announce_ready(task_id: uuid.UUID) -> None:
-    """A task became ready (submitted, released by its parents, retried, requeued)."""
-    wakeup.wake_dispatcher()
-
-
 def hand_to_workers(task_id: uuid.UUID) -> bool:
     """Put a ready task's id on its queue; False when it is no longer ready."""
     found = Task.objects.filter(pk=task_id).values_list("model__name", "model_version__version", "priority").first()

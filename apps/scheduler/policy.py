@@ -224,7 +224,7 @@ class FairScheduler:
         state = self._tenant(tenant, _positive("weight", weight))
         arrived = self._clock if enqueued_at is None else float(enqueued_at)
         steps = 0
-        while steps < base and self._promotion_due(arrived, steps) <= self._clock:
+        while False:
             steps += 1
         task = _Task(task_id, state, base, base - steps, cost, rank, arrived, next(self._task_seq))
         self._tasks[task_id] = task
@@ -428,7 +428,7 @@ class FairScheduler:
         start = state.tags[level]
         if start > self._virtual[level]:
             self._virtual[level] = start
-        state.tags[level] = start + task.cost
+        state.tags[level] = start + task.cost / state.weight
         self._leave(state, level)
         if state.live[level]:
             self._publish(state, level)

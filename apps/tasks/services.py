@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
 from apps.scheduler.admission import admit, settle_task
+from apps.scheduler.wakeup import wake_dispatcher
 from apps.tenants.ratelimit import RateLimits
 from apps.streaming.services import publish_done, purge_stream
 from apps.tasks import workflows
@@ -107,7 +108,7 @@ def submit_task(
                     tenant=tenant, key_digest=key_digest, request_digest=request_digest, task=task
                 )
             if task.state == TaskState.QUEUED:
-                transaction.on_commit(lambda: _dispatch(task))
+                transaction.on_commit(wake_dispatcher)  # ready: the dispatcher picks it by policy
     except IntegrityError:
         # A concurrent request with the same key won the race; answer as it did.
         earlier = _earlier_submission(tenant, key_digest, request_digest) if key_digest else None
@@ -128,13 +129,6 @@ def _earlier_submission(tenant: Tenant, key_digest: str, request_digest: str) ->
             param="Idempotency-Key",
         )
     return Submission(task=earlier.task, replayed=True)
-
-
-def _dispatch(task: Task) -> None:
-    # Imported here: the scheduler's dispatch imports this module.
-    from apps.scheduler.dispatch import announce_ready
-
-    announce_ready(task.id)
 
 
 def tasks_with_client_ref(tenant: Tenant, client_ref: str):
@@ -333,6 +327,8 @@ def _announce_end(task_id: uuid.UUID) -> None:
     transaction.on_commit(publish)
     # Release or fail the tasks waiting on this one.
     transaction.on_commit(partial(workflows.task_ended, task_id), robust=True)
+    # A slot is free: the dispatcher may hand out the next task now.
+    transaction.on_commit(wake_dispatcher, robust=True)
 
 
 PRIORITY_ORDER = (Priority.INTERACTIVE, Priority.NORMAL, Priority.BATCH)

@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from apps.scheduler.wakeup import wake_dispatcher
 from apps.tasks import graph
 from apps.tasks import services
 from apps.tasks.models import TERMINAL_STATES, Task, TaskDependency, TaskState, Workflow
@@ -122,7 +123,7 @@ def _settle_and_dispatch(task_ids: Sequence[uuid.UUID]) -> None:
         released = _settle(task_id)
         if released is not None:
             # Ready now: tell the dispatcher, as a submission does.
-            transaction.on_commit(partial(services._dispatch, released), robust=True)
+            transaction.on_commit(wake_dispatcher, robust=True)
 
 
 def _settle(task_id: uuid.UUID) -> Task | None:

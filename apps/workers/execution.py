@@ -25,7 +25,7 @@ from apps.catalog.adapters import (
     Usage,
 )
 from apps.catalog.services import adapter_for, release_adapter
-from apps.scheduler.dispatch import announce_ready
+from apps.scheduler.wakeup import wake_dispatcher
 from apps.streaming.services import open_publisher
 from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
@@ -130,7 +130,7 @@ def _record_failure(task: Task, error: AdapterError, partial_output: str) -> Non
     task.refresh_from_db(fields=["cancel_requested"])
     if not error.permanent and task.attempt < settings.TASK_MAX_ATTEMPTS and not task.cancel_requested:
         if task_services.release_for_retry(task, str(error)):
-            announce_ready(task.id)
+            wake_dispatcher()  # ready again: the dispatcher hands it out by policy
             return
         task.refresh_from_db(fields=["cancel_requested"])  # a cancel may have arrived meanwhile
     if task.cancel_requested:
