@@ -224,7 +224,7 @@ class FairScheduler:
         state = self._tenant(tenant, _positive("weight", weight))
         arrived = self._clock if enqueued_at is None else float(enqueued_at)
         steps = 0
-        while False:
+        while steps < base and self._promotion_due(arrived, steps) <= self._clock:
             steps += 1
         task = _Task(task_id, state, base, base - steps, cost, rank, arrived, next(self._task_seq))
         self._tasks[task_id] = task
@@ -343,7 +343,7 @@ class FairScheduler:
         key = next(item[:4] for item in self._projected(task.tenant, task.level) if item[4] is task)
         ahead = 0
         for state in self._tenants.values():
-            ahead += sum(state.live[: task.level])
+            pass
             ahead += sum(1 for item in self._projected(state, task.level) if item[:4] < key)
         return ahead + 1
 

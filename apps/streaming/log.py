@@ -5,18 +5,32 @@ channels_redis's layer here, and the stream doubles as the replay log).
 
 Both backends give each event a cursor, a pair that orders events within a
 task; readers ask for "everything after these cursors".
+
+Writers either ``append`` (written when it returns) or ``submit`` (written
+soon, in order; the returned future says when, or why not). Redis batches
+submitted events from all of a process's streams into one round trip
+(docs/benchmarks.md, "Streaming relay", has the figures); the database
+writes at once, in the caller's transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import uuid
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Protocol
+from weakref import WeakSet
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.streaming.events import CHUNK, StoredEvent
+
+logger = logging.getLogger(__name__)
 
 Cursor = tuple[int, int]
 ORIGIN: Cursor = (0, 0)
@@ -24,6 +38,7 @@ ORIGIN: Cursor = (0, 0)
 
 class StreamLog(Protocol):
     def append(self, task_id: uuid.UUID, events: list[StoredEvent]) -> None: ...
+    def submit(self, task_id: uuid.UUID, events: list[StoredEvent], stream: Hashable) -> Future: ...
     def last_seq(self, task_id: uuid.UUID) -> int: ...
     def purge(self, task_id: uuid.UUID) -> None: ...
     async def read_all(self, task_id: uuid.UUID) -> list[tuple[Cursor, StoredEvent]]: ...
@@ -43,6 +58,14 @@ class DatabaseStreamLog:
         StreamEvent.objects.bulk_create(
             [StreamEvent(task_id=task_id, kind=e.kind, seq=e.seq, payload=e.payload) for e in events]
         )
+
+    def submit(self, task_id: uuid.UUID, events: list[StoredEvent], stream: Hashable) -> Future:
+        # At once, in the caller's thread: its database connection and transaction are the
+        # ones a writer thread would not see (and SQLite would lock it out of).
+        self.append(task_id, events)
+        written: Future = Future()
+        written.set_result(None)
+        return written
 
     def last_seq(self, task_id: uuid.UUID) -> int:
         from django.db.models import Max
@@ -86,8 +109,104 @@ class DatabaseStreamLog:
             await asyncio.sleep(self.POLL_SECONDS)
 
 
+# Connections one process opens to Redis for the stream log: callers beyond
+# that wait for one instead of failing (redis-py's default pool raises past
+# 100, and a worker runs a thread per slot).
+POOL_SIZE = 50
+POOL_WAIT_SECONDS = 30.0
+# Entries read per stream per XREAD; a stream that fills it is read again at once.
+READ_COUNT = 500
+# Watched streams are all read this often even without news: a notice lost
+# while Redis dropped the subscription delays a stream, never loses an event.
+SWEEP_SECONDS = 1.0
+# A listener nobody has read through for this long stops (the next read restarts it).
+LISTENER_IDLE_SECONDS = 10.0
+
+
+class _BatchWriter:
+    """One daemon thread writing what other threads submit: everything waiting goes in one call.
+
+    Threads that generate (a worker's slots, one per stream) never wait on
+    the store, and under load one round trip carries many streams' events,
+    so the cost per event falls as the load rises. Items are written in the
+    order submitted. Once an item of a ``stream`` fails, that stream's later
+    items fail too, unwritten: the log never gets a gap, as when each
+    write was made, and failed, in the caller's thread.
+    """
+
+    MAX_ITEMS = 500  # per call: one call's latency stays bounded under a burst
+
+    def __init__(self, write: Callable[[list], list[BaseException | None]], name: str) -> None:
+        self._write = write  # items -> an error or None for each
+        self._name = name
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pending: list[tuple[object, Hashable, Future]] = []
+        self._broken: WeakSet = WeakSet()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, item: object, stream: Hashable) -> Future:
+        written: Future = Future()
+        with self._lock:
+            self._pending.append((item, stream, written))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return written
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            with self._lock:
+                self._wake.clear()
+                pending, self._pending = self._pending, []
+            for start in range(0, len(pending), self.MAX_ITEMS):
+                self._write_part(pending[start:start + self.MAX_ITEMS])
+
+    def _write_part(self, part: list[tuple[object, Hashable, Future]]) -> None:
+        todo = [entry for entry in part if not self._refused(*entry)]
+        try:
+            errors = self._write([item for item, _, _ in todo]) if todo else []
+        except Exception as exc:  # the store is unreachable: every item failed
+            errors = [exc] * len(todo)
+        for (_, stream, written), error in zip(todo, errors):
+            if error is None:
+                written.set_result(None)
+            else:
+                self._broken.add(stream)
+                written.set_exception(error)
+
+    def _refused(self, item: object, stream: Hashable, written: Future) -> bool:
+        if stream in self._broken:
+            written.set_exception(RuntimeError("an earlier write of this stream failed"))
+            return True
+        return False
+
+
+@dataclass(eq=False)
+class _Doorbell:
+    """What one event loop's reader knows from the writers' notices."""
+
+    loop: asyncio.AbstractEventLoop
+    watched: set[uuid.UUID] = field(default_factory=set)
+    news: set[uuid.UUID] = field(default_factory=set)  # watched streams with events not yet read
+    rung: asyncio.Event = field(default_factory=asyncio.Event)
+    listening: bool = False
+    next_sweep: float = 0.0
+    last_used: float = 0.0
+    listener: asyncio.Task | None = None
+
+
 class RedisStreamLog:
-    """One Redis Stream per task, kept STREAM_TTL_SECONDS after its last event."""
+    """One Redis Stream per task, kept STREAM_TTL_SECONDS after its last event.
+
+    Each write also names the streams it touched on one pub/sub channel, and
+    a server reads only the streams named: one XREAD over every watched
+    stream costs time in proportion to their number (~8 ms for 1,000 here),
+    and a busy server reads hundreds of times a second. The notices are
+    hints; the streams stay the truth (see SWEEP_SECONDS).
+    """
 
     def __init__(self, url: str, prefix: str, ttl_seconds: int) -> None:
         import redis
@@ -95,8 +214,15 @@ class RedisStreamLog:
         self._url = url
         self._prefix = prefix
         self._ttl = ttl_seconds
-        self._sync = redis.Redis.from_url(url)
-        self._async_clients: dict[int, object] = {}
+        self._channel = f"{prefix}:stream-news"
+        self._sync = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS
+            )
+        )
+        self._writer = _BatchWriter(self._write, name="stream-writer")
+        self._async_clients: dict[int, tuple[asyncio.AbstractEventLoop, object]] = {}
+        self._doorbells: dict[int, _Doorbell] = {}
 
     def _key(self, task_id: uuid.UUID | str) -> str:
         return f"{self._prefix}:stream:{task_id}"
@@ -105,20 +231,46 @@ class RedisStreamLog:
         # One client per event loop: redis.asyncio connections belong to the loop that made them.
         import redis.asyncio
 
-        loop_id = id(asyncio.get_running_loop())
-        client = self._async_clients.get(loop_id)
-        if client is None:
-            client = redis.asyncio.Redis.from_url(self._url)
-            self._async_clients[loop_id] = client
-        return client
+        loop = asyncio.get_running_loop()
+        known = self._async_clients.get(id(loop))
+        if known is None or known[0] is not loop:  # (an id is reused once its loop is gone)
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                self._url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS
+            )
+            known = self._async_clients[id(loop)] = (loop, redis.asyncio.Redis(connection_pool=pool))
+        return known[1]
+
+    # --- writing ------------------------------------------------------------------------
+
+    def _write(self, batch: list[tuple[uuid.UUID, list[StoredEvent]]]) -> list[BaseException | None]:
+        """One round trip for the whole batch; an error or None for each item."""
+        pipe = self._sync.pipeline(transaction=False)
+        touched: dict[str, str] = {}
+        for task_id, events in batch:
+            key = self._key(task_id)
+            for event in events:
+                pipe.xadd(key, {"k": event.kind, "s": event.seq, "p": event.payload})
+            touched[key] = str(task_id)
+        for key in touched:
+            pipe.expire(key, self._ttl)
+        pipe.publish(self._channel, " ".join(touched.values()))
+        replies = iter(pipe.execute(raise_on_error=False))
+        errors: list[BaseException | None] = []
+        for _, events in batch:
+            failed = [reply for reply in (next(replies) for _ in events) if isinstance(reply, Exception)]
+            errors.append(failed[0] if failed else None)
+        trailing = [reply for reply in replies if isinstance(reply, Exception)]
+        if trailing:  # an expiry or the notice: the events are in; log it and go on
+            logger.warning("stream log: %s", trailing[0])
+        return errors
 
     def append(self, task_id: uuid.UUID, events: list[StoredEvent]) -> None:
-        key = self._key(task_id)
-        pipe = self._sync.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(key, {"k": event.kind, "s": event.seq, "p": event.payload})
-        pipe.expire(key, self._ttl)
-        pipe.execute()
+        error = self._write([(task_id, events)])[0]
+        if error is not None:
+            raise error
+
+    def submit(self, task_id: uuid.UUID, events: list[StoredEvent], stream: Hashable) -> Future:
+        return self._writer.submit((task_id, events), stream)
 
     def last_seq(self, task_id: uuid.UUID) -> int:
         for _, fields in self._sync.xrevrange(self._key(task_id), count=1000):
@@ -128,6 +280,8 @@ class RedisStreamLog:
 
     def purge(self, task_id: uuid.UUID) -> None:
         self._sync.delete(self._key(task_id))
+
+    # --- reading ------------------------------------------------------------------------
 
     @staticmethod
     def _decode(entry_id: bytes, fields: dict[bytes, bytes]) -> tuple[Cursor, StoredEvent]:
@@ -142,15 +296,99 @@ class RedisStreamLog:
         if not cursors:
             await asyncio.sleep(timeout)
             return []
+        bell = self._doorbell()
+        loop = bell.loop
+        deadline = loop.time() + timeout
+        if cursors.keys() != bell.watched:
+            # Newly watched streams: whatever was announced before is unknown.
+            bell.news.update(cursors.keys() - bell.watched)
+            bell.watched = set(cursors)
+        while True:
+            now = bell.last_used = loop.time()
+            if not bell.listening:
+                # No notices (starting, or the subscription was lost): read every stream, waiting.
+                events, _ = await self._xread(cursors, block=max(0.001, deadline - now))
+                return events
+            if now >= bell.next_sweep:
+                bell.next_sweep = now + SWEEP_SECONDS
+                bell.news.update(cursors)
+            wanted = {task_id: cursors[task_id] for task_id in bell.news if task_id in cursors}
+            # Cleared before reading: a notice arriving meanwhile marks its stream again.
+            bell.news.clear()
+            if wanted:
+                events, full = await self._xread(wanted, block=None)
+                bell.news.update(full)
+                if events:
+                    return events
+                continue
+            if now >= deadline:
+                return []
+            bell.rung.clear()  # no await since news was looked at: no notice can slip between
+            try:
+                await asyncio.wait_for(bell.rung.wait(), min(deadline, bell.next_sweep) - now)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _xread(
+        self, cursors: dict[uuid.UUID, Cursor], block: float | None
+    ) -> tuple[list[tuple[uuid.UUID, Cursor, StoredEvent]], set[uuid.UUID]]:
+        """(events after ``cursors``, the streams that may hold more)."""
         streams = {self._key(task_id): f"{c[0]}-{c[1]}" for task_id, c in cursors.items()}
-        reply = await self._async().xread(streams, count=500, block=max(1, int(timeout * 1000)))
+        # block: at least 1 ms, as BLOCK 0 would wait forever.
+        reply = await self._async().xread(
+            streams, count=READ_COUNT, block=None if block is None else max(1, int(block * 1000))
+        )
         out = []
+        full = set()
         for key, entries in reply or []:
             task_id = uuid.UUID(key.decode().rsplit(":", 1)[1])
             for entry_id, fields in entries:
                 cursor, event = self._decode(entry_id, fields)
                 out.append((task_id, cursor, event))
-        return out
+            if len(entries) >= READ_COUNT:
+                full.add(task_id)
+        return out, full
+
+    def _doorbell(self) -> _Doorbell:
+        loop = asyncio.get_running_loop()
+        bell = self._doorbells.get(id(loop))
+        if bell is None or bell.loop is not loop:
+            bell = self._doorbells[id(loop)] = _Doorbell(loop)
+        if bell.listener is None or bell.listener.done():
+            bell.last_used = loop.time()
+            bell.listener = loop.create_task(self._listen(bell))
+        return bell
+
+    async def _listen(self, bell: _Doorbell) -> None:
+        """Mark the watched streams that writers name as having news, until idle."""
+        while bell.loop.time() - bell.last_used < LISTENER_IDLE_SECONDS:
+            pubsub = self._async().pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                # Listening only once Redis confirms: a notice sent before that is not seen.
+                while await pubsub.get_message(timeout=POOL_WAIT_SECONDS) is None:
+                    pass
+                bell.listening = True
+                bell.news.update(bell.watched)  # what was announced while not listening is unknown
+                bell.rung.set()
+                while bell.loop.time() - bell.last_used < LISTENER_IDLE_SECONDS:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        continue
+                    for name in message["data"].split():
+                        task_id = uuid.UUID(name.decode())
+                        if task_id in bell.watched:
+                            bell.news.add(task_id)
+                    bell.rung.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("stream notices lost; reading every stream until resubscribed", exc_info=True)
+                bell.listening = False
+                await asyncio.sleep(0.5)
+            finally:
+                bell.listening = False
+                await pubsub.aclose()
 
 
 _log: StreamLog | None = None

@@ -4,6 +4,10 @@ A chunk that arrives when nothing was sent for a whole window goes out at
 once (a slow model's tokens are not delayed); chunks arriving faster are
 joined and flushed once per window by one flusher thread per process, so the
 cost per token stays low at high rates.
+
+Flushes are submitted to the log (``StreamLog.submit``), so the thread that
+generates does not wait for the write; a failed write surfaces at the
+stream's next ``add`` or at ``close``, which waits for every write.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
+from concurrent.futures import Future
 
 from django.conf import settings
 
@@ -33,6 +39,8 @@ class StreamPublisher:
         self._pending_since = 0.0
         self._last_flush = 0.0
         self._seq = log.last_seq(task_id)  # seq counts on across retries
+        self._writes: deque[Future] = deque()  # submitted to the log, oldest first
+        self._failed = False  # a write failed and add() has raised it
 
     def begin_attempt(self, attempt: int) -> None:
         if attempt > 1:
@@ -43,6 +51,7 @@ class StreamPublisher:
             return
         now = time.monotonic()
         with self._lock:
+            self._raise_failed_write_locked()
             self._pending.append(text)
             if len(self._pending) == 1:
                 self._pending_since = now
@@ -53,22 +62,38 @@ class StreamPublisher:
 
     def flush_if_due(self, now: float) -> None:
         with self._lock:
-            if self._pending and now - self._pending_since >= self._window:
+            if self._pending and not self._failed and now - self._pending_since >= self._window:
                 self._flush_locked(now)
 
     def close(self) -> None:
-        """Send what is buffered; call before the task's end is recorded."""
+        """Send what is buffered and wait until it is written; call before the task's end is recorded."""
         _flusher.forget(self)
         with self._lock:
-            if self._pending:
+            if self._pending and not self._failed:
                 self._flush_locked(time.monotonic())
+            writes, self._writes = self._writes, deque()
+            already_raised = self._failed
+        for written in writes:
+            try:
+                written.result()
+            except Exception:
+                if not already_raised:  # add() raised it already: the attempt has failed
+                    raise
 
     def _flush_locked(self, now: float) -> None:
         self._seq += 1
         text = "".join(self._pending)
         self._pending.clear()
         self._last_flush = now
-        self._log.append(self.task_id, [seal(self._cipher, CHUNK, self._seq, {"text": text})])
+        event = seal(self._cipher, CHUNK, self._seq, {"text": text})
+        self._writes.append(self._log.submit(self.task_id, [event], stream=self))
+
+    def _raise_failed_write_locked(self) -> None:
+        while self._writes and self._writes[0].done():
+            written = self._writes.popleft()
+            if written.exception() is not None:
+                self._failed = True
+                raise written.exception()
 
 
 class _Flusher:

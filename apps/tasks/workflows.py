@@ -15,8 +15,9 @@ whose row count is checked, so a task is released (and announced to the
 dispatcher) or failed exactly once however many parents finish at the same
 moment. Nothing is locked: a parent's end and a child's submission each look
 at the other after their own commit (``task_ended`` after the parent's,
-``_settle`` after the child's), so whichever commits last sees both. ``settle_stranded`` (a periodic
-job) catches a task whose hook was lost with a crashed process.
+``_settle`` after the child's), so whichever commits last sees both.
+``settle_stranded`` (a periodic job) catches a task whose hook was lost with
+a crashed process.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def attach_parents(task: Task, parent_ids: Sequence[str]) -> None:
     have already finished, the task is released or failed at once, so the 201
     shows its real state; ``task`` is refreshed to it.
     """
-    found = {str(pk): pk for pk in Task.objects.for_tenant(task.tenant).filter(pk__in=parent_ids).values_list("pk", flat=True)}
+    mine = Task.objects.for_tenant(task.tenant).filter(pk__in=parent_ids)
+    found = {str(pk): pk for pk in mine.values_list("pk", flat=True)}
     missing = [parent_id for parent_id in parent_ids if parent_id not in found]
     if missing:
         raise ApiError(400, "parent_not_found", f"depends_on: no task with id {missing[0]}", param="depends_on")

@@ -89,7 +89,8 @@ def test_a_failing_parent_fails_its_descendants_with_the_reason(client):
     assert (bad["status"], bad["error"]["code"]) == ("failed", "model_unavailable")
     for task in (child, grandchild):
         assert task["status"] == "failed"
-        assert task["error"] == {"code": "dependency_failed", "message": f"dependency {ids['bad']} failed (model_unavailable)"}
+        reason = f"dependency {ids['bad']} failed (model_unavailable)"
+        assert task["error"] == {"code": "dependency_failed", "message": reason}
         assert task["started_at"] is None  # never ran
     assert unrelated["status"] == "succeeded"
 

@@ -53,4 +53,5 @@ def assert_invalid(response, param: str | None, code: str) -> dict:
 
 def ready() -> set[str]:
     """Tasks the dispatcher would hand to workers now: queued, not yet handed out."""
-    return {str(pk) for pk in Task.objects.filter(state="queued", dispatched_at__isnull=True).values_list("pk", flat=True)}
+    ready = Task.objects.filter(state="queued", dispatched_at__isnull=True)
+    return {str(pk) for pk in ready.values_list("pk", flat=True)}

@@ -45,7 +45,8 @@ def test_a_failure_fails_every_waiting_descendant_and_nothing_else(
 
     shown = acme_api.get(f"{WORKFLOWS}/{failed.workflow_id}").body
     assert shown["status"] == "running"  # x has yet to run
-    assert shown["tasks"]["c"]["error"] == {"code": "dependency_failed", "message": f"dependency {tasks['a']} failed (model_unavailable)"}
+    reason = f"dependency {tasks['a']} failed (model_unavailable)"
+    assert shown["tasks"]["c"]["error"] == {"code": "dependency_failed", "message": reason}
     run(tasks["x"], django_capture_on_commit_callbacks)
     assert acme_api.get(f"{WORKFLOWS}/{failed.workflow_id}").body["status"] == "failed"
 

@@ -15,6 +15,7 @@ from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
 from apps.workers import services as worker_services
 from apps.workers.execution import execute_task
+from apps.workers.runner import WorkerOptions, WorkerRunner
 
 pytestmark = pytest.mark.django_db
 
@@ -35,10 +36,12 @@ def artifact(tmp_path: Path, name: str) -> str:
     return str(tmp_path / name)
 
 
-def beat(worker) -> tuple[str, ...]:
-    """One heartbeat, and what the runner does with its reply: unload what is no longer placed."""
+def beat(runner: WorkerRunner, worker) -> tuple[str, ...]:
+    """One heartbeat, applied by the worker's runner (its queues; unloading what is no
+    longer placed). The runner's threads are not started: this process plays them."""
     reply = worker_services.heartbeat(worker.id, in_flight=0, idle=False, device_info=CPU_ONLY)
-    catalog.retire_adapters(reply.model_names)
+    runner._apply(reply)
+    assert tuple(queue.model_name for queue in runner._queues) == reply.model_names
     return reply.model_names
 
 
@@ -56,9 +59,10 @@ def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
     worker = worker_services.register_worker(
         name="roller", host="h", pid=os.getpid(), slots=4, device_info=CPU_ONLY, model_names=None
     )
+    runner = WorkerRunner(WorkerOptions(name="roller", slots=4))
     queues = {spec: model_queues(spec) for spec in ("roll@v1", "roll@v2")}
     old = [acme_api.post("/api/v1/tasks", {"model": "roll", "prompt": f"old {i}"}).body["id"] for i in range(3)]
-    assert beat(worker) == ("echo", "roll@v1")
+    assert beat(runner, worker) == ("echo", "roll@v1")
 
     # One old task runs before the move: v1 is loaded on this worker.
     assert run(old[0]).state == TaskState.SUCCEEDED
@@ -71,7 +75,7 @@ def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
         assert hand_to_workers(task_id)
 
     # Two old tasks are still queued: the worker serves both versions and keeps v1 loaded.
-    assert beat(worker) == ("echo", "roll@v1", "roll@v2")
+    assert beat(runner, worker) == ("echo", "roll@v1", "roll@v2")
     assert catalog.loaded_specs() == ["roll@v1"]
     assert len(queues["roll@v1"].huey) == 2 and len(queues["roll@v2"].huey) == 2
 
@@ -89,7 +93,7 @@ def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
     assert not Task.objects.exclude(state=TaskState.SUCCEEDED).exists()  # no task failed
 
     # v1 has nothing left to do: the next heartbeat drops its queue and unloads it.
-    assert beat(worker) == ("echo", "roll@v2")
+    assert beat(runner, worker) == ("echo", "roll@v2")
     assert catalog.loaded_specs() == ["roll@v2"]
     v1.refresh_from_db()
     assert v1.placement_error == ""

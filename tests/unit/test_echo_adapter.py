@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.catalog.adapters import AdapterConfigError, ChatMessage, GenerationRequest, TextChunk, Usage
+from apps.catalog.adapters import AdapterConfigError, ChatMessage, GenerationRequest, Usage
 from plugins.echo.adapter import EchoAdapter
 from tests.adapter_contract import split_stream, stream_and_cancel_after_first_chunk
 

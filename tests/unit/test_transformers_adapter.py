@@ -23,7 +23,6 @@ from apps.catalog.adapters import (
     ChatMessage,
     GenerationRequest,
     ResourceNeeds,
-    TextChunk,
     Usage,
 )
 from plugins.transformers.adapter import TransformersAdapter

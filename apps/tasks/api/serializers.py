@@ -117,7 +117,8 @@ class TaskCreateSerializer(StrictSerializer):
             for param, key in graph.input_references(attrs.get("prompt"), attrs.get("messages")):
                 if key not in parents:
                     message = f"{{{{{key}.output}}}} refers to {key!r}, which is not in depends_on"
-                    raise serializers.ValidationError({param: [serializers.ErrorDetail(message, code="unknown_reference")]})
+                    error = serializers.ErrorDetail(message, code="unknown_reference")
+                    raise serializers.ValidationError({param: [error]})
         return attrs
 
     def to_request(self) -> services.TaskRequest:

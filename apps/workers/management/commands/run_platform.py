@@ -12,7 +12,6 @@ slots, WORKER_NAME its name (default "<host>-embedded").
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
