@@ -15,18 +15,19 @@ Method (docs/benchmarks.md, "Streaming relay", says the same in prose):
 * Platform: a fresh stack of its own (distributed: a new PostgreSQL database
   and a Redis key prefix on 127.0.0.1; embedded: a temporary SQLite data
   dir), uvicorn as ``run_platform`` starts it, and ``--workers`` ``run_worker``
-  processes with N slots in all. The N tasks are submitted over HTTP and N
-  WebSocket clients (one asyncio loop) connect *before* any worker serves the
-  model, so all N streams run at once; each chunk's arrival is noted.
+  processes with N slots in all, started and then drained. The N tasks are
+  submitted over HTTP, N WebSocket clients (one asyncio loop) connect, and
+  only then are the workers undrained, so all N streams start together;
+  each chunk's arrival is noted.
 * Chunks carry no timestamps (the contract is fixed), so the added latency of
-  word i of a stream is
-      (arrival of the chunk holding word i - arrival of the first chunk)
-    - (i - 1) / rate
-  i.e. lateness against the adapter's own pace, measured from the stream's
-  first chunk. That takes out queueing and start-up (when the worker got to
-  the task) and leaves what the relay and coalescing add while streaming
-  (plus any slowing of the adapter's own loop in a busy worker). The direct
-  run gets the same statistic with arrival = yield time; word 1 (0 by
+  word i of a stream is its lateness against the adapter's own pace,
+      (arrival of the chunk holding word i - arrival of word r) - (i - r) / rate
+  where r is the stream's least-late word: word 1 unless the first chunk
+  itself was held up (then taking word 1 would count every later word as
+  early). That takes out queueing and start-up (when the worker got to the
+  task) and leaves what the relay and coalescing add while streaming (plus
+  any slowing of the adapter's own loop in a busy worker). The direct run
+  gets the same statistic with arrival = yield time; word r (0 by
   definition) is left out of both.
 * Time to first chunk: platform, first arrival - the task's started_at (the
   worker's claim, from the database); direct, first yield - thread start.
@@ -42,6 +43,7 @@ import contextlib
 import json
 import math
 import os
+import select
 import shutil
 import signal
 import socket
@@ -149,7 +151,10 @@ def figures(label: str, streams: list[Stream], interval: float, first_chunk_at: 
         times = stream.word_arrivals()
         if not times:
             continue
-        added += [(at - times[0]) - i * interval for i, at in enumerate(times) if i > 0]
+        lateness = [at - i * interval for i, at in enumerate(times)]
+        # The stream's least-late word is the reference (usually word 1, see the module docstring).
+        best = min(range(len(times)), key=lateness.__getitem__)
+        added += [late - lateness[best] for i, late in enumerate(lateness) if i != best]
         spans.append((times[0], times[-1]))
     events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
     running = peak = 0
@@ -327,6 +332,8 @@ class Stack:
                 PORT=str(free_port()),
                 HUEY_NAME=f"bench-relay-{uuid.uuid4().hex[:8]}",
                 PYTHONUNBUFFERED="1",
+                # The workers see the undrain this soon (and confirm the drain).
+                WORKER_HEARTBEAT_SECONDS="0.25",
                 # Per-task INFO lines are not what is measured here.
                 LOG_LEVEL="WARNING",
                 LLMAGENTOS_PLUGINS="plugins.echo",
@@ -388,20 +395,36 @@ class Stack:
                 raise RuntimeError(f"uvicorn never became ready:\n{self.log_tail('server')}")
             time.sleep(0.2)
 
-    def start_workers(self, size: int, count: int) -> list[subprocess.Popen]:
-        """``count`` run_worker processes serving only this size's model, ``size`` slots in all."""
+    def start_drained_workers(self, size: int, count: int) -> tuple[list[subprocess.Popen], subprocess.Popen]:
+        """``count`` run_worker processes serving only this size's model, ``size`` slots in all,
+        registered and drained; and a shell that undrains them when sent a line."""
+        names = worker_names(size, count)
         started = []
-        for k in range(count):
+        for k, name in enumerate(names):
             slots = size // count + (1 if k < size % count else 0)
-            name = f"bench-{size}-{k}"
             process = subprocess.Popen(
                 [sys.executable, "manage.py", "run_worker", "--name", name, "--slots", str(slots),
                  "--models", model_name(size)],
-                cwd=REPO_ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self._log(name),
+                cwd=REPO_ROOT, env=self.env, stdout=subprocess.PIPE, stderr=self._log(name), text=True,
             )
             self.workers.append(process)
             started.append(process)
-        return started
+        for name, process in zip(names, started):
+            ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
+            if not ready or not process.stdout.readline().strip():  # a registered worker prints its id
+                raise RuntimeError(f"worker {name} did not start:\n{self.log_tail(name)}")
+        manage(self.env, "shell", "--no-imports", "-v", "0", "-c", _WORKER_STATE_CHANGE.format(
+            names=names, change="drain", state="drained", timeout=START_TIMEOUT))
+        # Started now, so that Django's start-up is not in the measured start.
+        undrain = subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "--no-imports", "-v", "0", "-c",
+             "import sys; sys.stdin.readline()\n" + _WORKER_STATE_CHANGE.format(
+                 names=names, change="undrain", state="active", timeout=START_TIMEOUT)],
+            cwd=REPO_ROOT, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=self._log("undrain"), text=True,
+        )
+        self.workers.append(undrain)
+        return started, undrain
 
     def stop_workers(self) -> None:
         for process in self.workers:
@@ -456,6 +479,24 @@ def spare_connections(database_url: str) -> int:
             " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
         ).fetchone()
     return spare
+
+
+# Through the service layer, as an operator's drain; then wait until the workers confirm.
+_WORKER_STATE_CHANGE = """
+import time
+from apps.workers import services
+from apps.workers.models import Worker
+for name in {names!r}:
+    services.{change}(Worker.objects.get(name=name))
+deadline = time.monotonic() + {timeout}
+while Worker.objects.filter(name__in={names!r}).exclude(state={state!r}).exists():
+    assert time.monotonic() < deadline, "the workers never became {state}"
+    time.sleep(0.05)
+"""
+
+
+def worker_names(size: int, count: int) -> list[str]:
+    return [f"bench-{size}-{k}" for k in range(count)]
 
 
 def model_name(size: int) -> str:
@@ -521,6 +562,7 @@ async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
 
 async def _platform_run(stack: Stack, size: int, words: int, rate: float, worker_count: int) -> RunFigures:
     texts = prompts(size, words)
+    workers, undrain = await asyncio.to_thread(stack.start_drained_workers, size, worker_count)
     began = time.monotonic()
     task_ids = await _submit_all(stack, model_name(size), texts, words)
     submitted = time.monotonic()
@@ -541,9 +583,10 @@ async def _platform_run(stack: Stack, size: int, words: int, rate: float, worker
     lag: list[float] = []
     lag_stop = asyncio.Event()
     lag_probe = asyncio.create_task(_loop_lag(lag, lag_stop))
-    workers = stack.start_workers(size, worker_count)
     meter = CpuMeter({"uvicorn": [stack.server.pid], "workers": [w.pid for w in workers], "bench client": [os.getpid()]})
     meter.start()
+    undrain.stdin.write("go\n")
+    undrain.stdin.close()
     budget = START_TIMEOUT + 4 * words / rate
     with ConnectionCounter(stack.env.get("DATABASE_URL")) as connections:
         done, pending = await asyncio.wait(followers, timeout=budget)
@@ -606,7 +649,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,300,1000", help="comma-separated stream counts")
     parser.add_argument("--modes", default="distributed,embedded", help="distributed and/or embedded")
-    parser.add_argument("--words", type=int, default=100, help="words per stream")
+    parser.add_argument("--words", type=int, default=200, help="words per stream")
     parser.add_argument("--rate", type=float, default=20.0, help="the echo model's words per second")
     parser.add_argument("--workers", type=int, default=1, help="run_worker processes sharing the slots")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 streams of 20 words")
@@ -646,7 +689,7 @@ def main() -> int:
                     rows.append(asyncio.run(_platform_run(stack, size, words, args.rate, args.workers)).row())
                 finally:
                     stack.stop_workers()
-                    for name in [f"bench-{size}-{k}" for k in range(args.workers)]:
+                    for name in worker_names(size, args.workers) + ["undrain"]:
                         tail = stack.log_tail(name, 10)
                         if tail:
                             print(f"--- {name}.log (last lines)\n{tail}", file=sys.stderr)

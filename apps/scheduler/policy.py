@@ -343,7 +343,7 @@ class FairScheduler:
         key = next(item[:4] for item in self._projected(task.tenant, task.level) if item[4] is task)
         ahead = 0
         for state in self._tenants.values():
-            pass
+            ahead += sum(state.live[: task.level])
             ahead += sum(1 for item in self._projected(state, task.level) if item[:4] < key)
         return ahead + 1
 

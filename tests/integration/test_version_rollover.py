@@ -63,27 +63,29 @@ def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
     queues = {spec: model_queues(spec) for spec in ("roll@v1", "roll@v2")}
     old = [acme_api.post("/api/v1/tasks", {"model": "roll", "prompt": f"old {i}"}).body["id"] for i in range(3)]
     assert beat(runner, worker) == ("echo", "roll@v1")
-
-    # One old task runs before the move: v1 is loaded on this worker.
-    assert run(old[0]).state == TaskState.SUCCEEDED
-    assert catalog.loaded_specs() == ["roll@v1"]
+    assert catalog.loaded_specs() == []  # loading is lazy: at the first task
 
     with django_capture_on_commit_callbacks(execute=True):  # the commit replans (apps.workers.signals)
         catalog.make_version_current(v2)
     new = [acme_api.post("/api/v1/tasks", {"model": "roll", "prompt": f"new {i}"}).body["id"] for i in range(2)]
-    for task_id in old[1:] + new:
+    for task_id in old + new:
         assert hand_to_workers(task_id)
-
-    # Two old tasks are still queued: the worker serves both versions and keeps v1 loaded.
+    assert len(queues["roll@v1"].huey) == 3 and len(queues["roll@v2"].huey) == 2
     assert beat(runner, worker) == ("echo", "roll@v1", "roll@v2")
-    assert catalog.loaded_specs() == ["roll@v1"]
-    assert len(queues["roll@v1"].huey) == 2 and len(queues["roll@v2"].huey) == 2
 
-    # New tasks run on v2 while old ones are still waiting; then the old ones finish on v1.
-    for task_id in new + old[1:]:
+    # A new task runs on v2 (and loads only v2); an old one, after the move, still on v1.
+    assert run(new[0]).state == TaskState.SUCCEEDED
+    assert catalog.loaded_specs() == ["roll@v2"]
+    assert run(old[0]).state == TaskState.SUCCEEDED
+    assert catalog.loaded_specs() == ["roll@v1", "roll@v2"]
+
+    # Two old tasks are still queued: the worker keeps serving v1 and keeps it loaded.
+    assert beat(runner, worker) == ("echo", "roll@v1", "roll@v2")
+    assert catalog.loaded_specs() == ["roll@v1", "roll@v2"]
+
+    for task_id in old[1:] + new[1:]:
         task = run(task_id)
         assert task.state == TaskState.SUCCEEDED, task.error_message
-    assert catalog.loaded_specs() == ["roll@v1", "roll@v2"]
 
     assert {str(t.pk): t.model_version.version for t in Task.objects.select_related("model_version")} == {
         **{task_id: "v1" for task_id in old},
