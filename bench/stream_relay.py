@@ -14,7 +14,7 @@ Method (docs/benchmarks.md, "Streaming relay", says the same in prose):
   ``EchoAdapter`` at ``--rate`` words/s and notes when each word is yielded.
 * Platform: a fresh stack of its own (distributed: a new PostgreSQL database
   and a Redis key prefix on 127.0.0.1; embedded: a temporary SQLite data
-  dir), uvicorn as ``run_platform`` starts it, and ``--workers`` ``run_worker``
+  dir), uvicorn and ``run_scheduler`` as ``run_platform`` starts them, and ``--workers`` ``run_worker``
   processes with N slots in all, started and then drained. The N tasks are
   submitted over HTTP, N WebSocket clients (one asyncio loop) connect, and
   only then are the workers undrained, so all N streams start together;
@@ -247,6 +247,14 @@ class CpuMeter:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / self.TICK  # utime + stime
 
+    @classmethod
+    def background_busy(cls, seconds: float = 1.0) -> str:
+        """How busy the machine is before a run (other users' work on a shared host)."""
+        busy, total = cls._machine()
+        time.sleep(seconds)
+        busy2, total2 = cls._machine()
+        return f"{(busy2 - busy) / max(1, total2 - total):.0%}"
+
     @staticmethod
     def _machine() -> tuple[float, float]:
         """(busy, total) jiffies of the whole machine."""
@@ -314,6 +322,7 @@ class Stack:
         self.ws_url = f"ws://{HOST}:{env['PORT']}"
         self.api_key = ""
         self.server: subprocess.Popen | None = None
+        self.scheduler: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
 
     @classmethod
@@ -350,6 +359,7 @@ class Stack:
                 cleanup.callback(stack.stop)
                 stack._prepare(sizes, rate)
                 stack._start_server()
+                stack._start_scheduler()
                 yield stack
 
     @staticmethod
@@ -394,6 +404,13 @@ class Stack:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"uvicorn never became ready:\n{self.log_tail('server')}")
             time.sleep(0.2)
+
+    def _start_scheduler(self) -> None:
+        # The dispatcher hands ready tasks to workers with free slots (as run_platform runs it).
+        self.scheduler = subprocess.Popen(
+            [sys.executable, "manage.py", "run_scheduler"],
+            cwd=REPO_ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self._log("scheduler"),
+        )
 
     def start_drained_workers(self, size: int, count: int) -> tuple[list[subprocess.Popen], subprocess.Popen]:
         """``count`` run_worker processes serving only this size's model, ``size`` slots in all,
@@ -440,13 +457,14 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_workers()
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)
-            try:
-                self.server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+        for process in (self.scheduler, self.server):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
     def keep_logs(self, into: Path) -> None:
         into.mkdir(parents=True, exist_ok=True)
@@ -562,6 +580,7 @@ async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
 
 async def _platform_run(stack: Stack, size: int, words: int, rate: float, worker_count: int) -> RunFigures:
     texts = prompts(size, words)
+    background = await asyncio.to_thread(CpuMeter.background_busy)
     workers, undrain = await asyncio.to_thread(stack.start_drained_workers, size, worker_count)
     began = time.monotonic()
     task_ids = await _submit_all(stack, model_name(size), texts, words)
@@ -583,7 +602,8 @@ async def _platform_run(stack: Stack, size: int, words: int, rate: float, worker
     lag: list[float] = []
     lag_stop = asyncio.Event()
     lag_probe = asyncio.create_task(_loop_lag(lag, lag_stop))
-    meter = CpuMeter({"uvicorn": [stack.server.pid], "workers": [w.pid for w in workers], "bench client": [os.getpid()]})
+    meter = CpuMeter({"uvicorn": [stack.server.pid], "workers": [w.pid for w in workers],
+                      "scheduler": [stack.scheduler.pid], "bench client": [os.getpid()]})
     meter.start()
     undrain.stdin.write("go\n")
     undrain.stdin.close()
@@ -608,6 +628,7 @@ async def _platform_run(stack: Stack, size: int, words: int, rate: float, worker
     firsts = [s.arrivals[0][0] if s.arrivals else math.nan for s in streams]
     result = figures("platform", streams, 1.0 / rate, firsts)
     result.extra = {
+        "busy_before": background,
         "submit_s": round(submitted - began, 1),
         "connect_s": round(ready - submitted, 1),
         "claim_spread_s": round(starts[-1] - starts[0], 2) if starts else None,

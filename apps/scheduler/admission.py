@@ -60,9 +60,8 @@ def estimate_prompt_tokens(model: LLMModel, prompt: str | None, messages: list[d
     The echo model counts whitespace-separated words, so for it this is exact.
     For any other model: characters / 4, rounded up, over the prompt or all
     messages' contents — the usual rule of thumb for English text with BPE
-    tokenizers. It can be low (code, other scripts); settlement charges the
-    actual count, so an underestimate shifts cost to the next admissions but
-    never goes unbilled.
+    tokenizers. It can be low (code, other scripts); settlement then charges
+    no more than was reserved, so the budget is never overspent, and logs it.
     """
     texts = [prompt] if prompt is not None else [message["content"] for message in messages or ()]
     if model.adapter == ECHO_ADAPTER:
@@ -144,8 +143,8 @@ def _budget_message(exc: tenant_services.BudgetExceeded) -> str:
 
 
 def _limit_text(plan: Plan) -> str:
-    parts = [f"{plan.rpm} requests" if plan.rpm is not None else "", f"{plan.tpm} tokens" if plan.tpm is not None else ""]
-    return " and ".join(part for part in parts if part) + " per minute"
+    parts = [f"{limit} {unit}" for limit, unit in ((plan.rpm, "requests"), (plan.tpm, "tokens")) if limit is not None]
+    return " and ".join(parts) + " per minute"
 
 
 def rate_limit_headers(limits: ratelimit.RateLimits | None) -> dict[str, str]:

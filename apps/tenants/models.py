@@ -145,7 +145,11 @@ class Plan(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     rpm = models.PositiveIntegerField(
-        "requests per minute", null=True, blank=True, default=600, help_text="task submissions per minute; empty: no limit"
+        "requests per minute",
+        null=True,
+        blank=True,
+        default=600,
+        help_text="task submissions per minute; empty: no limit",
     )
     tpm = models.PositiveIntegerField(
         "tokens per minute",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ from apps.tenants.models import (
     TaskCharge,
     Tenant,
 )
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "lla"
 # last_used_at is a hint for operators, not an audit trail: writing it on every
@@ -293,8 +296,11 @@ def settle_charge(task_id: uuid.UUID, prompt_tokens: int, completion_tokens: int
     """Replace the task's reservation with its actual cost; False when there is
     nothing to settle (settled before, or admitted before budgets existed).
 
-    The actual cost is charged even where it exceeds the reservation (a prompt
-    estimate can be low): the work was done. The next admissions see it.
+    The charge is the actual usage, capped at the reservation: admission
+    promised ``spent + reserved <= budget``, and only the prompt estimate can
+    be low (the worker stops at max_tokens). The charge row keeps the actual
+    counts, so usage reports show them; an overrun is logged.
+    (apps.scheduler.budget states the same rule in pure Python.)
     """
     with transaction.atomic():
         # The conditional UPDATE is the exactly-once guard: of two racing
@@ -305,9 +311,15 @@ def settle_charge(task_id: uuid.UUID, prompt_tokens: int, completion_tokens: int
         if not claimed:
             return False
         charge = TaskCharge.objects.only("ledger_id", "reserved_tokens").get(task_id=task_id)
+        actual = prompt_tokens + completion_tokens
+        if actual > charge.reserved_tokens:
+            logger.warning(
+                "task %s used %d tokens, more than the %d reserved for it (a low prompt estimate); charged %d",
+                task_id, actual, charge.reserved_tokens, charge.reserved_tokens,
+            )
         BudgetLedger.objects.filter(pk=charge.ledger_id).update(
             reserved_tokens=F("reserved_tokens") - charge.reserved_tokens,
-            spent_tokens=F("spent_tokens") + prompt_tokens + completion_tokens,
+            spent_tokens=F("spent_tokens") + min(actual, charge.reserved_tokens),
         )
     return True
 

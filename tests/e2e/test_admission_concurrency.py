@@ -90,9 +90,6 @@ def servers(tmp_path):
         finally:
             for server in started:
                 server.stop()
-            # Leave no dispatched ids behind in a shared Redis.
-            manage("shell", "-c", "from apps.scheduler.queues import model_queue; model_queue('echo').huey.flush()",
-                   env=env)
 
 
 def test_fifty_concurrent_submissions_on_three_servers_admit_exactly_what_the_budget_holds(servers):

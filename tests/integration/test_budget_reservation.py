@@ -139,16 +139,21 @@ def test_settlement_happens_once_however_often_the_end_is_reported(acme, acme_ap
     assert charge.settled_at is not None
 
 
-def test_usage_above_the_reservation_is_charged_in_full(acme_api):
-    # An estimate can be low for real models (characters / 4); the work was
-    # done, so the actual count is what the budget pays.
+def test_usage_above_the_reservation_is_charged_no_more_than_was_reserved(acme, acme_api):
+    # Only a prompt estimate can be low (characters / 4 for real models). The
+    # budget never goes past what admission promised; the usage report still
+    # shows what was used.
+    change_tenant_plan(acme, {"budget_tokens": 2 * WORST_CASE})
     task = _submit(acme_api)
+    _submit(acme_api)
     running = services.claim_task(task.pk, "worker-a")
     usage = {"prompt_tokens": 40, "completion_tokens": 10, "total_tokens": 50}
 
     services.finish_task(running, state=TaskState.SUCCEEDED, output="x", usage=usage)
 
-    assert _budget(acme_api) == (50, 0, BUDGET - 50)
+    assert _budget(acme_api) == (WORST_CASE, WORST_CASE, 0)
+    key_usage = acme_api.get("/api/v1/usage").body["by_key"][0]
+    assert (key_usage["prompt_tokens"], key_usage["completion_tokens"], key_usage["total_tokens"]) == (40, 10, 50)
 
 
 def test_an_idempotent_replay_reserves_nothing_more(acme_api):

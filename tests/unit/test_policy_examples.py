@@ -14,6 +14,10 @@ def drain(scheduler: FairScheduler, now: float, capped=()) -> list[str]:
     return order
 
 
+def drain_n(scheduler: FairScheduler, now: float, n: int) -> list[str]:
+    return [scheduler.next(now).task_id for _ in range(n)]
+
+
 def test_a_flooder_waits_behind_its_own_work():
     """100 tasks from a flooder, then 5 from a quiet tenant: the quiet tenant is served at once."""
     scheduler = FairScheduler(aging_seconds=math.inf)
@@ -33,25 +37,21 @@ def test_weights_split_a_busy_model():
     """Weight 3 against weight 1, equal costs, both backlogged: three tasks for one."""
     scheduler = FairScheduler(aging_seconds=math.inf)
     for n in range(40):
-        scheduler.add(f"gold{n}", "gold", 3.0, "normal", 100, now=0.0)
-        scheduler.add(f"free{n}", "free", 1.0, "normal", 100, now=0.0)
+        scheduler.add(f"gold{n}", "gold", 3.0, "normal", 300, now=0.0)
+        scheduler.add(f"free{n}", "free", 1.0, "normal", 300, now=0.0)
 
     first_twenty = drain_n(scheduler, now=0.0, n=20)
 
     assert sum(tid.startswith("gold") for tid in first_twenty) == 15
 
 
-def drain_n(scheduler: FairScheduler, now: float, n: int) -> list[str]:
-    return [scheduler.next(now).task_id for _ in range(n)]
-
-
 def test_a_returning_tenant_gets_no_credit_for_having_been_idle():
     """Idle while another tenant ran 50 tasks, a tenant comes back level with it, not 50 tasks ahead."""
     scheduler = FairScheduler(aging_seconds=math.inf)
-    scheduler.add("early", "returning", 1.0, "normal", 100, now=0.0)
     for n in range(60):
         scheduler.add(f"busy{n}", "busy", 1.0, "normal", 100, now=0.0)
-    drain_n(scheduler, now=0.0, n=51)  # "early" and 50 of busy's tasks
+    scheduler.add("early", "returning", 1.0, "normal", 100, now=0.0)
+    assert "early" in drain_n(scheduler, now=0.0, n=51)  # with 50 of busy's tasks
     for n in range(10):
         scheduler.add(f"back{n}", "returning", 1.0, "normal", 100, now=1.0)
 
