@@ -23,7 +23,7 @@ The baselines run before and after the platform; their figure is the mean of
 the two (both are printed: the spread says how noisy the machine was).
 
 With --profile DIR, one more platform run samples each platform process with
-py-spy (CPU only: threads waiting on a socket are not sampled); the collapsed
+py-spy (--gil: the thread running Python code; waits on sockets are not sampled); the collapsed
 stacks go to DIR and the functions holding most samples are printed. That run's
 figures are not the ones reported (sampling costs CPU too).
 
@@ -39,6 +39,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -282,7 +283,7 @@ class Platform:
             found["run_platform"] = supervisor.pid
         return found
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: Path | None = None) -> None:
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -293,6 +294,10 @@ class Platform:
                 process.kill()
                 process.wait()
         self.processes.clear()
+        if keep_logs is not None:
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in self.storage.workdir.glob("*.log"):
+                shutil.copy(log, keep_logs / log.name)
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         path = self.storage.workdir / f"{name}.log"
@@ -387,7 +392,9 @@ class Sampler:
         spy = Path(sys.executable).parent / "py-spy"
         self.recorders = {
             name: subprocess.Popen(
-                [str(spy), "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--nonblocking",
+                # --gil: only the thread holding the GIL, i.e. Python's CPU time; a thread
+                # waiting on PostgreSQL (psycopg's wait) would otherwise count as busy.
+                [str(spy), "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--nonblocking", "--gil",
                  "--output", str(into / f"{name}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
@@ -428,7 +435,7 @@ def platform_run(storage: Storage, args: argparse.Namespace, run: str, profile_i
             print(platform.log_tail(name), file=sys.stderr)
         raise
     finally:
-        platform.stop()
+        platform.stop(args.keep_logs / storage.mode / run if args.keep_logs else None)
     rows = storage.query(
         "SELECT state, created_at, started_at, finished_at FROM tasks_task WHERE finished_at IS NOT NULL"
     )
@@ -558,6 +565,7 @@ def main() -> int:
     parser.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
     parser.add_argument("--profile", type=Path, help="also profile a platform run with py-spy; stacks go here")
     parser.add_argument("--top", type=int, default=15, help="functions listed per profile")
+    parser.add_argument("--keep-logs", type=Path, help="copy the platform processes' logs into this folder")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
     if args.quick:

@@ -1,45 +1,57 @@
 """The scheduling policy: which queued task of one model runs next.
 
 Pure Python, standard library only: no Django, no I/O, no clock of its own
-(every call takes ``now``). That keeps the rules testable with property tests
-and a discrete-event simulation (``bench/simulate.py``), and lets the
-dispatcher keep one ``FairScheduler`` per model in memory, rebuilt from the
-database when it starts. docs/scheduling.md explains the rules and bounds;
-this docstring is the summary.
+(calls that depend on time take ``now``). That keeps the rules testable with
+property tests and a discrete-event simulation (``bench/simulate.py``), and
+lets the dispatcher keep one ``FairScheduler`` per model in memory, rebuilt
+from the database when it starts. docs/scheduling.md has the rules, the
+bounds and their proofs in prose; this is the summary.
 
-Order of service
-----------------
-1. **Effective class.** Classes are ``interactive`` > ``normal`` > ``batch``.
-   A task rises one class per ``aging_seconds`` waited
-   (``effective = max(0, base − ⌊waited / aging_seconds⌋)``), so a batch task
-   competes as interactive after ``2 × aging_seconds``. The lowest effective
-   class among eligible tasks is always served first.
-2. **Fair share inside a class** — start-time fair queuing over tenants. Each
-   tenant has one virtual tag per class. Dispatching a task at that class
-   returns the tag as the task's *start tag* and advances it by
-   ``estimated_cost / weight``; ``complete`` later moves it by
-   ``(actual − estimated) / weight``. The tenant with the smallest tag is
-   served, so a tenant that floods the queue waits behind its own work.
-   A tenant that starts competing in a class (its first task there, by
-   arrival or by aging) has its tag lifted to the class's virtual time (the
-   largest start tag dispatched there): being idle earns no credit.
-3. **Inside a tenant** at one class: ``rank`` descending (the critical-path
-   hint: e.g. the longest chain of descendants in its workflow), then arrival.
+Rules
+-----
+A *flow* is one tenant's queued tasks of one priority class.
+
+1. **Fair share inside a class** — start-time fair queuing over the class's
+   flows. Each flow has a virtual tag. Dispatching a task returns the tag as
+   its *start tag* and advances it by ``estimated_cost / weight``;
+   ``complete`` later moves it by ``(actual − estimated) / weight``. The flow
+   with the smallest tag is served, so a tenant that floods a class waits
+   behind its own work. A flow that becomes non-empty has its tag lifted to
+   the class's virtual time (the largest start tag dispatched in it): being
+   idle earns no credit.
+2. **Inside a flow**: ``rank`` descending (the critical-path hint, e.g. the
+   longest chain of descendants in the task's workflow), then arrival. The
+   first task in this order is the flow's *head*.
+3. **Classes and aging.** Classes are ``interactive`` > ``normal`` >
+   ``batch``. A class competes one class higher for every ``aging_seconds``
+   its oldest eligible head has waited (``effective = max(0, base −
+   ⌊waited / aging_seconds⌋)``), so a batch head that has waited
+   ``2 × aging_seconds`` makes the batch class compete as interactive. The
+   lowest effective class among eligible tasks is served first; classes
+   that age into the same level compete by tag, each class's tags aligned to
+   that level's virtual time when it arrives there (no credit, no penalty
+   for time spent elsewhere).
+
+   Aging moves whole classes, never single tasks: if it moved tasks, a
+   flooder's old backlog would climb above a quiet tenant's fresh tasks of
+   the same class, and inside a class only the fair-share tag may decide.
 4. **Capped tenants** (at their running-task cap, named by the caller at each
-   decision) are passed over without changing their tag: they keep their
-   place and the next eligible tenant is served.
+   decision) are passed over without changing their tags — they keep their
+   place — and their tasks do not age their classes.
 
 Cost
 ----
-``add``, ``remove``, ``complete`` and ``next`` are O(log n) amortized: per
-tenant and class a heap of its tasks, per class a heap of the tenants
-competing in it keyed by their tag, and one heap of pending promotions keyed
-by due time, consumed lazily as ``now`` advances (each task is promoted at
-most twice). Stale heap entries are skipped when met and compacted when they
-outnumber live ones. ``next`` additionally pops and re-pushes one entry per
-capped tenant ahead of the chosen one: O((1 + k) log T) with k such tenants.
-``peek_order`` and ``position`` are O(n log n): they are for queue-position
-displays, not for the dispatch path.
+Per class: a heap of its flows by tag and one by head arrival; per flow, a
+heap of its tasks. ``add``, ``remove``, ``complete`` and ``next`` are
+O(log n) amortized. A capped tenant's flows are taken out of the class
+heaps when it first appears in ``capped`` and put back when it leaves it
+(O(log T) each), so the capped ones never have to be stepped over: they
+keep the smallest tags, and skipping them at each decision would cost
+O(k log T) for k capped tenants. That is why ``capped`` is a set, compared
+with the previous call's, and not a predicate. Stale heap entries are
+skipped when met and compacted once they outnumber live ones.
+``peek_order`` and ``position`` replay decisions on a copy: O(n + p log n)
+for p decisions — for status displays, not for dispatch.
 """
 
 from __future__ import annotations
@@ -47,7 +59,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Container, Hashable, Iterator
+from collections.abc import Hashable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 CLASSES: tuple[str, ...] = ("interactive", "normal", "batch")
@@ -56,12 +69,12 @@ CLASSES: tuple[str, ...] = ("interactive", "normal", "batch")
 _LEVELS = len(CLASSES)
 _LEVEL_OF = {name: level for level, name in enumerate(CLASSES)}
 
-Capped = Container[str] | Callable[[str], bool]
-"""Tenants at their running cap: a set (anything with ``in``) or a predicate."""
+Capped = AbstractSet[str]
+"""Names of the tenants at their running cap (a set, frozenset or dict keys view)."""
 
 # A heap is rebuilt from its live entries once its stale entries outnumber
-# them by this factor (plus a small floor, so tiny heaps are never rebuilt):
-# that bounds memory while keeping the rebuild's O(size) cost amortized O(1).
+# them by this factor (plus a floor, so small heaps are never rebuilt): that
+# bounds memory while keeping the rebuild's O(size) cost amortized O(1).
 _COMPACT_FACTOR = 2
 _COMPACT_FLOOR = 64
 
@@ -70,9 +83,8 @@ _COMPACT_FLOOR = 64
 class Entry:
     """A task handed out by ``next`` (or listed by ``peek_order``).
 
-    ``effective_class`` is the class the task was chosen in; pass it, with
-    ``estimated_cost``, to ``complete`` when the task ends, so the correction
-    reaches the tag that was charged.
+    ``start_tag`` is its flow's tag when it was chosen (in its class's
+    units); ``effective_class`` the class level it competed at.
     """
 
     task_id: Hashable
@@ -86,42 +98,63 @@ class Entry:
 
 
 class _Task:
-    __slots__ = ("task_id", "tenant", "base", "level", "cost", "rank", "enqueued_at", "seq", "alive")
+    __slots__ = ("task_id", "flow", "cost", "rank", "enqueued_at", "seq", "alive")
 
-    def __init__(
-        self, task_id: Hashable, tenant: _Tenant, base: int, level: int, cost: float, rank: float,
-        enqueued_at: float, seq: int,
-    ) -> None:
+    def __init__(self, task_id: Hashable, flow: _Flow, cost: float, rank: float, enqueued_at: float, seq: int) -> None:
         self.task_id = task_id
-        self.tenant = tenant
-        self.base = base
-        self.level = level
+        self.flow = flow
         self.cost = cost
         self.rank = rank
         self.enqueued_at = enqueued_at
         self.seq = seq  # arrival order at equal enqueued_at, and a unique heap tie-breaker
-        self.alive = True  # False once dispatched or removed: its heap entries are then stale
+        self.alive = True  # False once dispatched or removed: its heap entry is then stale
 
-    def queue_key(self) -> tuple[float, float, int]:
-        """Order inside a tenant's class: rank descending, then arrival."""
-        return (-self.rank, self.enqueued_at, self.seq)
+
+class _Flow:
+    """One tenant's tasks of one class."""
+
+    __slots__ = ("tenant", "base", "tag", "tasks", "live", "tag_version", "age_version")
+
+    def __init__(self, tenant: _Tenant, base: int) -> None:
+        self.tenant = tenant
+        self.base = base
+        self.tag = 0.0
+        self.tasks: list[tuple[float, float, int, _Task]] = []  # heap by (-rank, enqueued_at, seq); top kept live
+        self.live = 0
+        # Bumped when this flow's entry in its class's tag (age) heap becomes
+        # outdated: tag (head) changed, or the flow emptied.
+        self.tag_version = 0
+        self.age_version = 0
+
+    @property
+    def head(self) -> _Task:
+        return self.tasks[0][3]
 
 
 class _Tenant:
-    __slots__ = ("name", "seq", "weight", "tags", "queues", "live", "versions")
+    __slots__ = ("name", "seq", "weight", "flows", "capped")
 
-    def __init__(self, name: str, seq: int, weight: float) -> None:
+    def __init__(self, name: str, seq: int, weight: float, capped: bool) -> None:
         self.name = name
         self.seq = seq  # tie-breaker between equal tags: order of first appearance
         self.weight = weight
-        self.tags = [0.0] * _LEVELS
-        # Per class: a heap of (queue_key..., task); an entry is stale once its
-        # task is no longer alive or has been promoted out of this class.
-        self.queues: list[list[tuple[float, float, int, _Task]]] = [[] for _ in range(_LEVELS)]
-        self.live = [0] * _LEVELS
-        # Bumped whenever this tenant's entry in a class's tenant heap becomes
-        # outdated (tag moved, or no task left in the class).
-        self.versions = [0] * _LEVELS
+        self.flows = [_Flow(self, base) for base in range(_LEVELS)]
+        self.capped = capped  # its flows are out of the class heaps until it is not
+
+
+class _Class:
+    __slots__ = ("base", "virtual", "offset", "level", "by_tag", "by_age", "flows")
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.virtual = 0.0  # largest start tag dispatched in this class (see FairScheduler._virtual)
+        # tag + offset compares with other classes at the same level; set
+        # when the class arrives at a level so its virtual time meets the level's.
+        self.offset = 0.0
+        self.level = base  # as of the last decision
+        self.by_tag: list[tuple[float, int, int, _Flow]] = []  # (tag, tenant seq, tag_version, flow)
+        self.by_age: list[tuple[float, int, int, _Flow]] = []  # (head enqueued_at, head seq, age_version, flow)
+        self.flows = 0  # non-empty flows of uncapped tenants: those in the heaps
 
 
 def _level(priority_class: str) -> int:
@@ -138,22 +171,15 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
-def _predicate(capped: Capped) -> Callable[[str], bool]:
-    if callable(capped):
-        return capped
-    return capped.__contains__
-
-
 class FairScheduler:
     """One model's ready queue in policy order (see the module docstring).
 
-    Time is whatever clock the caller uses consistently (seconds); ``now``
-    should not go backwards, and if it does the latest time seen is used, so
-    a task's effective class never drops back.
+    Time is whatever clock the caller uses consistently, in seconds; if
+    ``now`` goes backwards the latest time seen is used.
     """
 
     def __init__(self, aging_seconds: float = 300.0) -> None:
-        """``aging_seconds``: the wait that lifts a task one class (``math.inf`` disables aging)."""
+        """``aging_seconds``: the wait that lifts a class one level (``math.inf`` disables aging)."""
         if not aging_seconds > 0:
             raise ValueError(f"aging_seconds must be positive, got {aging_seconds!r}")
         self.aging_seconds = float(aging_seconds)
@@ -161,14 +187,9 @@ class FairScheduler:
         self._tenants: dict[str, _Tenant] = {}
         self._tenant_seq = itertools.count()
         self._task_seq = itertools.count()
-        # Per class: the virtual time (largest start tag dispatched there) and a
-        # heap of (tag, tenant seq, version, tenant) over tenants with tasks there.
-        self._virtual = [0.0] * _LEVELS
-        self._ready: list[list[tuple[float, int, int, _Tenant]]] = [[] for _ in range(_LEVELS)]
-        self._competing = [0] * _LEVELS  # tenants with at least one task in the class
-        # Pending promotions: (due time, task seq, task), one per live task above the top class.
-        self._promotions: list[tuple[float, int, _Task]] = []
-        self._promotable = 0
+        self._classes = [_Class(base) for base in range(_LEVELS)]
+        self._level_virtual = [0.0] * _LEVELS  # largest aligned start tag dispatched at each level
+        self._capped: frozenset[str] = frozenset()  # as of the last decision; may name unknown tenants
         self._clock = -math.inf
 
     # ------------------------------------------------------------------ queries
@@ -182,11 +203,11 @@ class FairScheduler:
     def tag(self, tenant: str, priority_class: str) -> float:
         """The tenant's current tag in a class (0.0 for a tenant never seen)."""
         state = self._tenants.get(tenant)
-        return state.tags[_level(priority_class)] if state else 0.0
+        return state.flows[_level(priority_class)].tag if state else 0.0
 
     def virtual_time(self, priority_class: str) -> float:
-        """The class's virtual time: the largest start tag dispatched in it so far."""
-        return self._virtual[_level(priority_class)]
+        """The class's virtual time, in its own tag units (see ``_virtual``)."""
+        return self._virtual(self._classes[_level(priority_class)])
 
     # ---------------------------------------------------------------- mutations
 
@@ -210,8 +231,9 @@ class FairScheduler:
         Idempotent because the dispatcher may learn of one task twice (from
         its rebuild and from a submission notice). ``weight`` updates the
         tenant's weight. ``enqueued_at`` (default ``now``) is when the task
-        became ready: a rebuilt or re-queued task keeps the aging it has
-        earned, and arrival order among a tenant's equal-rank tasks follows it.
+        became ready: a rebuilt or re-queued task keeps the wait it has
+        accumulated, which both ages its class and orders it among its
+        flow's equal-rank tasks.
         """
         if task_id in self._tasks:
             return False
@@ -220,82 +242,86 @@ class FairScheduler:
         rank = float(rank)
         if not math.isfinite(rank):
             raise ValueError(f"rank must be finite, got {rank!r}")
-        self._advance(now)
-        state = self._tenant(tenant, _positive("weight", weight))
+        self._tick(now)
+        flow = self._tenant(tenant, _positive("weight", weight)).flows[base]
         arrived = self._clock if enqueued_at is None else float(enqueued_at)
-        steps = 0
-        while steps < base and self._promotion_due(arrived, steps) <= self._clock:
-            steps += 1
-        task = _Task(task_id, state, base, base - steps, cost, rank, arrived, next(self._task_seq))
+        task = _Task(task_id, flow, cost, rank, arrived, next(self._task_seq))
         self._tasks[task_id] = task
-        self._enter(task, task.level)
-        if task.level > 0:
-            heapq.heappush(self._promotions, (self._promotion_due(arrived, steps), task.seq, task))
-            self._promotable += 1
+        item = (-rank, arrived, task.seq, task)
+        if flow.live == 0:
+            cls = self._classes[base]
+            flow.tag = max(flow.tag, self._virtual(cls))  # no credit for having been away
+            flow.live = 1
+            flow.tasks = [item]
+            if not flow.tenant.capped:
+                cls.flows += 1
+                self._publish_tag(flow)
+                self._publish_age(flow)
+        else:
+            flow.live += 1
+            heapq.heappush(flow.tasks, item)
+            if flow.head is task and not flow.tenant.capped:
+                self._publish_age(flow)
         return True
 
-    def remove(self, task_id: Hashable, now: float) -> bool:
-        """Drop a queued task (cancelled, or dispatched elsewhere); False if it is not queued.
+    def remove(self, task_id: Hashable) -> bool:
+        """Drop a queued task (cancelled, or taken elsewhere); False if it is not queued.
 
-        Nothing is charged: tags move only when a task is dispatched. ``now``
-        (like ``complete``'s) applies the promotions due before the removal
-        first, so lazy aging gives the same result as promotions made exactly
-        when due: whether a tenant was still competing in a class decides
-        whether its tag is lifted when it competes there again.
+        Nothing is charged: tags move only when a task is dispatched.
         """
-        self._advance(now)
         task = self._tasks.pop(task_id, None)
         if task is None:
             return False
-        self._retire(task)
-        self._leave(task.tenant, task.level)
-        if len(self._promotions) > _COMPACT_FACTOR * self._promotable + _COMPACT_FLOOR:
-            self._promotions = [item for item in self._promotions if item[2].alive]
-            heapq.heapify(self._promotions)
+        flow = task.flow
+        was_head = flow.head is task
+        task.alive = False
+        self._shrink(flow, head_changed=was_head)
         return True
 
-    def next(self, now: float, capped: Capped = ()) -> Entry | None:
+    def next(self, now: float, capped: Capped = frozenset()) -> Entry | None:
         """Pop the task to run next, passing over ``capped`` tenants; None if none is eligible.
 
-        To fill ``n`` free slots call it up to ``n`` times, adding a tenant to
-        ``capped`` as soon as it reaches its running cap.
+        ``capped`` names the tenants at their running cap now; a tenant in it
+        keeps its tags and its place and is served again once a later call
+        leaves it out. To fill n free slots call this up to n times, adding a
+        tenant to ``capped`` as soon as it reaches its cap.
         """
-        self._advance(now)
-        is_capped = _predicate(capped)
-        for level in range(_LEVELS):
-            if not self._competing[level]:
+        self._tick(now)
+        self._set_capped(capped)
+        eligible: list[_Class] = []
+        for cls in self._classes:
+            if not cls.flows:
                 continue
-            heap = self._ready[level]
-            passed_over: list[tuple[float, int, int, _Tenant]] = []
-            chosen: _Tenant | None = None
-            while heap:
-                _, _, version, state = heap[0]
-                if version != state.versions[level]:
-                    heapq.heappop(heap)
-                elif is_capped(state.name):
-                    passed_over.append(heapq.heappop(heap))
-                else:
-                    chosen = state
-                    break
-            for item in passed_over:  # their tags did not change: same place in the heap
-                heapq.heappush(heap, item)
-            if chosen is not None:
-                return self._dispatch(chosen, level)
-        return None
+            oldest = self._top(cls.by_age, tags=False)
+            level = cls.base - self._steps(oldest.head.enqueued_at, cls.base)
+            if level != cls.level:
+                # Arriving at another level: line the class's virtual time up with the level's.
+                pass
+                cls.level = level
+            eligible.append(cls)
+        if not eligible:
+            return None
+        top = min(cls.level for cls in eligible)
+        best: tuple[tuple[float, int, int], _Class, _Flow] | None = None
+        for cls in eligible:
+            if cls.level != top:
+                continue
+            flow = self._top(cls.by_tag, tags=True)
+            key = (flow.tag + cls.offset, cls.base, flow.tenant.seq)
+            if best is None or key < best[0]:
+                best = (key, cls, flow)
+        _, cls, flow = best
+        return self._dispatch(cls, flow)
 
-    def complete(
-        self, tenant: str, effective_class: str, estimated_cost: float, actual_cost: float, now: float
-    ) -> None:
-        """Correct the tag charged for a finished task to its actual cost.
+    def complete(self, tenant: str, priority_class: str, estimated_cost: float, actual_cost: float) -> None:
+        """Correct the tag charged for a finished task of ``priority_class`` to its actual cost.
 
-        The tenant's tag in ``effective_class`` (``Entry.effective_class``)
-        moves by ``(actual − estimated) / weight`` (current weight). A tenant
-        never seen (e.g. a task dispatched before the dispatcher restarted) is
-        ignored: its fresh state carries no charge to correct. ``now``: as
-        for ``remove``.
+        The tenant's tag in that class moves by ``(actual − estimated) /
+        weight`` (current weight). A tenant never seen (a task dispatched
+        before the dispatcher restarted) is ignored: its fresh state carries
+        no charge to correct.
         """
-        self._advance(now)
-        level = _level(effective_class)
+        base = _level(priority_class)
         estimated = _positive("estimated_cost", estimated_cost)
         actual = float(actual_cost)
         if not (actual >= 0 and math.isfinite(actual)):
@@ -303,152 +329,182 @@ class FairScheduler:
         state = self._tenants.get(tenant)
         if state is None:
             return
-        state.tags[level] += (actual - estimated) / state.weight
-        if state.live[level]:
-            self._publish(state, level)
+        flow = state.flows[base]
+        flow.tag += (actual - estimated) / state.weight
+        if flow.live and not state.capped:
+            self._publish_tag(flow)
 
     # ------------------------------------------------------------ order preview
 
-    def peek_order(self, now: float, capped: Capped = (), k: int | None = None) -> list[Entry]:
+    def peek_order(self, now: float, capped: Capped = frozenset(), k: int | None = None) -> list[Entry]:
         """The first ``k`` (default all) tasks ``next`` would return, in order, if nothing else happened.
 
-        Nothing is dispatched. O(n log n). Exact: with no events, each
-        tenant's sequence of (class, tag) keys is non-decreasing, so the
-        decisions are a merge of those sequences — a sort.
+        Changes nothing: the decisions are made on a copy. O(n + k log n).
         """
-        self._advance(now)
-        is_capped = _predicate(capped)
-        keyed = [
-            item for state in self._tenants.values() if not is_capped(state.name)
-            for level in range(_LEVELS) for item in self._projected(state, level)
-        ]
-        chosen = sorted(keyed) if k is None else heapq.nsmallest(k, keyed)
-        return [
-            Entry(task.task_id, state_name, CLASSES[task.base], CLASSES[level], task.cost, task.rank,
-                  task.enqueued_at, start)
-            for level, start, _, _, task, state_name in chosen
-        ]
+        copy = self._copy()
+        order: list[Entry] = []
+        while k is None or len(order) < k:
+            entry = copy.next(now, capped)
+            if entry is None:
+                break
+            order.append(entry)
+        return order
 
     def position(self, task_id: Hashable, now: float) -> int | None:
         """1-based place of a queued task in the order ``next`` would follow with no tenant capped.
 
-        None if the task is not queued. O(n log n), for status displays. Caps
-        are ignored: a cap holds back only its own tenant, and which tenants
-        will be capped when this task's turn comes is unknown.
+        None if the task is not queued. O(n + p log n) at position p, for
+        status displays. Caps are ignored: a cap holds back only its own
+        tenant, and which tenants will be capped when this task's turn comes
+        is unknown.
         """
-        self._advance(now)
-        task = self._tasks.get(task_id)
-        if task is None:
+        if task_id not in self._tasks:
             return None
-        key = next(item[:4] for item in self._projected(task.tenant, task.level) if item[4] is task)
-        ahead = 0
-        for state in self._tenants.values():
-            ahead += sum(state.live[: task.level])
-            ahead += sum(1 for item in self._projected(state, task.level) if item[:4] < key)
-        return ahead + 1
+        copy = self._copy()
+        place = 1
+        while copy.next(now, frozenset()).task_id != task_id:
+            place += 1
+        return place
 
     # ---------------------------------------------------------------- internals
+
+    def _tick(self, now: float) -> None:
+        if now > self._clock:
+            self._clock = float(now)
 
     def _tenant(self, name: str, weight: float) -> _Tenant:
         state = self._tenants.get(name)
         if state is None:
-            state = self._tenants[name] = _Tenant(name, next(self._tenant_seq), weight)
+            state = self._tenants[name] = _Tenant(name, next(self._tenant_seq), weight, name in self._capped)
         else:
             state.weight = weight
         return state
 
-    def _promotion_due(self, enqueued_at: float, steps_taken: int) -> float:
-        """When a task that has risen ``steps_taken`` classes rises once more."""
-        return enqueued_at + (steps_taken + 1) * self.aging_seconds
+    def _set_capped(self, capped: Capped) -> None:
+        """Take newly capped tenants' flows out of the class heaps and put released ones back."""
+        if capped == self._capped:
+            return
+        capped = frozenset(capped)
+        for name in self._capped - capped:
+            state = self._tenants.get(name)
+            if state is not None:
+                state.capped = False
+                for flow in state.flows:
+                    if flow.live:
+                        self._classes[flow.base].flows += 1
+                        self._publish_tag(flow)
+                        self._publish_age(flow)
+        for name in capped - self._capped:
+            state = self._tenants.get(name)
+            if state is not None:
+                state.capped = True
+                for flow in state.flows:
+                    if flow.live:
+                        self._classes[flow.base].flows -= 1
+                        flow.tag_version += 1
+                        flow.age_version += 1
+        self._capped = capped
 
-    def _advance(self, now: float) -> None:
-        """Apply every promotion due by ``now``, in due order (ties: arrival order)."""
-        if now > self._clock:
-            self._clock = float(now)
-        heap = self._promotions
-        while heap and heap[0][0] <= self._clock:
-            _, _, task = heapq.heappop(heap)
-            if not task.alive:
-                continue
-            self._leave(task.tenant, task.level)
-            self._enter(task, task.level - 1)
-            if task.level > 0:
-                due = self._promotion_due(task.enqueued_at, task.base - task.level)
-                heapq.heappush(heap, (due, task.seq, task))
-            else:
-                self._promotable -= 1
+    def _virtual(self, cls: _Class) -> float:
+        """The class's virtual time: the largest start tag dispatched in it, or its level's if that is ahead.
 
-    def _enter(self, task: _Task, level: int) -> None:
-        """Put a live task into its tenant's queue for ``level``."""
-        state = task.tenant
-        task.level = level
-        if state.live[level] == 0:
-            # The tenant starts competing in this class: no credit for having been away.
-            state.tags[level] = max(state.tags[level], self._virtual[level])
-            self._competing[level] += 1
-            state.live[level] = 1
-            self._publish(state, level)
-        else:
-            state.live[level] += 1
-        heapq.heappush(state.queues[level], (*task.queue_key(), task))
+        A class shares its level's progress: a flow that becomes non-empty
+        starts no earlier than anything already dispatched at that level, and
+        a class moving to another level takes its progress with it.
+        """
+        return max(cls.virtual, self._level_virtual[cls.level] - cls.offset)
 
-    def _leave(self, state: _Tenant, level: int) -> None:
-        """Account for one task leaving a tenant's queue for ``level`` (its heap entry goes stale)."""
-        state.live[level] -= 1
-        if state.live[level] == 0:
-            state.versions[level] += 1
-            self._competing[level] -= 1
-            state.queues[level] = []  # every entry left is stale
-        elif len(state.queues[level]) > _COMPACT_FACTOR * state.live[level] + _COMPACT_FLOOR:
-            state.queues[level] = [item for item in state.queues[level] if item[3].alive and item[3].level == level]
-            heapq.heapify(state.queues[level])
+    def _steps(self, enqueued_at: float, base: int) -> int:
+        """Levels a class rises when its oldest eligible head arrived at ``enqueued_at``."""
+        steps = 0
+        while steps < base and enqueued_at + (steps + 1) * self.aging_seconds <= self._clock:
+            steps += 1
+        return steps
 
-    def _publish(self, state: _Tenant, level: int) -> None:
-        """(Re)insert a competing tenant into the class's tenant heap at its current tag."""
-        state.versions[level] += 1
-        heap = self._ready[level]
-        heapq.heappush(heap, (state.tags[level], state.seq, state.versions[level], state))
-        if len(heap) > _COMPACT_FACTOR * self._competing[level] + _COMPACT_FLOOR:
-            self._ready[level] = [item for item in heap if item[2] == item[3].versions[level]]
-            heapq.heapify(self._ready[level])
-
-    def _retire(self, task: _Task) -> None:
-        task.alive = False
-        if task.level > 0:
-            self._promotable -= 1
-
-    def _dispatch(self, state: _Tenant, level: int) -> Entry:
-        queue = state.queues[level]
+    @staticmethod
+    def _top(heap: list, tags: bool) -> _Flow:
+        """The best flow in a class heap (which holds a current entry for each of its flows)."""
         while True:
-            *_, task = heapq.heappop(queue)
-            if task.alive and task.level == level:
-                break
+            _, _, version, flow = heap[0]
+            if version == (flow.tag_version if tags else flow.age_version):
+                return flow
+            heapq.heappop(heap)
+
+    def _publish_tag(self, flow: _Flow) -> None:
+        cls = self._classes[flow.base]
+        flow.tag_version += 1
+        heapq.heappush(cls.by_tag, (flow.tag, flow.tenant.seq, flow.tag_version, flow))
+        if len(cls.by_tag) > _COMPACT_FACTOR * cls.flows + _COMPACT_FLOOR:
+            cls.by_tag = [item for item in cls.by_tag if item[2] == item[3].tag_version]
+            heapq.heapify(cls.by_tag)
+
+    def _publish_age(self, flow: _Flow) -> None:
+        cls = self._classes[flow.base]
+        flow.age_version += 1
+        head = flow.head
+        heapq.heappush(cls.by_age, (head.enqueued_at, head.seq, flow.age_version, flow))
+        if len(cls.by_age) > _COMPACT_FACTOR * cls.flows + _COMPACT_FLOOR:
+            cls.by_age = [item for item in cls.by_age if item[2] == item[3].age_version]
+            heapq.heapify(cls.by_age)
+
+    def _shrink(self, flow: _Flow, head_changed: bool) -> None:
+        """Account for one task (no longer alive) leaving ``flow``."""
+        flow.live -= 1
+        if flow.live == 0:
+            flow.tasks = []
+            flow.tag_version += 1
+            flow.age_version += 1
+            if not flow.tenant.capped:
+                self._classes[flow.base].flows -= 1
+            return
+        tasks = flow.tasks
+        if len(tasks) > _COMPACT_FACTOR * flow.live + _COMPACT_FLOOR:
+            flow.tasks = tasks = [item for item in tasks if item[3].alive]
+            heapq.heapify(tasks)
+        while not tasks[0][3].alive:
+            heapq.heappop(tasks)
+        if head_changed and not flow.tenant.capped:
+            self._publish_age(flow)
+
+    def _dispatch(self, cls: _Class, flow: _Flow) -> Entry:
+        task = heapq.heappop(flow.tasks)[3]
         del self._tasks[task.task_id]
-        self._retire(task)
-        start = state.tags[level]
-        if start > self._virtual[level]:
-            self._virtual[level] = start
-        state.tags[level] = start + task.cost / state.weight
-        self._leave(state, level)
-        if state.live[level]:
-            self._publish(state, level)
-        return Entry(task.task_id, state.name, CLASSES[task.base], CLASSES[level], task.cost, task.rank,
+        task.alive = False
+        start = flow.tag
+        if start > cls.virtual:
+            cls.virtual = start
+        aligned = start + cls.offset
+        if aligned > self._level_virtual[cls.level]:
+            self._level_virtual[cls.level] = aligned
+        flow.tag = start + task.cost / flow.tenant.weight
+        self._shrink(flow, head_changed=True)
+        if flow.live:
+            self._publish_tag(flow)
+        return Entry(task.task_id, flow.tenant.name, CLASSES[flow.base], CLASSES[cls.level], task.cost, task.rank,
                      task.enqueued_at, start)
 
-    def _projected(self, state: _Tenant, level: int) -> Iterator[tuple[int, float, int, int, _Task, str]]:
-        """A tenant's queued tasks in ``level`` with the start tags they would be dispatched at.
-
-        Yields ``(level, start tag, tenant seq, index, task, tenant name)``:
-        the first four are the task's place in the global order when nothing
-        else happens (the tenant heap breaks equal tags by tenant seq).
-        """
-        if not state.live[level]:
-            return
-        tasks = sorted(
-            (item for item in state.queues[level] if item[3].alive and item[3].level == level),
-            key=lambda item: item[:3],
-        )
-        tag = state.tags[level]
-        for index, (*_, task) in enumerate(tasks):
-            yield (level, tag, state.seq, index, task, state.name)
-            tag += task.cost / state.weight
+    def _copy(self) -> FairScheduler:
+        """An independent scheduler in the same state (live tasks only), for previews. O(n)."""
+        twin = FairScheduler(self.aging_seconds)
+        twin._clock = self._clock
+        twin._level_virtual = list(self._level_virtual)
+        twin._capped = self._capped
+        for mine, theirs in zip(self._classes, twin._classes):
+            theirs.virtual, theirs.offset, theirs.level = mine.virtual, mine.offset, mine.level
+        for name, state in self._tenants.items():
+            copy = twin._tenants[name] = _Tenant(name, state.seq, state.weight, state.capped)
+            for flow, flow_copy in zip(state.flows, copy.flows):
+                flow_copy.tag = flow.tag
+                for *key, task in flow.tasks:
+                    if task.alive:
+                        twin_task = _Task(task.task_id, flow_copy, task.cost, task.rank, task.enqueued_at, task.seq)
+                        twin._tasks[task.task_id] = twin_task
+                        flow_copy.tasks.append((*key, twin_task))
+                if flow_copy.tasks:
+                    heapq.heapify(flow_copy.tasks)
+                    flow_copy.live = len(flow_copy.tasks)
+                    if not copy.capped:
+                        twin._classes[flow.base].flows += 1
+                        twin._publish_tag(flow_copy)
+                        twin._publish_age(flow_copy)
+        return twin

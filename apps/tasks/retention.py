@@ -29,7 +29,8 @@ def purge_expired_outputs(now: datetime | None = None) -> int:
     """Erase every finished task older than its tenant's retention; returns how many."""
     now = now or timezone.now()
     purged = 0
-    for tenant in Tenant.objects.filter(output_retention_days__isnull=False).only("pk", "slug", "output_retention_days"):
+    tenants = Tenant.objects.filter(output_retention_days__isnull=False).only("pk", "slug", "output_retention_days")
+    for tenant in tenants:
         cutoff = now - timedelta(days=tenant.output_retention_days)
         expired = Task.objects.for_tenant(tenant).filter(
             state__in=TERMINAL_STATES, finished_at__lt=cutoff, erased_at__isnull=True

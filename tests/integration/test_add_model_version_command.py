@@ -63,7 +63,9 @@ def test_a_matching_sha256_is_accepted_and_the_alias_can_move(cli_env, weights):
 def test_a_sha256_mismatch_records_nothing_and_fails(cli_env, weights):
     before = versions_of("echo", cli_env)
 
-    result = manage("add_model_version", "echo", "v3", str(weights), "--sha256", "0" * 64, "--make-current", env=cli_env)
+    result = manage(
+        "add_model_version", "echo", "v3", str(weights), "--sha256", "0" * 64, "--make-current", env=cli_env
+    )
 
     assert result.returncode != 0, describe(result)
     assert result.stdout == ""

@@ -30,7 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--sha256", help="expected sha256: refuse the artifact if it hashes otherwise")
         parser.add_argument("--make-current", action="store_true", help="move the model's alias to this version")
         parser.add_argument("--device", choices=Device.values, help="what it runs on (default: ask the adapter)")
-        parser.add_argument("--gpu-memory", type=int, metavar="BYTES", help="GPU memory it needs (default: ask the adapter)")
+        parser.add_argument(
+            "--gpu-memory", type=int, metavar="BYTES", help="GPU memory it needs (default: ask the adapter)"
+        )
         parser.add_argument("--config", default="{}", metavar="JSON", help="adapter_config overrides (a JSON object)")
 
     def handle(self, *args, name: str, version: str, artifact: str, **options) -> None:
