@@ -175,6 +175,8 @@ from apps.catalog.models import LLMModel
 LLMModel.objects.create(name={SLOW_MODEL!r}, adapter="echo", adapter_config={{"words_per_second": 5}}, is_public=True)
 """)
         processes.append(_server(env))
+        # The dispatcher hands the workers what their free slots can take.
+        processes.append(Process(env, "scheduler", [sys.executable, "manage.py", "run_scheduler"]))
         worker_a = _worker(env, "e2e-a")
         worker_b = _worker(env, "e2e-b")
         processes += [worker_a, worker_b]
