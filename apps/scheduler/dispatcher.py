@@ -36,7 +36,7 @@ class _Charged:
 
     model_id: uuid.UUID
     tenant: str
-    effective_class: str
+    priority_class: str
     estimated_cost: float
 
 
@@ -51,7 +51,7 @@ class Dispatcher:
         """One round: learn what changed, then fill free slots. Returns tasks handed out."""
         now = timezone.now()
         self._sync_ready(now)
-        self._correct_finished(now)
+        self._correct_finished()
         return sum(self._fill(model_id, policy, now) for model_id, policy in self._policies.items() if len(policy))
 
     def _policy(self, model_id: uuid.UUID) -> FairScheduler:
@@ -66,7 +66,7 @@ class Dispatcher:
         )
         ready = {row[0]: row for row in rows}
         for task_id in self._ready.keys() - ready.keys():  # cancelled, or handed out by another scheduler
-            self._policies[self._ready.pop(task_id)].remove(task_id, now.timestamp())
+            self._policies[self._ready.pop(task_id)].remove(task_id)
         new = [row for task_id, row in ready.items() if task_id not in self._ready]
         if not new:
             return
@@ -90,7 +90,7 @@ class Dispatcher:
             )
             self._ready[task_id] = model_id
 
-    def _correct_finished(self, now) -> None:
+    def _correct_finished(self) -> None:
         if not self._charged:
             return
         ended = Task.objects.filter(pk__in=list(self._charged), state__in=TERMINAL_STATES).values_list(
@@ -99,8 +99,8 @@ class Dispatcher:
         for task_id, prompt_tokens, completion_tokens in ended:
             charged = self._charged.pop(task_id)
             self._policy(charged.model_id).complete(
-                charged.tenant, charged.effective_class, charged.estimated_cost,
-                (prompt_tokens or 0) + (completion_tokens or 0), now.timestamp(),
+                charged.tenant, charged.priority_class, charged.estimated_cost,
+                (prompt_tokens or 0) + (completion_tokens or 0),
             )
 
     def _fill(self, model_id: uuid.UUID, policy: FairScheduler, now) -> int:
@@ -118,7 +118,7 @@ class Dispatcher:
             if not hand_to_workers(entry.task_id):
                 continue  # cancelled since the last sync
             handed += 1
-            self._charged[entry.task_id] = _Charged(model_id, entry.tenant, entry.effective_class, entry.estimated_cost)
+            self._charged[entry.task_id] = _Charged(model_id, entry.tenant, entry.priority_class, entry.estimated_cost)
             in_flight[entry.tenant] += 1
             cap = caps.get(entry.tenant)
             if cap is not None and in_flight[entry.tenant] >= cap:

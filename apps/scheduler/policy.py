@@ -293,10 +293,10 @@ class FairScheduler:
             if not cls.flows:
                 continue
             oldest = self._top(cls.by_age, tags=False)
-            level = cls.base - self._steps(oldest.head.enqueued_at, cls.base)
+            level = cls.base
             if level != cls.level:
                 # Arriving at another level: line the class's virtual time up with the level's.
-                pass
+                cls.offset = self._level_virtual[level] - self._virtual(cls)
                 cls.level = level
             eligible.append(cls)
         if not eligible:

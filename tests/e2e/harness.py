@@ -27,7 +27,8 @@ class Platform:
             text=True,
         )
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        # Generous: the first start builds the tiny model, and CI machines are shared.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "run_platform exited during start-up"

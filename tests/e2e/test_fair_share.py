@@ -9,6 +9,7 @@ order alone, whatever the speed of this machine.
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -17,7 +18,12 @@ import pytest
 from tests.e2e.conftest import isolated_platform_env
 from tests.e2e.harness import Platform, manage
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # The proof is on the real stack; the policy is the same code in
+    # embedded mode, where tests/integration/test_dispatcher.py covers it.
+    pytest.mark.skipif(not os.environ.get("DATABASE_URL"), reason="runs on PostgreSQL + Redis (the distributed suite)"),
+]
 
 FLOOD, QUIET = 500, 20
 
