@@ -18,6 +18,8 @@ a. backlogged: four equal-weight tenants all offering more than their share
    (0.5×–4× the model's capacity): token shares within 5 % of equal, Jain ≥ 0.99;
 b. flooder:    a quiet bursty tenant next to one submitting 10× its rate
    (saturating the model): quiet tenant's p99 wait ≤ 1.2× its p99 alone;
+   also run with the flooder held to a running cap of half the slots (its
+   plan's max_running), which only the policy can honour;
 c. saturation: interactive tenants at 20 % of capacity while normal and
    batch tenants offer 140 %: interactive p99 wait ≤ one mean service time.
 
@@ -162,8 +164,9 @@ class ClassFifo:
 
 
 class Policy:
-    def __init__(self, aging_seconds: float) -> None:
-        self.scheduler = FairScheduler(aging_seconds=aging_seconds)
+    def __init__(self, aging_seconds: float, class_weights: tuple[float, ...] | None = None) -> None:
+        self.scheduler = (FairScheduler(aging_seconds) if class_weights is None
+                          else FairScheduler(aging_seconds, class_weights))
         self.requests: dict[int, Request] = {}
 
     def add(self, request: Request, now: float) -> None:
@@ -178,10 +181,10 @@ class Policy:
         self.scheduler.complete(request.tenant, request.priority, request.estimated, request.actual)
 
 
-ORDERINGS: dict[str, Callable[[float], object]] = {
-    "fifo": lambda aging: Fifo(),
-    "class-fifo": lambda aging: ClassFifo(),
-    "policy": lambda aging: Policy(aging),
+ORDERINGS: dict[str, Callable[[argparse.Namespace], object]] = {
+    "fifo": lambda args: Fifo(),
+    "class-fifo": lambda args: ClassFifo(),
+    "policy": lambda args: Policy(args.aging, args.class_weights),
 }
 
 # (column label, ordering, running caps per tenant): what every scenario runs.
@@ -364,8 +367,8 @@ def scenarios(quick: bool) -> list[Scenario]:
             horizon, warmup, check_backlogged,
         ),
         Scenario(
-            "b", "flooder: a quiet bursty tenant (12 % of capacity, bursts of ~4) next to one at 10× its rate",
-            [TenantLoad("quiet", 0.12, burst=4.0), TenantLoad("flooder", 1.2)],
+            "b", "flooder: a quiet bursty tenant (12 % of capacity, bursts of ~8) next to one at 10× its rate",
+            [TenantLoad("quiet", 0.12, burst=8.0), TenantLoad("flooder", 1.2)],
             horizon, warmup, check_flooder, alone=["quiet"],
             # The plan's running cap at half the slots, which only the policy can honour.
             extra_runs=[("policy,cap 8", "policy", {"flooder": 8})],
@@ -391,17 +394,22 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--slots", type=int, default=16, help="worker slots serving the model")
     parser.add_argument("--aging", type=float, default=300.0, help="the policy's aging_seconds")
+    parser.add_argument("--class-weights", type=lambda text: tuple(float(w) for w in text.split(",")),
+                        help="the policy's class_weights, e.g. 16,4,1 (default: the policy's own)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    report = {"seed": args.seed, "slots": args.slots, "aging_seconds": args.aging, "scenarios": {}}
+    class_weights = args.class_weights or FairScheduler().class_weights
+    report = {"seed": args.seed, "slots": args.slots, "aging_seconds": args.aging,
+              "class_weights": class_weights, "scenarios": {}}
     print(f"seed {args.seed}, {args.slots} slots, policy aging {args.aging:g} s, "
+          f"class weights {':'.join(f'{w:g}' for w in class_weights)}, "
           f"{'quick' if args.quick else 'full'} run; waits in seconds")
     for scenario in scenarios(args.quick):
         requests = generate(scenario.specs, args.slots, scenario.horizon, args.seed)
         runs = BASE_RUNS + scenario.extra_runs
         results = {
-            label: measure(run(requests, ORDERINGS[ordering](args.aging), args.slots, scenario.horizon, caps),
+            label: measure(run(requests, ORDERINGS[ordering](args), args.slots, scenario.horizon, caps),
                            scenario.specs, scenario.warmup, scenario.horizon)
             for label, ordering, caps in runs
         }
@@ -409,7 +417,7 @@ def main() -> int:
         for tenant in scenario.alone:
             specs = [s for s in scenario.specs if s.name == tenant]
             only = [r for r in requests if r.tenant == tenant]
-            alone[tenant] = measure(run(only, Policy(args.aging), args.slots, scenario.horizon), specs,
+            alone[tenant] = measure(run(only, Policy(args.aging, args.class_weights), args.slots, scenario.horizon), specs,
                                     scenario.warmup, scenario.horizon)
         print(f"\n({scenario.key}) {scenario.title}; {len(requests)} tasks over {scenario.horizon:g} s, "
               f"measured after {scenario.warmup:g} s")

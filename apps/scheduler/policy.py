@@ -13,8 +13,9 @@ A *flow* is one tenant's queued tasks of one priority class.
 
 1. **Fair share inside a class** — start-time fair queuing over the class's
    flows. Each flow has a virtual tag. Dispatching a task returns the tag as
-   its *start tag* and advances it by ``estimated_cost / weight``;
-   ``complete`` later moves it by ``(actual − estimated) / weight``. The flow
+   its *start tag* and advances it by ``estimated_cost / weight`` (times a
+   constant per class, see 3); ``complete`` later moves it by
+   ``(actual − estimated) / weight`` likewise. The flow
    with the smallest tag is served, so a tenant that floods a class waits
    behind its own work. A flow that becomes non-empty has its tag lifted to
    the class's virtual time (the largest start tag dispatched in it): being
@@ -30,7 +31,12 @@ A *flow* is one tenant's queued tasks of one priority class.
    lowest effective class among eligible tasks is served first; classes
    that age into the same level compete by tag, each class's tags aligned to
    that level's virtual time when it arrives there (no credit, no penalty
-   for time spent elsewhere).
+   for time spent elsewhere), and each flow's tag advancing by
+   ``cost / (weight × class_weight)``: by default an interactive flow gets
+   16 and a normal one 4 shares for a batch flow's 1 there. Aging promises
+   the lower classes progress, not parity: under overload that outlasts the
+   aging period every class reaches the top, and equal standing there would
+   leave the interactive tenants a share barely above their demand.
 
    Aging moves whole classes, never single tasks: if it moved tasks, a
    flooder's old backlog would climb above a quiet tenant's fresh tasks of
@@ -178,11 +184,19 @@ class FairScheduler:
     ``now`` goes backwards the latest time seen is used.
     """
 
-    def __init__(self, aging_seconds: float = 300.0) -> None:
-        """``aging_seconds``: the wait that lifts a class one level (``math.inf`` disables aging)."""
+    def __init__(self, aging_seconds: float = 300.0, class_weights: tuple[float, ...] = (16.0, 4.0, 1.0)) -> None:
+        """``aging_seconds``: the wait that lifts a class one level (``math.inf`` disables aging).
+
+        ``class_weights`` (one per class, highest first) multiply tenants'
+        weights; they only matter between classes that aging has brought to
+        the same level, since inside a class they scale every tag alike.
+        """
         if not aging_seconds > 0:
             raise ValueError(f"aging_seconds must be positive, got {aging_seconds!r}")
+        if len(class_weights) != _LEVELS:
+            raise ValueError(f"class_weights needs one weight per class {CLASSES}")
         self.aging_seconds = float(aging_seconds)
+        self.class_weights = tuple(_positive("class weight", w) for w in class_weights)
         self._tasks: dict[Hashable, _Task] = {}
         self._tenants: dict[str, _Tenant] = {}
         self._tenant_seq = itertools.count()
@@ -293,7 +307,7 @@ class FairScheduler:
             if not cls.flows:
                 continue
             oldest = self._top(cls.by_age, tags=False)
-            level = cls.base
+            level = cls.base - self._steps(oldest.head.enqueued_at, cls.base)
             if level != cls.level:
                 # Arriving at another level: line the class's virtual time up with the level's.
                 cls.offset = self._level_virtual[level] - self._virtual(cls)
@@ -317,7 +331,7 @@ class FairScheduler:
         """Correct the tag charged for a finished task of ``priority_class`` to its actual cost.
 
         The tenant's tag in that class moves by ``(actual − estimated) /
-        weight`` (current weight). A tenant never seen (a task dispatched
+        (weight × class weight)`` (current weight). A tenant never seen (a task dispatched
         before the dispatcher restarted) is ignored: its fresh state carries
         no charge to correct.
         """
@@ -330,7 +344,7 @@ class FairScheduler:
         if state is None:
             return
         flow = state.flows[base]
-        flow.tag += (actual - estimated) / state.weight
+        flow.tag += (actual - estimated) / (state.weight * self.class_weights[base])
         if flow.live and not state.capped:
             self._publish_tag(flow)
 
@@ -476,7 +490,7 @@ class FairScheduler:
         aligned = start + cls.offset
         if aligned > self._level_virtual[cls.level]:
             self._level_virtual[cls.level] = aligned
-        flow.tag = start + task.cost / flow.tenant.weight
+        flow.tag = start + task.cost / (flow.tenant.weight * self.class_weights[flow.base])
         self._shrink(flow, head_changed=True)
         if flow.live:
             self._publish_tag(flow)
@@ -485,7 +499,7 @@ class FairScheduler:
 
     def _copy(self) -> FairScheduler:
         """An independent scheduler in the same state (live tasks only), for previews. O(n)."""
-        twin = FairScheduler(self.aging_seconds)
+        twin = FairScheduler(self.aging_seconds, self.class_weights)
         twin._clock = self._clock
         twin._level_virtual = list(self._level_virtual)
         twin._capped = self._capped

@@ -61,7 +61,8 @@ def test_a_returning_tenant_gets_no_credit_for_having_been_idle():
 
 
 def test_higher_classes_first_until_the_lower_ones_have_aged():
-    scheduler = FairScheduler(aging_seconds=60.0)
+    # Equal class weights, so that tags read as tokens (the default weighs interactive flows 16×).
+    scheduler = FairScheduler(aging_seconds=60.0, class_weights=(1, 1, 1))
     scheduler.add("report", "acme", 1.0, "batch", 100, now=0.0)
     scheduler.add("summary", "acme", 1.0, "normal", 100, now=0.0)
     scheduler.add("chat", "globex", 1.0, "interactive", 300, now=0.0)
@@ -93,6 +94,29 @@ def test_aging_never_reorders_tenants_inside_a_class():
     assert order[:2] == ["flood0", "fresh"]
 
 
+def test_no_credit_for_having_been_idle_while_an_aged_class_ran():
+    """Batch aged to the top and ran alone there; an interactive tenant coming back shares the level with it.
+
+    Its interactive tag starts at the level's virtual time, not where its
+    class last dispatched: otherwise it would be owed everything batch ran.
+    (Equal class weights, so that the tags alone decide.)
+    """
+    scheduler = FairScheduler(aging_seconds=10.0, class_weights=(1, 1, 1))
+    scheduler.add("chat0", "chatty", 1.0, "interactive", 100, now=0.0)
+    for n in range(30):
+        scheduler.add(f"bulk{n}", "bulky", 1.0, "batch", 100, now=0.0)
+    assert scheduler.next(now=0.0).task_id == "chat0"
+    ran_alone = drain_n(scheduler, now=100.0, n=10)
+    assert scheduler.peek_order(100.0, k=1)[0].effective_class == "interactive"  # batch has aged to the top
+    for n in range(1, 6):
+        scheduler.add(f"chat{n}", "chatty", 1.0, "interactive", 100, now=100.0)
+
+    after = drain_n(scheduler, now=100.0, n=6)
+
+    assert ran_alone == [f"bulk{n}" for n in range(10)]
+    assert sum(tid.startswith("bulk") for tid in after) >= 2
+
+
 def test_a_capped_tenant_is_passed_over_and_keeps_its_place():
     scheduler = FairScheduler(aging_seconds=math.inf)
     for n in range(3):
@@ -120,7 +144,7 @@ def test_critical_path_first_within_a_tenant():
 
 def test_an_overestimate_is_given_back_at_completion():
     """Estimated at prompt + max_tokens, charged at what was used: the tenant that used less goes first next."""
-    scheduler = FairScheduler(aging_seconds=math.inf)
+    scheduler = FairScheduler(aging_seconds=math.inf, class_weights=(1, 1, 1))  # tags in tokens
     for tenant in ("frugal", "verbose"):
         scheduler.add(f"{tenant}1", tenant, 1.0, "normal", 1000, now=0.0)
         scheduler.add(f"{tenant}2", tenant, 1.0, "normal", 1000, now=0.0)

@@ -15,9 +15,9 @@ sequence of operations hypothesis generates:
       effective class is dispatched while it waits (property 3 with aging on).
    c. The wait bound once there: every other flow Y gets at most
       ``w_Y·ĉ_X/w_X + ĉ_Y`` of work dispatched before x (ĉ = the flow's
-      largest estimated cost; no caps, exact estimates, other flows in the
-      top class or in x's class): about one task per flow, whatever arrives
-      meanwhile.
+      largest estimated cost, w = tenant weight × class weight; no caps,
+      exact estimates, other flows in the top class or in x's class): about
+      one task per flow, whatever arrives meanwhile.
 2. Weighted fair share: over any stretch of decisions during which two flows
    of one class stay backlogged, ``|W_i/w_i − W_j/w_j| ≤ ĉ_i/w_i + ĉ_j/w_j``
    (W = actual cost dispatched, each task corrected at completion,
@@ -85,6 +85,7 @@ class ReferenceScheduler:
     """docs/scheduling.md's rules, applied by rescanning every queued task at each step."""
 
     aging: float
+    class_weights: tuple[float, ...] = (16.0, 4.0, 1.0)
     tasks: dict[str, RefTask] = field(default_factory=dict)
     weight: dict[str, float] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)  # tenants by first appearance
@@ -149,7 +150,7 @@ class ReferenceScheduler:
         start = self.tags[tenant, b]
         self.class_virtual[b] = max(self.class_virtual[b], start)
         self.level_virtual[top] = max(self.level_virtual[top], start + self.offset[b])
-        self.tags[tenant, b] = start + task.cost / self.weight[tenant]
+        self.tags[tenant, b] = start + task.cost / (self.weight[tenant] * self.class_weights[b])
         return task.task_id, CLASSES[top], start
 
     def remove(self, task_id: str) -> bool:
@@ -157,8 +158,9 @@ class ReferenceScheduler:
 
     def complete(self, tenant: str, priority_class: str, estimated: float, actual: float) -> None:
         if tenant in self.order:
-            key = (tenant, CLASSES.index(priority_class))
-            self.tags[key] = self.tags.get(key, 0.0) + (actual - estimated) / self.weight[tenant]
+            base = CLASSES.index(priority_class)
+            self.tags[tenant, base] = (self.tags.get((tenant, base), 0.0)
+                                       + (actual - estimated) / (self.weight[tenant] * self.class_weights[base]))
 
     def set_weight(self, tenant: str, weight: float) -> None:
         self.register(tenant, weight)
@@ -378,9 +380,12 @@ def test_an_aged_task_waits_for_about_one_task_per_other_flow(
     while not x_done:
         now += 1.0
         assert decide() is not None, "x was never dispatched"
-    bound_x = max_cost["X", x_class] / weight_of["X"]
+    def w(tenant: str, priority_class: str) -> float:
+        return weight_of[tenant] * scheduler.class_weights[CLASSES.index(priority_class)]
+
+    bound_x = max_cost["X", x_class] / w("X", x_class)
     for (tenant, priority_class), work in served_before_x.items():
-        assert work <= weight_of[tenant] * bound_x + max_cost[tenant, priority_class] + EPS, (tenant, work)
+        assert work <= w(tenant, priority_class) * bound_x + max_cost[tenant, priority_class] + EPS, (tenant, work)
 
 
 # ----------------------------------------------------------- 2. fair share
