@@ -29,7 +29,7 @@ counts with the wait it had so far (a lower bound). Shares count the tokens
 index is over each tenant's tokens divided by its weighted max-min fair
 allocation of what was served (its demand is what it submitted).
 
-    python bench/simulate.py [--quick] [--seed N] [--slots N] [--json PATH]
+    python bench/simulate.py [--quick] [--seed N] [--slots N] [--aging S] [--class-weights 16,4,1] [--json PATH]
 
 prints a table per scenario and exits 0.
 """
@@ -326,8 +326,8 @@ def check_backlogged(results: dict[str, Outcome], alone: dict[str, Outcome]) -> 
     for name, outcome in results.items():
         n = len(outcome.share)
         worst = max(abs(share * n - 1) for share in outcome.share.values())
-        lines.append((name, f"largest deviation from an equal share {worst:.1%} (≤ 5 %), Jain {outcome.jain:.4f} (≥ 0.99)",
-                      worst <= 0.05 and outcome.jain >= 0.99))
+        text = f"largest deviation from an equal share {worst:.1%} (≤ 5 %), Jain {outcome.jain:.4f} (≥ 0.99)"
+        lines.append((name, text, worst <= 0.05 and outcome.jain >= 0.99))
     return lines
 
 
@@ -417,8 +417,8 @@ def main() -> int:
         for tenant in scenario.alone:
             specs = [s for s in scenario.specs if s.name == tenant]
             only = [r for r in requests if r.tenant == tenant]
-            alone[tenant] = measure(run(only, Policy(args.aging, args.class_weights), args.slots, scenario.horizon), specs,
-                                    scenario.warmup, scenario.horizon)
+            done = run(only, Policy(args.aging, args.class_weights), args.slots, scenario.horizon)
+            alone[tenant] = measure(done, specs, scenario.warmup, scenario.horizon)
         print(f"\n({scenario.key}) {scenario.title}; {len(requests)} tasks over {scenario.horizon:g} s, "
               f"measured after {scenario.warmup:g} s")
         header = f"{'tenant':<10}{'class':<12}" + "".join(f"{name + ' share/p50/p99':>28}" for name in results)

@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,7 @@ class Stream:
     text: str = ""
     seqs_ok: bool = True
     done_ok: bool = True
+    refused: str = ""  # why the WebSocket could not be opened
 
     @property
     def words_expected(self) -> int:
@@ -102,11 +104,20 @@ class Stream:
     def word_arrivals(self) -> list[float]:
         return [at for at, words in self.arrivals for _ in range(words)]
 
+    def faults(self) -> list[str]:
+        """What is wrong with the stream as received (nothing for a perfect one)."""
+        if self.refused:
+            return ["not connected"]
+        faults = [] if self.seqs_ok else ["seq not 1..n"]
+        if self.text != self.prompt:
+            faults.append("text cut short" if self.prompt.startswith(self.text) else "text not the prompt")
+        if not self.done_ok:
+            faults.append("no done/succeeded/1000")
+        return faults
+
     def lost(self) -> int:
         """Words missing, or the whole stream when it is out of order, altered or unfinished."""
-        if not (self.seqs_ok and self.done_ok) or self.text != self.prompt:
-            return self.words_expected
-        return 0
+        return self.words_expected if self.faults() else 0
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -127,6 +138,7 @@ class RunFigures:
     seconds: float  # first arrival to last, over all streams
     lost: int
     concurrent: int  # most streams between their first and last chunk at one time
+    faults: dict[str, int] = field(default_factory=dict)  # streams by what was wrong with them
     extra: dict[str, object] = field(default_factory=dict)
 
     def row(self) -> dict[str, object]:
@@ -141,6 +153,7 @@ class RunFigures:
             "ttfc_p99_ms": round(percentile(self.ttfc, 99) * ms, 1),
             "words_per_s": round(self.words / self.seconds) if self.seconds > 0 else 0,
             "lost_words": self.lost,
+            "faulty_streams": self.faults,
             "peak_concurrent": self.concurrent,
             **self.extra,
         }
@@ -173,6 +186,7 @@ def figures(label: str, streams: list[Stream], interval: float, first_chunk_at: 
         seconds=seconds,
         lost=sum(stream.lost() for stream in streams),
         concurrent=peak,
+        faults=dict(Counter(fault for stream in streams for fault in stream.faults())),
     )
 
 
@@ -547,22 +561,29 @@ async def _submit_all(stack: Stack, model: str, texts: list[str], words: int) ->
         return list(await asyncio.gather(*(submit(text) for text in texts)))
 
 
-async def _follow(stack: Stack, task_id: str, stream: Stream, gate: asyncio.Semaphore, connected: list[int],
-                  all_connected: asyncio.Event, total: int) -> None:
+async def _follow(stack: Stack, task_id: str, stream: Stream, gate: asyncio.Semaphore, opened: list[int],
+                  all_opened: asyncio.Event, total: int) -> None:
     headers = {"Authorization": f"Bearer {stack.api_key}"}
-    seq = 0
-    async with gate:
-        ws = await websockets.connect(f"{stack.ws_url}/ws/tasks/{task_id}/", additional_headers=headers,
-                                      open_timeout=START_TIMEOUT, max_size=None)
-    connected[0] += 1
-    if connected[0] == total:
-        all_connected.set()
+    try:
+        async with gate:
+            ws = await websockets.connect(f"{stack.ws_url}/ws/tasks/{task_id}/", additional_headers=headers,
+                                          open_timeout=START_TIMEOUT, max_size=None)
+    except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as exc:
+        stream.refused = repr(exc)  # the run goes on; this stream counts as lost
+        return
+    finally:
+        opened[0] += 1
+        if opened[0] == total:
+            all_opened.set()
     raw_messages: list[tuple[float, str]] = []
     try:
         async for raw in ws:
             raw_messages.append((time.monotonic(), raw))  # parsed afterwards: the loop stays free to receive
+    except websockets.exceptions.ConnectionClosedError:
+        pass  # the close code below says so
     finally:
         await ws.close()
+    seq = 0
     last_type = ""
     for at, raw in raw_messages:
         message = json.loads(raw)
@@ -596,16 +617,13 @@ async def _platform_run(
     submitted = time.monotonic()
     streams = [Stream(text) for text in texts]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    connected = [0]
-    all_connected = asyncio.Event()
+    opened = [0]
+    all_opened = asyncio.Event()
     followers = [
-        asyncio.create_task(_follow(stack, task_id, stream, gate, connected, all_connected, size))
+        asyncio.create_task(_follow(stack, task_id, stream, gate, opened, all_opened, size))
         for task_id, stream in zip(task_ids, streams)
     ]
-    await asyncio.wait([asyncio.create_task(all_connected.wait()), *followers], return_when=asyncio.FIRST_COMPLETED)
-    for follower in followers:  # a failed connection ends the run here, with its error
-        if follower.done() and follower.exception():
-            raise follower.exception()
+    await all_opened.wait()  # every connection made (or refused)
     ready = time.monotonic()
 
     lag: list[float] = []
@@ -648,7 +666,7 @@ async def _platform_run(
         "client_lag_max_ms": round(max(lag, default=math.nan) * 1000, 1),
         "unfinished_streams": len(pending),
         "peak_db_connections": connections.peak if stack.mode == "distributed" else None,
-        "client_errors": [repr(e) for e in failures[:3]],
+        "client_errors": [repr(e) for e in failures[:3]] + sorted({s.refused for s in streams if s.refused})[:3],
         **cpu,
         "cpu_us_per_word": per_word,
     }

@@ -192,13 +192,32 @@ class CpuClock:
 
     TICK = os.sysconf("SC_CLK_TCK")
 
+    @staticmethod
+    def _stat(pid: int) -> list[str]:
+        """/proc/PID/stat after the command name: [state, ppid, …]; [] once the process is gone."""
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return []
+
     @classmethod
     def of(cls, pid: int) -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        fields = cls._stat(pid)
+        return (int(fields[11]) + int(fields[12])) / cls.TICK if fields else 0.0
+
+    @classmethod
+    def server(cls, pid: int) -> float:
+        """A server with a process per connection (PostgreSQL): its own CPU, its
+        ended children's (cutime + cstime) and its live children's."""
+        fields = cls._stat(pid)
+        if not fields:
             return 0.0
-        return (int(fields[11]) + int(fields[12])) / cls.TICK
+        reaped = (int(fields[13]) + int(fields[14])) / cls.TICK
+        return cls.of(pid) + reaped + sum(cls.of(child) for child in children_of(pid))
+
+    @classmethod
+    def parent(cls, pid: int) -> int:
+        return int(cls._stat(pid)[1])
 
     @staticmethod
     def machine() -> tuple[int, int]:
@@ -206,6 +225,20 @@ class CpuClock:
         values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         idle = values[3] + values[4]
         return sum(values) - idle, sum(values)
+
+
+def shared_servers(storage: Storage) -> dict[str, int]:
+    """The PostgreSQL and Redis servers' pids (distributed mode): other users' work
+    on them counts too, so their figures are an upper bound."""
+    if not storage.postgres:
+        return {}
+    import redis
+
+    backend = storage.query("SELECT pg_backend_pid()")[0][0]  # ended with the query; its parent remains
+    return {
+        "postgres (server, shared)": CpuClock.parent(backend),
+        "redis (server, shared)": int(redis.Redis.from_url(storage.queue).info("server")["process_id"]),
+    }
 
 
 def children_of(pid: int) -> list[int]:
@@ -218,9 +251,10 @@ def children_of(pid: int) -> list[int]:
 class Platform:
     """The platform's processes on one storage, started and stopped together."""
 
-    def __init__(self, storage: Storage, slots: int, servers: int) -> None:
+    def __init__(self, storage: Storage, slots: int, servers: int, backend_conn_max_age: str | None = None) -> None:
         self.storage = storage
         self.slots = slots
+        self.backend_conn_max_age = backend_conn_max_age
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports = [free_port() for _ in range(servers if storage.mode == "distributed" else 1)]
 
@@ -244,6 +278,11 @@ class Platform:
                 self._spawn(f"uvicorn-{index}", [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
                                                  "--host", HOST, "--port", str(port), "--no-access-log",
                                                  "--timeout-graceful-shutdown", "10"], env)
+            if self.backend_conn_max_age is not None:
+                # Persistent connections for the scheduler and the worker only: uvicorn
+                # runs each request's sync code on a thread of its own, whose
+                # connection a later request never reuses.
+                env = env | {"DB_CONN_MAX_AGE": self.backend_conn_max_age}
             self._spawn("scheduler", [*manage_py, "run_scheduler"], env)
             self._spawn("worker", [*manage_py, "run_worker", "--name", "bench-worker", "--slots", str(self.slots),
                                    "--models", MODEL], env)
@@ -414,20 +453,23 @@ class Sampler:
 
 
 def platform_run(storage: Storage, args: argparse.Namespace, run: str, profile_into: Path | None = None) -> dict[str, object]:
-    platform = Platform(storage, args.slots, args.servers)
+    platform = Platform(storage, args.slots, args.servers, args.backend_conn_max_age)
     before = dict(storage.query("SELECT state, count(*) FROM tasks_task GROUP BY state"))
     already = sum(before.values())
     try:
         platform.start()
         pids = platform.pids()
         sampler = Sampler(pids, profile_into) if profile_into else None
+        servers = shared_servers(storage)
         cpu_before = {name: CpuClock.of(pid) for name, pid in pids.items()}
+        cpu_before |= {name: CpuClock.server(pid) for name, pid in servers.items()}
         client_before = time.process_time()
         machine_before = CpuClock.machine()
         submitted = asyncio.run(submit_all(platform.base_urls(), storage.api_key, args.tasks, args.concurrency, run))
         counts = wait_finished(storage, already + args.tasks, args.run_timeout)
-        cpu = {name: round(CpuClock.of(pid) - cpu_before[name], 2) for name, pid in pids.items()}
-        cpu["bench client"] = round(time.process_time() - client_before, 2)
+        cpu = {name: CpuClock.of(pid) - cpu_before[name] for name, pid in pids.items()}
+        cpu |= {name: CpuClock.server(pid) - cpu_before[name] for name, pid in servers.items()}
+        cpu["bench client"] = time.process_time() - client_before
         busy, total = CpuClock.machine()
         stacks = sampler.stop() if sampler else {}
     except BaseException:
@@ -463,6 +505,9 @@ def platform_run(storage: Storage, args: argparse.Namespace, run: str, profile_i
         "to_dispatch_p50_ms": p50_ms(1, 2),
         "on_queue_p50_ms": p50_ms(2, 3),
         "running_p50_ms": p50_ms(3, 4),
+        # Little's law: the mean number of tasks between dispatch and end, i.e. of
+        # the worker's slots the dispatcher kept filled (at most --slots).
+        "slots_filled_avg": round(sum(epoch(r[4]) - epoch(r[2]) for r in rows if r[2] is not None) / seconds, 2),
         "cpu_ms_per_task": {name: round(seconds_used * 1000 / max(1, ended), 2) for name, seconds_used in cpu.items()},
         "machine_busy": f"{(busy - machine_before[0]) / max(1, total - machine_before[1]):.0%}",
         "states_at_end": {k: v - before.get(k, 0) for k, v in counts.items()},
@@ -564,6 +609,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="200 tasks")
     parser.add_argument("--slots", type=int, default=8, help="worker slots = Huey consumer threads")
     parser.add_argument("--servers", type=int, default=1, help="uvicorn processes (distributed mode)")
+    parser.add_argument("--backend-conn-max-age", metavar="SECONDS",
+                        help="distributed: DB_CONN_MAX_AGE for run_scheduler and run_worker (default: as configured)")
     parser.add_argument("--concurrency", type=int, default=16, help="submissions in flight at once")
     parser.add_argument("--run-timeout", type=float, default=180.0, help="the most one run may take, seconds")
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),

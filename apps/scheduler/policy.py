@@ -13,30 +13,30 @@ A *flow* is one tenant's queued tasks of one priority class.
 
 1. **Fair share inside a class** — start-time fair queuing over the class's
    flows. Each flow has a virtual tag. Dispatching a task returns the tag as
-   its *start tag* and advances it by ``estimated_cost / weight`` (times a
-   constant per class, see 3); ``complete`` later moves it by
-   ``(actual − estimated) / weight`` likewise. The flow
-   with the smallest tag is served, so a tenant that floods a class waits
-   behind its own work. A flow that becomes non-empty has its tag lifted to
-   the class's virtual time (the largest start tag dispatched in it): being
+   its *start tag* and advances it by ``estimated_cost / (weight ×
+   class_weight)``; ``complete`` later moves it by the difference between
+   actual and estimated cost, scaled alike. The flow with the smallest tag
+   is served, so a tenant that floods a class waits behind its own work. A
+   flow that becomes non-empty has its tag lifted to the class's virtual
+   time (the largest start tag dispatched in it or at its level): being
    idle earns no credit.
 2. **Inside a flow**: ``rank`` descending (the critical-path hint, e.g. the
    longest chain of descendants in the task's workflow), then arrival. The
    first task in this order is the flow's *head*.
 3. **Classes and aging.** Classes are ``interactive`` > ``normal`` >
-   ``batch``. A class competes one class higher for every ``aging_seconds``
-   its oldest eligible head has waited (``effective = max(0, base −
+   ``batch``. A class competes one level higher for every ``aging_seconds``
+   its oldest eligible head has waited (``level = max(0, base −
    ⌊waited / aging_seconds⌋)``), so a batch head that has waited
    ``2 × aging_seconds`` makes the batch class compete as interactive. The
-   lowest effective class among eligible tasks is served first; classes
-   that age into the same level compete by tag, each class's tags aligned to
-   that level's virtual time when it arrives there (no credit, no penalty
-   for time spent elsewhere), and each flow's tag advancing by
-   ``cost / (weight × class_weight)``: by default an interactive flow gets
-   16 and a normal one 4 shares for a batch flow's 1 there. Aging promises
-   the lower classes progress, not parity: under overload that outlasts the
-   aging period every class reaches the top, and equal standing there would
-   leave the interactive tenants a share barely above their demand.
+   lowest level with an eligible task is served first. Classes that age
+   into one level compete there by tag, each class's tags shifted so that
+   its virtual time meets the level's when it arrives (no credit, no
+   penalty for time spent elsewhere). There the class weights (default
+   16 : 4 : 1) matter: aging promises the lower classes progress, not
+   parity — under overload that outlasts the aging period every class
+   reaches the top, and equal standing there would leave interactive
+   tenants a share barely above their demand. Inside one class the class
+   weight scales every tag alike and changes nothing.
 
    Aging moves whole classes, never single tasks: if it moved tasks, a
    flooder's old backlog would climb above a quiet tenant's fresh tasks of

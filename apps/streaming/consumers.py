@@ -20,6 +20,7 @@ from apps.scheduler.estimates import task_wait
 from apps.streaming.auth import SUBPROTOCOL, authorised_task, origin_allowed
 from apps.streaming.events import CHUNK, DONE, client_message
 from apps.streaming.hub import Subscription, hub
+from apps.streaming.log import stream_log
 from apps.tasks import services as task_services
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
 
@@ -95,7 +96,13 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
             except TimeoutError:
                 state = await _current_state(self.task.id)
                 now = time.monotonic()
-                if state in TERMINAL_STATES and now - quiet_since >= DONE_FALLBACK_SECONDS:
+                if (
+                    state in TERMINAL_STATES
+                    and now - quiet_since >= DONE_FALLBACK_SECONDS
+                    and not await _log_has_end(self.task.id)
+                ):
+                    # Only when the log itself holds no end: a busy hub that is
+                    # merely late must not cut the stream short.
                     await self._finish_from_database()
                     return
                 if not started and state in (TaskState.WAITING, TaskState.QUEUED):
@@ -128,6 +135,10 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, message: dict) -> None:
         await self.send(text_data=json.dumps(message, separators=(",", ":")))
+
+
+async def _log_has_end(task_id: uuid.UUID) -> bool:
+    return any(event.kind == DONE for _, event in await stream_log().read_all(task_id))
 
 
 def _after_param(scope: dict) -> int | None:

@@ -97,13 +97,15 @@ class DatabaseStreamLog:
         ]
 
     async def read_all(self, task_id: uuid.UUID) -> list[tuple[Cursor, StoredEvent]]:
-        rows = await sync_to_async(self._rows_after)({task_id: ORIGIN})
+        rows = await sync_to_async(self._rows_after, thread_sensitive=False)({task_id: ORIGIN})
         return [(cursor, event) for _, cursor, event in rows]
 
     async def read_after(self, cursors, timeout):
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            rows = await sync_to_async(self._rows_after)(cursors)
+            # Not thread-sensitive: the reader must not queue behind HTTP views
+            # on the server's one sync thread.
+            rows = await sync_to_async(self._rows_after, thread_sensitive=False)(cursors)
             if rows or asyncio.get_running_loop().time() >= deadline:
                 return rows
             await asyncio.sleep(self.POLL_SECONDS)

@@ -232,3 +232,46 @@ def test_fifty_concurrent_streams_each_get_every_chunk_in_order(platform, client
         assert "".join(m["text"] for m in stream) == words, task_id
         assert messages[-1]["type"] == "done" and messages[-1]["status"] == "succeeded"
         assert code == 1000
+
+
+def test_fifty_concurrent_tiny_model_streams_across_two_workers(platform, client):
+    """The issue's proof: real tokens from the tiny local model, two worker processes
+    (make run's own and a second one), 50 streams at once, each complete and in order."""
+    import subprocess
+    import sys
+
+    from tests.e2e.harness import REPO_ROOT, manage
+
+    second = subprocess.Popen(
+        [sys.executable, "manage.py", "run_worker", "--name", "second-worker", "--slots", "4"],
+        cwd=REPO_ROOT, env=platform.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        task_ids = [
+            submit(client, model="tiny", prompt=f"story number {i}", max_tokens=12, seed=i) for i in range(50)
+        ]
+
+        async def scenario():
+            return await asyncio.gather(
+                *(collect(f"{platform.ws_url}/ws/tasks/{task_id}/", **auth(platform)) for task_id in task_ids)
+            )
+
+        results = asyncio.run(scenario())
+        for task_id, (messages, code) in zip(task_ids, results):
+            stream = chunks(messages)
+            stored = client.get(f"/api/v1/tasks/{task_id}").json()
+            assert messages[-1]["type"] == "done" and messages[-1]["status"] == "succeeded", messages[-1]
+            assert [m["seq"] for m in stream] == list(range(1, len(stream) + 1)), task_id
+            assert "".join(m["text"] for m in stream) == stored["output"], task_id
+            assert 0 < stored["usage"]["completion_tokens"] <= 12
+            assert messages[-1]["usage"] == stored["usage"]
+            assert code == 1000
+        ran_on = manage(
+            platform.env, "shell", "--no-imports", "-v", "0", "-c",
+            "from apps.tasks.models import Task; "
+            f"print(len(set(Task.objects.filter(pk__in={task_ids!r}).values_list('worker_name', flat=True))))",
+        )
+        assert ran_on == "2"
+    finally:
+        second.terminate()
+        second.wait(timeout=60)

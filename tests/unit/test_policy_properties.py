@@ -531,7 +531,9 @@ def test_a_capped_tenant_is_invisible_to_the_others(ops):
 
 @PROPERTY
 @given(
-    tasks=st.lists(st.tuples(tenants, classes, costs, ranks, st.sampled_from([0.0, 4.0, 9.0])), min_size=3, max_size=30),
+    tasks=st.lists(
+        st.tuples(tenants, classes, costs, ranks, st.sampled_from([0.0, 4.0, 9.0])), min_size=3, max_size=30
+    ),
     weight_of=st.fixed_dictionaries({name: weights for name in ["t0", "t1", "t2", "t3"]}),
     capped_decisions=st.integers(0, 30),
     aging=st.sampled_from([AGING, math.inf]),
