@@ -47,7 +47,8 @@ class Platform:
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=40)
+        # The supervisor gives its children 20 s, then kills them; slack for a loaded machine.
+        return self.process.wait(timeout=120)
 
 
 def manage(env: dict[str, str], *args: str) -> str:
