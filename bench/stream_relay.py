@@ -78,6 +78,9 @@ SUBMIT_CONNECTIONS = 8
 LAG_PROBE_SECONDS = 0.01
 # --quiet-wait: a machine this busy counts as idle.
 QUIET_SHARE = 0.25
+# The streams start this long after the first client connects at the latest;
+# clients still connecting then are counted apart (late_connections).
+CONNECT_DEADLINE_SECONDS = 120.0
 # Connections beyond one per task: uvicorn, the worker's main and heartbeat threads, the sampler.
 CONNECTION_MARGIN = 10
 
@@ -96,6 +99,8 @@ class Stream:
     seqs_ok: bool = True
     done_ok: bool = True
     refused: str = ""  # why the WebSocket could not be opened
+    opened: bool = False
+    late: bool = False  # opened only after the streams started: not in the latency figures
 
     @property
     def words_expected(self) -> int:
@@ -166,11 +171,13 @@ def figures(label: str, streams: list[Stream], interval: float, first_chunk_at: 
         times = stream.word_arrivals()
         if not times:
             continue
+        spans.append((times[0], times[-1]))
+        if stream.late:
+            continue
         lateness = [at - i * interval for i, at in enumerate(times)]
         # The stream's least-late word is the reference (usually word 1, see the module docstring).
         best = min(range(len(times)), key=lateness.__getitem__)
         added += [late - lateness[best] for i, late in enumerate(lateness) if i != best]
-        spans.append((times[0], times[-1]))
     events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
     running = peak = 0
     for _, step in events:
@@ -181,7 +188,8 @@ def figures(label: str, streams: list[Stream], interval: float, first_chunk_at: 
         label=label,
         streams=len(streams),
         added=added,
-        ttfc=[first - stream.start for stream, first in zip(streams, first_chunk_at) if not math.isnan(first)],
+        ttfc=[first - stream.start for stream, first in zip(streams, first_chunk_at)
+              if not math.isnan(first) and not stream.late],
         words=sum(len(stream.word_arrivals()) for stream in streams),
         seconds=seconds,
         lost=sum(stream.lost() for stream in streams),
@@ -240,8 +248,9 @@ class CpuMeter:
 
     def __init__(self, groups: dict[str, list[int]], by_name: tuple[str, ...] = ("redis-server", "postgres")) -> None:
         self.groups = dict(groups)
-        for name in by_name:  # the shared servers: every process of that name (other users' too)
-            self.groups[name] = [pid for pid in self._all_pids() if self._comm(pid) == name]
+        # The servers, by process name (other users' processes too), found again at each
+        # sample: PostgreSQL starts and ends a process per connection.
+        self.by_name = by_name
         self._before: dict[str, float] = {}
         self._busy_before = (0.0, 0.0)
 
@@ -256,12 +265,15 @@ class CpuMeter:
         except OSError:
             return ""
 
-    def _cpu(self, pid: int) -> float:
+    def _cpu(self, pid: int, children: bool = False) -> float:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             return 0.0
-        return (int(fields[11]) + int(fields[12])) / self.TICK  # utime + stime
+        used = int(fields[11]) + int(fields[12])  # utime + stime
+        if children:  # + the ended children it reaped (a postmaster's connections)
+            used += int(fields[13]) + int(fields[14])
+        return used / self.TICK
 
     @classmethod
     def wait_until_quiet(cls, patience: float, quiet: float = QUIET_SHARE) -> str:
@@ -284,7 +296,11 @@ class CpuMeter:
         return sum(values) - idle, sum(values)
 
     def _sample(self) -> dict[str, float]:
-        return {name: sum(self._cpu(pid) for pid in pids) for name, pids in self.groups.items()}
+        used = {name: sum(self._cpu(pid) for pid in pids) for name, pids in self.groups.items()}
+        pids = self._all_pids()
+        for name in self.by_name:
+            used[name] = sum(self._cpu(pid, children=True) for pid in pids if self._comm(pid) == name)
+        return used
 
     def start(self) -> None:
         self._before = self._sample()
@@ -571,6 +587,8 @@ async def _follow(stack: Stack, task_id: str, stream: Stream, gate: asyncio.Sema
     except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as exc:
         stream.refused = repr(exc)  # the run goes on; this stream counts as lost
         return
+    else:
+        stream.opened = True
     finally:
         opened[0] += 1
         if opened[0] == total:
@@ -623,7 +641,12 @@ async def _platform_run(
         asyncio.create_task(_follow(stack, task_id, stream, gate, opened, all_opened, size))
         for task_id, stream in zip(task_ids, streams)
     ]
-    await all_opened.wait()  # every connection made (or refused)
+    try:
+        await asyncio.wait_for(all_opened.wait(), CONNECT_DEADLINE_SECONDS)  # every connection made (or refused)
+    except asyncio.TimeoutError:
+        pass  # start anyway: a slower client sees a replay first, so its figures are left out
+    for stream in streams:
+        stream.late = not stream.opened and not stream.refused
     ready = time.monotonic()
 
     lag: list[float] = []
@@ -665,6 +688,7 @@ async def _platform_run(
         "client_lag_p99_ms": round(percentile(lag, 99) * 1000, 1),
         "client_lag_max_ms": round(max(lag, default=math.nan) * 1000, 1),
         "unfinished_streams": len(pending),
+        "late_connections": sum(stream.late for stream in streams),
         "peak_db_connections": connections.peak if stack.mode == "distributed" else None,
         "client_errors": [repr(e) for e in failures[:3]] + sorted({s.refused for s in streams if s.refused})[:3],
         **cpu,
@@ -712,6 +736,8 @@ def main() -> int:
     parser.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
                         help=f"on a shared host, wait up to this long for it to be under {QUIET_SHARE:.0%} busy before each platform run")
     args = parser.parse_args()
+    # SIGTERM (timeout, a CI runner) unwinds like Ctrl-C: everything started is stopped and removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sizes = [20] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     words = 20 if args.quick else args.words
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]

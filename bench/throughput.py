@@ -2,7 +2,8 @@
 Huey on the same storage, in the same run.
 
     .venv/bin/python bench/throughput.py [--modes distributed,embedded] [--tasks 2000] [--quick]
-        [--slots 8] [--servers 1] [--concurrency 16] [--profile DIR] [--json PATH]
+        [--slots 8] [--servers 1] [--concurrency 16] [--backend-conn-max-age SECONDS]
+        [--profile DIR] [--keep-logs DIR] [--json PATH]
 
 Per mode, on one fresh storage (distributed: a new PostgreSQL database and a
 queue name of its own on Redis, 127.0.0.1; embedded: a temporary DATA_DIR
@@ -22,10 +23,18 @@ holding the SQLite database and the SqliteHuey file):
 The baselines run before and after the platform; their figure is the mean of
 the two (both are printed: the spread says how noisy the machine was).
 
+Besides tasks/s it prints where a task's time goes (waiting for a slot and the
+dispatcher, on the model's queue, running; the mean number of slots kept
+filled) and the CPU each process spent per task, the shared PostgreSQL and
+Redis servers included (distributed; other users' work on them counts too).
+
 With --profile DIR, one more platform run samples each platform process with
-py-spy (--gil: the thread running Python code; waits on sockets are not sampled); the collapsed
-stacks go to DIR and the functions holding most samples are printed. That run's
-figures are not the ones reported (sampling costs CPU too).
+py-spy (--gil: only the thread running Python code, so waits on PostgreSQL or
+Redis are not counted); the collapsed stacks go to DIR and the functions
+holding most samples are printed. That run's figures are not the ones
+reported (sampling costs CPU too). --backend-conn-max-age N runs the scheduler
+and the worker with persistent database connections (DB_CONN_MAX_AGE=N), to
+measure what opening one per task costs.
 
 Only 127.0.0.1 is used; everything started is stopped, and the database, the
 queues and the temporary files are removed, on success or failure.
@@ -45,7 +54,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -452,7 +460,9 @@ class Sampler:
         return {name: self.into / f"{name}.txt" for name in self.recorders if (self.into / f"{name}.txt").exists()}
 
 
-def platform_run(storage: Storage, args: argparse.Namespace, run: str, profile_into: Path | None = None) -> dict[str, object]:
+def platform_run(
+    storage: Storage, args: argparse.Namespace, run: str, profile_into: Path | None = None
+) -> dict[str, object]:
     platform = Platform(storage, args.slots, args.servers, args.backend_conn_max_age)
     before = dict(storage.query("SELECT state, count(*) FROM tasks_task GROUP BY state"))
     already = sum(before.values())
@@ -490,6 +500,7 @@ def platform_run(storage: Storage, args: argparse.Namespace, run: str, profile_i
         """Median time between two of the row's timestamps (both set), in ms."""
         spans = [epoch(row[end]) - epoch(row[start]) for row in rows if row[start] is not None and row[end] is not None]
         return round(percentile(spans, 50) * 1000, 1)
+
     return {
         "tasks_per_s": round(ended / seconds, 1) if ended else 0.0,
         "ended": ended,
@@ -535,8 +546,11 @@ def hot_functions(stacks: Path, top: int) -> tuple[int, list[tuple[float, str]],
             if any(part in name for part in OWN_CODE):
                 inclusive[name] += n
         own[names[-1]] += n
-    share = lambda counter: [(round(100 * n / max(1, total), 1), name) for name, n in counter.most_common(top)]  # noqa: E731
-    return total, share(inclusive), share(own)
+
+    def shares(counter: Counter) -> list[tuple[float, str]]:
+        return [(round(100 * n / max(1, total), 1), name) for name, n in counter.most_common(top)]
+
+    return total, shares(inclusive), shares(own)
 
 
 def print_profile(profiles: dict[str, str], top: int) -> None:
@@ -596,8 +610,9 @@ def print_table(result: dict[str, object]) -> None:
     print(f"| Huey + same DB writes | {record} | {record / raw:.2f} | before / after: "
           f"{spread(result['huey_db_writes']['runs'])} |")
     platform = result["platform"]
-    print(f"| platform (HTTP submit -> result stored) | {platform['tasks_per_s']} | {result['ratio_to_raw_huey']:.2f} | "
-          f"{platform['succeeded']}/{platform['ended']} succeeded, {platform['unfinished']} unfinished |")
+    print(f"| platform (HTTP submit -> result stored) | {platform['tasks_per_s']} | "
+          f"{result['ratio_to_raw_huey']:.2f} | {platform['succeeded']}/{platform['ended']} succeeded, "
+          f"{platform['unfinished']} unfinished |")
     details = {k: v for k, v in platform.items() if k not in ("tasks_per_s", "profiles")}
     print(f"\nplatform details: {json.dumps(details)}")
 
@@ -613,7 +628,8 @@ def main() -> int:
                         help="distributed: DB_CONN_MAX_AGE for run_scheduler and run_worker (default: as configured)")
     parser.add_argument("--concurrency", type=int, default=16, help="submissions in flight at once")
     parser.add_argument("--run-timeout", type=float, default=180.0, help="the most one run may take, seconds")
-    parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    parser.add_argument("--database-url",
+                        default=os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
                         help="a PostgreSQL server to create the benchmark's own database on")
     parser.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
     parser.add_argument("--profile", type=Path, help="also profile a platform run with py-spy; stacks go here")

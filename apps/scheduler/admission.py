@@ -166,15 +166,19 @@ def rate_limit_headers(limits: ratelimit.RateLimits | None) -> dict[str, str]:
 # --- Settlement --------------------------------------------------------------------------
 
 
-def settle_task(task_id: uuid.UUID) -> bool:
+def settle_task(task_id: uuid.UUID, usage: dict[str, int] | None = None) -> bool:
     """Charge an ended task its actual usage (none recorded: nothing) and release
     the rest of its reservation. Idempotent: only the first call changes anything.
 
     Called where a task reaches a terminal state, in the same transaction when
-    there is one, so the state change and the charge commit together.
+    there is one, so the state change and the charge commit together. ``usage``:
+    the usage the caller has just recorded on the task; None: read it from the row.
     """
-    usage = Task.objects.filter(pk=task_id).values_list("prompt_tokens", "completion_tokens").first()
-    prompt_tokens, completion_tokens = usage or (None, None)
+    if usage is not None:
+        prompt_tokens, completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+    else:
+        recorded = Task.objects.filter(pk=task_id).values_list("prompt_tokens", "completion_tokens").first()
+        prompt_tokens, completion_tokens = recorded or (None, None)
     return tenant_services.settle_charge(task_id, prompt_tokens or 0, completion_tokens or 0)
 
 

@@ -130,6 +130,9 @@ class Task(models.Model):
             models.Index(fields=["tenant", "client_ref_digest"], name="task_tenant_client_ref"),
             models.Index(fields=["state", "dispatched_at"], name="task_state_dispatched"),
             models.Index(fields=["state", "lease_expires_at"], name="task_state_lease"),
+            # A model's latest finished tasks (wait estimates, on every submission):
+            # without it, a scan of all the model's tasks.
+            models.Index(fields=["model", "state", "-finished_at"], name="task_model_state_finished"),
         ]
 
     def __str__(self) -> str:

@@ -261,7 +261,7 @@ def finish_task(
         if not updated:
             updated = owned.update(**fields)
         if updated:
-            _announce_end(task.pk)
+            _announce_end(task.pk, usage)
     return bool(updated)
 
 
@@ -315,10 +315,11 @@ def reap_expired_leases() -> tuple[list[Task], int]:
     return requeued, failed
 
 
-def _announce_end(task_id: uuid.UUID) -> None:
+def _announce_end(task_id: uuid.UUID, usage: dict[str, int] | None = None) -> None:
     """Every change to a terminal state settles the task's budget reservation (in
-    the caller's transaction) and ends the task's stream, once committed."""
-    settle_task(task_id)
+    the caller's transaction) and ends the task's stream, once committed.
+    ``usage``: what the caller just recorded, if anything (saves reading it back)."""
+    settle_task(task_id, usage)
 
     def publish() -> None:
         task = Task.objects.select_related("tenant").get(pk=task_id)
@@ -334,16 +335,12 @@ def _announce_end(task_id: uuid.UUID) -> None:
 PRIORITY_ORDER = (Priority.INTERACTIVE, Priority.NORMAL, Priority.BATCH)
 
 
-def queue_position(task_id: uuid.UUID) -> int | None:
-    """1 + the queued tasks of the same model that run before this one; None if not queued."""
-    task = Task.objects.filter(pk=task_id, state=TaskState.QUEUED).only("model_id", "priority", "queued_at").first()
-    if task is None:
-        return None
+def queued_ahead_of(task: Task) -> Q:
+    """A filter for the queued tasks of ``task``'s model that run before it."""
     higher = PRIORITY_ORDER[: PRIORITY_ORDER.index(task.priority)]
-    ahead = Task.objects.filter(model_id=task.model_id, state=TaskState.QUEUED).filter(
+    return Q(model_id=task.model_id, state=TaskState.QUEUED) & (
         Q(priority__in=higher) | Q(priority=task.priority, queued_at__lt=task.queued_at)
     )
-    return ahead.count() + 1
 
 
 def claim_for_dispatch(task_id: uuid.UUID) -> bool:

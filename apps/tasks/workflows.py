@@ -104,15 +104,16 @@ def task_ended(task_id: uuid.UUID) -> None:
     """After a task's end is committed (apps.tasks.services._announce_end):
     release its waiting children whose parents have all succeeded, or fail
     all its waiting descendants when it failed or was cancelled."""
-    task = Task.objects.filter(pk=task_id).only("pk", "state", "error_code").first()
-    if task is None:
-        return
+    # Children first: most tasks have none, and then the task itself need not be read.
     children = list(
         Task.objects.filter(parent_links__parent_id=task_id, state=TaskState.WAITING)
         .order_by("-critical_path_rank", "created_at")
         .values_list("pk", flat=True)
     )
     if not children:
+        return
+    task = Task.objects.filter(pk=task_id).only("pk", "state", "error_code").first()
+    if task is None:
         return
     if task.state == TaskState.SUCCEEDED:
         _settle_and_dispatch(children)

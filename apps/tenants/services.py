@@ -302,7 +302,9 @@ def settle_charge(task_id: uuid.UUID, prompt_tokens: int, completion_tokens: int
     counts, so usage reports show them; an overrun is logged.
     (apps.scheduler.budget states the same rule in pure Python.)
     """
-    with transaction.atomic():
+    # No savepoint: inside a caller's transaction (a task's end) a failure here
+    # must roll the whole of it back anyway, and the savepoint costs two round trips.
+    with transaction.atomic(savepoint=False):
         # The conditional UPDATE is the exactly-once guard: of two racing
         # settlements, one matches the row and the other matches nothing.
         claimed = TaskCharge.objects.filter(task_id=task_id, settled_at__isnull=True).update(

@@ -28,6 +28,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -46,6 +47,11 @@ logger = logging.getLogger(__name__)
 # start, and how soon it notices a stop signal (a handler only sets a flag).
 TICK_SECONDS = 0.5
 FIRST_IDLE_WAIT_SECONDS = 0.02
+# For this long after one of its tasks ends, a worker looks at its queues every
+# FIRST_IDLE_WAIT_SECONDS instead of backing off: the dispatcher refills the
+# freed slot within moments, and the back-off (doubling to TICK_SECONDS) would
+# otherwise leave the slot empty for up to twice the dispatcher's delay.
+REFILL_WINDOW_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class WorkerRunner:
         self._in_flight = 0
         self._queues: list[ModelQueue] = []  # replaced whole by the heartbeat thread, never mutated
         self._next_queue = 0
+        # time.monotonic() when a task last ended here: set by slot threads, read by
+        # the fetcher; a plain float (one assignment is atomic, a stale read harmless).
+        self._last_end = 0.0
         self._free_slots = threading.Semaphore(options.slots)
         self._wake = threading.Event()  # the fetcher should look again (state or placements changed)
         self._beat_now = threading.Event()  # the heartbeat should report now (e.g. drain confirmed)
@@ -157,7 +166,8 @@ class WorkerRunner:
             if found is None:
                 self._free_slots.release()
                 self._sleep(idle_wait)
-                idle_wait = min(idle_wait * 2, TICK_SECONDS)
+                if time.monotonic() - self._last_end > REFILL_WINDOW_SECONDS:
+                    idle_wait = min(idle_wait * 2, TICK_SECONDS)
                 continue
             idle_wait = FIRST_IDLE_WAIT_SECONDS
             with self._lock:
@@ -188,6 +198,7 @@ class WorkerRunner:
         except Exception:  # Huey catches the job's own errors; this is its storage failing
             logger.exception("running %s from %s failed", message, queue.huey.name)
         finally:
+            self._last_end = time.monotonic()
             with self._lock:
                 self._in_flight -= 1
                 drained = not self._accepting and self._in_flight == 0
