@@ -10,7 +10,8 @@ same arrivals are replayed under three orderings:
                  priorities give: the platform's dispatch before the policy);
 * ``policy``     apps.scheduler.policy.FairScheduler, estimating each task at
                  prompt + max_tokens and correcting to prompt + completion at
-                 the end.
+                 the end, with the platform's idle credit (``--idle-credit``);
+* ``sfq``        the same policy with idle credit 0: plain start-time fair queuing.
 
 Scenarios (targets from the scheduling issue):
 
@@ -52,6 +53,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from apps.scheduler.policy import CLASSES, FairScheduler  # noqa: E402
+
+# settings.SCHEDULER_IDLE_CREDIT_TOKENS's default (this file does not import Django).
+DEFAULT_IDLE_CREDIT = 50_000.0
 
 # One worker slot's speed (a mid-size model on one GPU, per concurrent sequence).
 PREFILL_TOKENS_PER_S = 4000.0
@@ -164,9 +168,10 @@ class ClassFifo:
 
 
 class Policy:
-    def __init__(self, aging_seconds: float, class_weights: tuple[float, ...] | None = None) -> None:
-        self.scheduler = (FairScheduler(aging_seconds) if class_weights is None
-                          else FairScheduler(aging_seconds, class_weights))
+    def __init__(
+        self, aging_seconds: float, class_weights: tuple[float, ...] | None = None, idle_credit: float = 0.0
+    ) -> None:
+        self.scheduler = FairScheduler(aging_seconds, class_weights or FairScheduler().class_weights, idle_credit)
         self.requests: dict[int, Request] = {}
 
     def add(self, request: Request, now: float) -> None:
@@ -184,7 +189,8 @@ class Policy:
 ORDERINGS: dict[str, Callable[[argparse.Namespace], object]] = {
     "fifo": lambda args: Fifo(),
     "class-fifo": lambda args: ClassFifo(),
-    "policy": lambda args: Policy(args.aging, args.class_weights),
+    "policy": lambda args: Policy(args.aging, args.class_weights, args.idle_credit),
+    "sfq": lambda args: Policy(args.aging, args.class_weights, 0.0),
 }
 
 # (column label, ordering, running caps per tenant): what every scenario runs.
@@ -396,6 +402,9 @@ def main() -> int:
     parser.add_argument("--aging", type=float, default=300.0, help="the policy's aging_seconds")
     parser.add_argument("--class-weights", type=lambda text: tuple(float(w) for w in text.split(",")),
                         help="the policy's class_weights, e.g. 16,4,1 (default: the policy's own)")
+    parser.add_argument("--idle-credit", type=float, default=DEFAULT_IDLE_CREDIT,
+                        help="the policy's idle_credit in tokens (default: the platform's, "
+                             "settings.SCHEDULER_IDLE_CREDIT_TOKENS; the 'sfq' column has 0)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -417,7 +426,7 @@ def main() -> int:
         for tenant in scenario.alone:
             specs = [s for s in scenario.specs if s.name == tenant]
             only = [r for r in requests if r.tenant == tenant]
-            done = run(only, Policy(args.aging, args.class_weights), args.slots, scenario.horizon)
+            done = run(only, Policy(args.aging, args.class_weights, args.idle_credit), args.slots, scenario.horizon)
             alone[tenant] = measure(done, specs, scenario.warmup, scenario.horizon)
         print(f"\n({scenario.key}) {scenario.title}; {len(requests)} tasks over {scenario.horizon:g} s, "
               f"measured after {scenario.warmup:g} s")

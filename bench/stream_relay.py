@@ -82,6 +82,9 @@ QUIET_SHARE = 0.25
 # clients still connecting then are counted apart (late_connections).
 CONNECT_DEADLINE_SECONDS = 120.0
 # Connections beyond one per task: uvicorn, the worker's main and heartbeat threads, the sampler.
+# settings.DB_POOL_MAX_SIZE as the stack's processes get it (this file does not import Django).
+POOL_SIZE = int(os.environ.get("DB_POOL_MAX_SIZE", "16"))
+PLATFORM_PROCESSES = 2  # uvicorn and run_scheduler, besides the workers
 CONNECTION_MARGIN = 10
 
 
@@ -754,9 +757,10 @@ def main() -> int:
                 print(f"[{mode}] N={size}: direct run", file=sys.stderr, flush=True)
                 rows.append(direct_run(size, words, args.rate).row())
                 if mode == "distributed":
-                    # A worker holds one connection per running task (docs/benchmarks.md); taking
-                    # a shared server's last connections would break everyone else's work on it.
-                    needed = size + CONNECTION_MARGIN
+                    # Each platform process pools at most DB_POOL_MAX_SIZE connections (a worker's
+                    # slots give theirs back while streaming); taking a shared server's last
+                    # connections would break everyone else's work on it.
+                    needed = POOL_SIZE * (PLATFORM_PROCESSES + args.workers) + CONNECTION_MARGIN
                     spare = spare_connections(stack.env["DATABASE_URL"])
                     if spare < needed:
                         print(f"[{mode}] N={size}: SKIPPED, needs {needed} PostgreSQL connections and the server "

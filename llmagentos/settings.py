@@ -117,11 +117,19 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0"))
-        )
-    }
+    DB_CONN_MAX_AGE = int(os.environ.get("DB_CONN_MAX_AGE", "0"))
+    # Connections per process kept in a pool (PostgreSQL; 0: none). A worker's
+    # slot threads give theirs back while a generation streams
+    # (apps.workers.execution), so a worker with hundreds of slots needs a few
+    # connections, not one per slot. Django's pool needs CONN_MAX_AGE 0.
+    DB_POOL_MAX_SIZE = int(os.environ.get("DB_POOL_MAX_SIZE", "16"))
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE)}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql") and DB_POOL_MAX_SIZE > 0 and DB_CONN_MAX_AGE == 0:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": 30,  # waiting longer for a free connection is an error, not a hang
+        }
 else:
     DATABASES = {
         "default": {
@@ -219,6 +227,10 @@ WORKER_NAME = os.environ.get("WORKER_NAME", "")
 # waits before it competes one priority class higher (docs/scheduling.md).
 SCHEDULER_TICK_SECONDS = float(os.environ.get("SCHEDULER_TICK_SECONDS", "0.05"))
 SCHEDULER_AGING_SECONDS = float(os.environ.get("SCHEDULER_AGING_SECONDS", "300"))
+# Tokens (at weight 1) of work a tenant returning from idleness may have served
+# ahead of the backlogged tenants of its class (policy.FairScheduler's
+# idle_credit; docs/scheduling.md): a quiet tenant's burst starts at once.
+SCHEDULER_IDLE_CREDIT_TOKENS = float(os.environ.get("SCHEDULER_IDLE_CREDIT_TOKENS", "50000"))
 # run_worker heartbeats this often; a running worker silent for WORKER_LOST_SECONDS shows as lost.
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "5"))
 WORKER_LOST_SECONDS = float(os.environ.get("WORKER_LOST_SECONDS", "30"))

@@ -1,7 +1,10 @@
-"""Models and their versions in the admin: the alias, the artifacts, and placement problems.
+"""Models and their versions in the admin: the alias, the artifacts, placement problems and queues.
 
 A version that no worker can host (``placement_error``, written by the
-placement run) shows in the lists and as a warning on top of them.
+placement run) shows in the lists and as a warning on top of them. The model
+list shows each model's queue: tasks queued and running, the slots of the
+workers serving it, and the estimated wait of a task submitted now
+(apps.scheduler.estimates).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from django.http import HttpRequest
 
 from apps.catalog import services
 from apps.catalog.models import LLMModel, ModelVersion
+from apps.scheduler.estimates import QueueStats, queue_stats
 
 GIB = 1024**3
 
@@ -38,7 +42,10 @@ class ModelVersionInline(admin.StackedInline):
 
 @admin.register(LLMModel)
 class LLMModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "adapter", "current_version", "placement", "enabled", "is_public", "created_at"]
+    list_display = [
+        "name", "adapter", "current_version", "placement", "queued", "running", "slots", "estimated_wait",
+        "enabled", "is_public", "created_at",
+    ]
     list_filter = ["adapter", "enabled", "is_public"]
     search_fields = ["name", "description"]
     filter_horizontal = ["allowed_tenants"]
@@ -59,6 +66,31 @@ class LLMModelAdmin(admin.ModelAdmin):
     def placement(self, obj: LLMModel) -> str:
         problems = [f"{v.version}: {v.placement_error}" for v in obj.versions.all() if v.placement_error]
         return "; ".join(problems) or "ok"
+
+    # The queue columns: one queue_stats per row (a few queries), shared by its four cells.
+    def _queue(self, obj: LLMModel) -> QueueStats:
+        stats = getattr(obj, "_admin_queue_stats", None)
+        if stats is None:
+            stats = obj._admin_queue_stats = queue_stats(obj)
+        return stats
+
+    @admin.display(description="queued")
+    def queued(self, obj: LLMModel) -> int:
+        return self._queue(obj).queued
+
+    @admin.display(description="running")
+    def running(self, obj: LLMModel) -> int:
+        return self._queue(obj).running
+
+    @admin.display(description="slots")
+    def slots(self, obj: LLMModel) -> int:
+        return self._queue(obj).slots
+
+    @admin.display(description="est. wait of a new task")
+    def estimated_wait(self, obj: LLMModel) -> str:
+        stats = self._queue(obj)
+        wait = stats.start_after(stats.queued + 1)
+        return "unknown" if wait is None else f"{wait:.1f} s"
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         _warn_unplaceable(request)

@@ -29,9 +29,15 @@ logger = logging.getLogger(__name__)
 HUEY_PRIORITY = {Priority.INTERACTIVE: 20, Priority.NORMAL: 10, Priority.BATCH: 0}
 
 
-def hand_to_workers(task_id: uuid.UUID) -> bool:
-    """Put a ready task's id on its queue; False when it is no longer ready."""
-    found = Task.objects.filter(pk=task_id).values_list("model__name", "model_version__version", "priority").first()
+def hand_to_workers(task_id: uuid.UUID, route: tuple[str, str | None, str] | None = None) -> bool:
+    """Put a ready task's id on its queue; False when it is no longer ready.
+
+    ``route``: the task's (model name, version or None, priority) when the caller
+    has read them already (the dispatcher does, with the ready tasks); else read here.
+    """
+    found = route or Task.objects.filter(pk=task_id).values_list(
+        "model__name", "model_version__version", "priority"
+    ).first()
     if found is None or not task_services.claim_for_dispatch(task_id):
         return False
     model_name, version, priority = found

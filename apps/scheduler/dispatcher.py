@@ -45,6 +45,7 @@ class Dispatcher:
         self._aging = aging_seconds if aging_seconds is not None else settings.SCHEDULER_AGING_SECONDS
         self._policies: dict[uuid.UUID, FairScheduler] = {}
         self._ready: dict[uuid.UUID, uuid.UUID] = {}  # task id -> model id, as the policies hold them
+        self._routes: dict[uuid.UUID, tuple[str, str | None, str]] = {}  # task id -> its queue (hand_to_workers)
         self._charged: dict[uuid.UUID, _Charged] = {}
 
     def run_once(self) -> int:
@@ -52,21 +53,29 @@ class Dispatcher:
         now = timezone.now()
         self._sync_ready(now)
         self._correct_finished()
-        return sum(self._fill(model_id, policy, now) for model_id, policy in self._policies.items() if len(policy))
+        waiting = [(model_id, policy) for model_id, policy in self._policies.items() if len(policy)]
+        if not waiting:
+            return 0
+        load = _Load.read()
+        return sum(self._fill(model_id, policy, now, load) for model_id, policy in waiting)
 
     def _policy(self, model_id: uuid.UUID) -> FairScheduler:
         policy = self._policies.get(model_id)
         if policy is None:
-            policy = self._policies[model_id] = FairScheduler(aging_seconds=self._aging)
+            policy = self._policies[model_id] = FairScheduler(
+                aging_seconds=self._aging, idle_credit=settings.SCHEDULER_IDLE_CREDIT_TOKENS
+            )
         return policy
 
     def _sync_ready(self, now) -> None:
         rows = Task.objects.filter(state=TaskState.QUEUED, dispatched_at__isnull=True).values_list(
-            "id", "model_id", "tenant_id", "priority", "max_tokens", "queued_at", "critical_path_rank"
+            "id", "model_id", "tenant_id", "priority", "max_tokens", "queued_at", "critical_path_rank",
+            "model__name", "model_version__version",
         )
         ready = {row[0]: row for row in rows}
         for task_id in self._ready.keys() - ready.keys():  # cancelled, or handed out by another scheduler
             self._policies[self._ready.pop(task_id)].remove(task_id)
+            self._routes.pop(task_id, None)
         new = [row for task_id, row in ready.items() if task_id not in self._ready]
         if not new:
             return
@@ -76,7 +85,7 @@ class Dispatcher:
         weights = dict(
             Tenant.objects.filter(pk__in={row[2] for row in new}).values_list("id", "plan__weight")
         )
-        for task_id, model_id, tenant_id, priority, max_tokens, queued_at, rank in new:
+        for task_id, model_id, tenant_id, priority, max_tokens, queued_at, rank, model_name, version in new:
             self._policy(model_id).add(
                 task_id,
                 str(tenant_id),
@@ -89,6 +98,7 @@ class Dispatcher:
                 enqueued_at=(queued_at or now).timestamp(),
             )
             self._ready[task_id] = model_id
+            self._routes[task_id] = (model_name, version, priority)
 
     def _correct_finished(self) -> None:
         if not self._charged:
@@ -103,11 +113,11 @@ class Dispatcher:
                 (prompt_tokens or 0) + (completion_tokens or 0),
             )
 
-    def _fill(self, model_id: uuid.UUID, policy: FairScheduler, now) -> int:
-        free = _free_slots(model_id)
+    def _fill(self, model_id: uuid.UUID, policy: FairScheduler, now, load: _Load) -> int:
+        free = load.free_slots(model_id)
         if free <= 0:
             return 0
-        in_flight, caps = _tenant_load()
+        in_flight, caps = load.in_flight, load.caps()
         capped = {tenant for tenant, cap in caps.items() if cap is not None and in_flight[tenant] >= cap}
         handed = 0
         while handed < free:
@@ -115,9 +125,10 @@ class Dispatcher:
             if entry is None:
                 break
             self._ready.pop(entry.task_id, None)
-            if not hand_to_workers(entry.task_id):
+            if not hand_to_workers(entry.task_id, self._routes.pop(entry.task_id, None)):
                 continue  # cancelled since the last sync
             handed += 1
+            load.busy[model_id] += 1
             self._charged[entry.task_id] = _Charged(model_id, entry.tenant, entry.priority_class, entry.estimated_cost)
             in_flight[entry.tenant] += 1
             cap = caps.get(entry.tenant)
@@ -126,25 +137,46 @@ class Dispatcher:
         return handed
 
 
-def _free_slots(model_id: uuid.UUID) -> int:
-    """Slots of the active, heartbeating workers placed on the model, minus its tasks
-    already running or handed to its queue."""
-    slots = (
-        Worker.objects.alive()
-        .filter(state=WorkerState.ACTIVE, models__id=model_id)
-        .aggregate(total=Sum("slots"))["total"]
-        or 0
-    )
-    busy = Task.objects.filter(model_id=model_id).filter(_IN_FLIGHT).count()
-    return slots - busy
-
-
 _IN_FLIGHT = Q(state=TaskState.RUNNING) | Q(state=TaskState.QUEUED, dispatched_at__isnull=False)
 
 
-def _tenant_load() -> tuple[Counter, dict[str, int | None]]:
-    """Tasks each tenant has running or handed out (all models), and each tenant's running cap."""
-    counts = Task.objects.filter(_IN_FLIGHT).values("tenant_id").annotate(n=Count("id")).values_list("tenant_id", "n")
-    in_flight: Counter = Counter({str(tenant_id): n for tenant_id, n in counts})
-    caps = {str(tenant_id): cap for tenant_id, cap in Tenant.objects.values_list("id", "plan__max_running")}
-    return in_flight, caps
+class _Load:
+    """What a round fills against, read once per round for all models (a round
+    runs after every submission and completion, so its fixed cost is paid per
+    task): the tasks running or handed to a queue, by model and by tenant; the
+    slots of each model's active, heartbeating workers; the tenants' running caps
+    (read only when some model has a free slot)."""
+
+    def __init__(self, busy: Counter, in_flight: Counter, slots: dict[uuid.UUID, int]) -> None:
+        self.busy = busy  # model id -> tasks running or handed out
+        self.in_flight = in_flight  # tenant id (str) -> the same, all models
+        self.slots = slots
+        self._caps: dict[str, int | None] | None = None
+
+    @classmethod
+    def read(cls) -> _Load:
+        busy: Counter = Counter()
+        in_flight: Counter = Counter()
+        rows = Task.objects.filter(_IN_FLIGHT).values("model_id", "tenant_id").annotate(n=Count("id"))
+        for model_id, tenant_id, n in rows.values_list("model_id", "tenant_id", "n"):
+            busy[model_id] += n
+            in_flight[str(tenant_id)] += n
+        slots = dict(
+            Worker.objects.alive()
+            .filter(state=WorkerState.ACTIVE)
+            .values("models__id")
+            .annotate(total=Sum("slots"))
+            .values_list("models__id", "total")
+        )
+        return cls(busy, in_flight, slots)
+
+    def free_slots(self, model_id: uuid.UUID) -> int:
+        """Slots of the active, heartbeating workers placed on the model, minus its
+        tasks already running or handed to its queue."""
+        return (self.slots.get(model_id) or 0) - self.busy[model_id]
+
+    def caps(self) -> dict[str, int | None]:
+        """Each tenant's running cap."""
+        if self._caps is None:
+            self._caps = {str(tenant_id): cap for tenant_id, cap in Tenant.objects.values_list("id", "plan__max_running")}
+        return self._caps

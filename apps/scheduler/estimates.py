@@ -11,12 +11,15 @@ until the model has finished tasks and a worker serves it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import Count, Q, Sum
+from django.db import connections
+from django.db.models import Sum
+from django.utils.dateparse import parse_datetime
 
 from apps.catalog.models import LLMModel
 from apps.tasks.models import Task, TaskState
-from apps.tasks.services import queued_ahead_of
+from apps.tasks.services import PRIORITY_ORDER
 from apps.workers.services import workers_for_model
 
 SAMPLE = 50
@@ -39,40 +42,89 @@ class QueueStats:
         return round(ahead_beyond_free * self.mean_service_seconds / self.slots, 3)
 
 
+# The two queries below run on every POST /api/v1/tasks (a submission answers
+# with its wait estimate) and every status message of a waiting stream. They are
+# plain SQL on purpose: building the equivalent ORM aggregate (four filtered
+# counts) cost about 1.5 ms of CPU per call, ten times the query itself, and was
+# the largest single cost of a submission (docs/benchmarks.md, end-to-end
+# throughput). Columns come from the model's metadata, values go through the
+# fields' own conversions, so the SQL runs on SQLite and PostgreSQL alike.
+
+
+def _sql():
+    """(connection, quoted column of a Task field, database value of a Task field)."""
+    connection = connections[Task.objects.db]
+    field = Task._meta.get_field
+
+    def column(name: str) -> str:
+        return connection.ops.quote_name(field(name).column)
+
+    def value(name: str, python_value):
+        return field(name).get_db_prep_value(python_value, connection)
+
+    return connection, column, value
+
+
 def _counts(model_id, task: Task | None = None) -> dict[str, int]:
     """The model's queued and running tasks; with ``task``, also how many queued
-    tasks run before it and whether it is still queued ("mine": 1 or 0).
-
-    One query for what took four: a task's submission answers with its wait
-    estimate, so this is on the path of every POST /api/v1/tasks.
-    """
-    extra = {}
+    tasks run before it (a higher priority class, or its class and queued
+    earlier) and whether it is still queued ("mine": 1 or 0). One query."""
+    connection, column, value = _sql()
+    state = column("state")
+    select = [f"SUM(CASE WHEN {state} = %s THEN 1 ELSE 0 END)", f"SUM(CASE WHEN {state} = %s THEN 1 ELSE 0 END)"]
+    params: list = [TaskState.QUEUED, TaskState.RUNNING]
     if task is not None:
-        extra = {
-            "ahead": Count("pk", filter=queued_ahead_of(task)),
-            "mine": Count("pk", filter=Q(pk=task.pk, state=TaskState.QUEUED)),
-        }
-    # state__in first: the (state, …) index keeps this to the queued and running rows.
-    return Task.objects.filter(state__in=(TaskState.QUEUED, TaskState.RUNNING), model_id=model_id).aggregate(
-        queued=Count("pk", filter=Q(state=TaskState.QUEUED)),
-        running=Count("pk", filter=Q(state=TaskState.RUNNING)),
-        **extra,
+        higher = PRIORITY_ORDER[: PRIORITY_ORDER.index(task.priority)]
+        ahead = f"({column('priority')} = %s AND {column('queued_at')} < %s)"
+        ahead_params = [task.priority, value("queued_at", task.queued_at)]
+        if higher:
+            ahead = f"({column('priority')} IN ({', '.join(['%s'] * len(higher))}) OR {ahead})"
+            ahead_params = [*higher, *ahead_params]
+        select += [
+            f"SUM(CASE WHEN {state} = %s AND {ahead} THEN 1 ELSE 0 END)",
+            f"SUM(CASE WHEN {column('id')} = %s AND {state} = %s THEN 1 ELSE 0 END)",
+        ]
+        params += [TaskState.QUEUED, *ahead_params, value("id", task.pk), TaskState.QUEUED]
+    # state first: the (state, …) index keeps this to the queued and running rows.
+    sql = (
+        f"SELECT {', '.join(select)} FROM {connection.ops.quote_name(Task._meta.db_table)} "
+        f"WHERE {state} IN (%s, %s) AND {column('model')} = %s"
     )
+    params += [TaskState.QUEUED, TaskState.RUNNING, value("model", model_id)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    names = ("queued", "running", "ahead", "mine")[: len(select)]
+    return {name: int(count or 0) for name, count in zip(names, row)}
+
+
+def _as_datetime(raw) -> datetime:
+    return parse_datetime(raw) if isinstance(raw, str) else raw  # SQLite answers plain SQL with text
+
+
+def _mean_service_seconds(model_id) -> float | None:
+    """Mean run time of the model's last SAMPLE succeeded tasks (None: none yet)."""
+    connection, column, value = _sql()
+    started, finished = column("started_at"), column("finished_at")
+    sql = (
+        f"SELECT {started}, {finished} FROM {connection.ops.quote_name(Task._meta.db_table)} "
+        f"WHERE {column('model')} = %s AND {column('state')} = %s "
+        f"AND {started} IS NOT NULL AND {finished} IS NOT NULL ORDER BY {finished} DESC LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value("model", model_id), TaskState.SUCCEEDED, SAMPLE])
+        rows = cursor.fetchall()
+    durations = [(_as_datetime(end) - _as_datetime(start)).total_seconds() for start, end in rows]
+    return sum(durations) / len(durations) if durations else None
 
 
 def queue_stats(model: LLMModel, counts: dict[str, int] | None = None) -> QueueStats:
     counts = counts or _counts(model.pk)
-    recent = (
-        Task.objects.filter(model=model, state=TaskState.SUCCEEDED, started_at__isnull=False, finished_at__isnull=False)
-        .order_by("-finished_at")
-        .values_list("started_at", "finished_at")[:SAMPLE]
-    )
-    durations = [(finished - started).total_seconds() for started, finished in recent]
     return QueueStats(
         queued=counts["queued"],
         running=counts["running"],
         slots=workers_for_model(model).aggregate(total=Sum("slots"))["total"] or 0,
-        mean_service_seconds=sum(durations) / len(durations) if durations else None,
+        mean_service_seconds=_mean_service_seconds(model.pk),
     )
 
 

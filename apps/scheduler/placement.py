@@ -10,13 +10,24 @@ and writes the result.
 - A GPU item must fit on one GPU. Items go in decreasing order of memory,
   each onto the first GPU (workers in the given order, GPUs by index) with
   room left. An item that is already placed keeps its GPU when it still has
-  room (so a loaded model is not moved for nothing); if that "sticky" pass
+  room (so a loaded model is not moved for nothing; when its primary's GPU
+  is gone or full, a GPU holding one of its replicas is tried next, and that
+  replica becomes the primary); if that "sticky" pass
   leaves anything out, a from-scratch FFD is tried as well and the plan that
   places more items wins, so stickiness never places fewer than plain FFD.
-- Then, with what memory is left, each placed GPU item gets a replica on
-  every other worker that still has room for it (largest items first): more
-  workers consume its queue. Replicas come after every primary, so they never
-  take the room an item needs to be placed at all.
+- Then, with what memory is left, each placed GPU item gets replicas on
+  other workers, up to ``desired[item]`` copies in all, the primary included
+  (default 1: the primary alone). How many are wanted is the replica scaler's
+  call (apps.scheduler.autoscale: by queue length, with hysteresis), not the
+  room left: a copy costs a model load and GPU memory, and is worth it only
+  when the queue needs it. Replicas the current plan has are kept first, in
+  the order they were added, for every item before any new replica is
+  added, so loaded copies are not moved or crowded out; lowering ``desired``
+  drops the most recently added replicas, never the primary. New replicas go,
+  largest items first, onto the first other worker with room. Replicas come
+  after every primary, so they never take the room an item needs to be
+  placed at all. A wish the fleet has no room for is reported in
+  ``Plan.short`` ("wanted 3, room for 2").
 
 Guarantees of the primary pass (it is plain FFD when nothing is placed yet):
 - For a fixed set of m GPUs of equal free memory C: if FFD leaves an item out,
@@ -84,10 +95,24 @@ class Unplaced:
 
 
 @dataclass(frozen=True)
+class Short:
+    """A placed GPU item that got fewer copies than wanted: no other worker had room."""
+
+    item: str
+    wanted: int
+    placed: int
+
+    def __str__(self) -> str:
+        return f"wanted {self.wanted} replicas, room for {self.placed}"
+
+
+@dataclass(frozen=True)
 class Plan:
-    # Item key -> where it runs; for a GPU item the first slot is its primary.
+    # Item key -> where it runs; for a GPU item the first slot is its primary,
+    # then its replicas, oldest first.
     slots: Mapping[str, tuple[Slot, ...]] = field(default_factory=dict)
     unplaced: tuple[Unplaced, ...] = ()
+    short: tuple[Short, ...] = ()
 
 
 def plan_placement(
@@ -95,12 +120,20 @@ def plan_placement(
     bins: Sequence[Bin],
     current: Mapping[str, Sequence[Slot]] | None = None,
     *,
-    replicas: bool = True,
+    desired: Mapping[str, int] | None = None,
 ) -> Plan:
-    """Assign ``items`` to ``bins``; ``current`` is the previous plan (kept where it still fits)."""
+    """Assign ``items`` to ``bins``.
+
+    ``current`` is the previous plan, each item's slots primary first and
+    replicas oldest first (kept where they still fit); ``desired`` the number
+    of copies wanted per GPU item, the primary included (missing: 1).
+    """
     keys = [item.key for item in items]
     if len(set(keys)) != len(keys):
         raise ValueError("item keys must be unique")
+    desired = desired or {}
+    if any(count < 1 for count in desired.values()):
+        raise ValueError("desired replica counts must be >= 1: the primary is always wanted")
     current = current or {}
     slots: dict[str, tuple[Slot, ...]] = {}
     unplaced: list[Unplaced] = []
@@ -121,7 +154,11 @@ def plan_placement(
         unplaced.extend(Unplaced(i.key, reason) for i in gpu_items)
         return Plan(slots=slots, unplaced=tuple(unplaced))
 
-    primary_current = {key: _gpu_slot_key(found[0]) for key, found in current.items() if found}
+    # Where each item is now, primary first: if its primary's GPU is gone or full,
+    # a surviving replica becomes the primary rather than a fresh load elsewhere.
+    primary_current = {
+        key: tuple(slot for slot in map(_gpu_slot_key, found) if slot is not None) for key, found in current.items()
+    }
     primaries, left = _first_fit_decreasing(gpu_items, capacity, primary_current)
     if left:
         fresh, fresh_left = _first_fit_decreasing(gpu_items, capacity, {})
@@ -133,17 +170,19 @@ def plan_placement(
     for key, slot in primaries.items():
         remaining[slot] -= need[key]
     placed_on: dict[str, list[tuple[str, int]]] = {key: [slot] for key, slot in primaries.items()}
-    if replicas:
-        _add_replicas(gpu_items, bins, remaining, placed_on, current)
+    _add_replicas(gpu_items, bins, remaining, placed_on, current, desired)
 
+    short = []
     for item in gpu_items:
         if item.key in placed_on:
             slots[item.key] = tuple(Slot(b, g) for b, g in placed_on[item.key])
+            if len(placed_on[item.key]) < desired.get(item.key, 1):
+                short.append(Short(item.key, desired[item.key], len(placed_on[item.key])))
     largest = max(capacity.values())
     for item in gpu_items:
         if item.key in left:
             unplaced.append(Unplaced(item.key, _reason(item, largest, left[item.key])))
-    return Plan(slots=slots, unplaced=tuple(unplaced))
+    return Plan(slots=slots, unplaced=tuple(unplaced), short=tuple(short))
 
 
 def _gpu_slot_key(slot: Slot) -> tuple[str, int] | None:
@@ -153,21 +192,21 @@ def _gpu_slot_key(slot: Slot) -> tuple[str, int] | None:
 def _first_fit_decreasing(
     items: Sequence[Item],
     capacity: Mapping[tuple[str, int], int],
-    preferred: Mapping[str, tuple[str, int] | None],
+    preferred: Mapping[str, Sequence[tuple[str, int]]],
 ) -> tuple[dict[str, tuple[str, int]], dict[str, int]]:
     """(item -> GPU, item left out -> the most any GPU had left when it was tried).
 
     ``items`` are already in decreasing order; ``capacity`` iterates in the
-    bins' order, so "first" is well defined. An item with a preferred GPU
-    that still has room goes there instead of the first fit.
+    bins' order, so "first" is well defined. An item goes to the first of its
+    preferred GPUs that still has room, else to the first fit.
     """
     remaining = dict(capacity)
     placed: dict[str, tuple[str, int]] = {}
     left: dict[str, int] = {}
     for item in items:
         need = item.gpu_memory_bytes
-        slot = preferred.get(item.key)
-        if slot is None or remaining.get(slot, -1) < need:
+        slot = next((s for s in preferred.get(item.key, ()) if remaining.get(s, -1) >= need), None)
+        if slot is None:
             slot = next((s for s, free in remaining.items() if free >= need), None)
         if slot is None:
             left[item.key] = max(remaining.values())
@@ -183,23 +222,40 @@ def _add_replicas(
     remaining: dict[tuple[str, int], int],
     placed_on: dict[str, list[tuple[str, int]]],
     current: Mapping[str, Sequence[Slot]],
+    desired: Mapping[str, int],
 ) -> None:
-    """One more copy of each placed item on every other worker with room for it, largest first."""
+    """Copies of each placed item on other workers, up to ``desired`` in all (see the module docstring).
+
+    Two passes over the items, largest first: the first keeps the current
+    plan's replicas (oldest first, so lowering ``desired`` drops the newest),
+    the second adds new ones on the first other worker with room. Keeping
+    every loaded copy before adding any new one means a new replica of one
+    item never evicts a loaded replica of another.
+    """
     for item in items:
         where = placed_on.get(item.key)
-        if where is None:
-            continue
-        previous = {s.bin: (s.bin, s.gpu) for s in current.get(item.key, ()) if s.gpu is not None}
+        for slot in map(_gpu_slot_key, current.get(item.key, ())):
+            if where is None or len(where) >= desired.get(item.key, 1):
+                break
+            if slot is not None and _has_room(slot, item, where, remaining):
+                remaining[slot] -= item.gpu_memory_bytes
+                where.append(slot)
+    for item in items:
+        where = placed_on.get(item.key)
         for b in bins:
-            if any(bin_key == b.key for bin_key, _ in where):
-                continue
-            candidates = [(b.key, g.index) for g in b.gpus]
-            if b.key in previous and previous[b.key] in remaining:
-                candidates.insert(0, previous[b.key])  # keep a loaded replica where it is
-            slot = next((s for s in candidates if remaining[s] >= item.gpu_memory_bytes), None)
+            if where is None or len(where) >= desired.get(item.key, 1):
+                break
+            slot = next((s for s in ((b.key, g.index) for g in b.gpus) if _has_room(s, item, where, remaining)), None)
             if slot is not None:
                 remaining[slot] -= item.gpu_memory_bytes
                 where.append(slot)
+
+
+def _has_room(
+    slot: tuple[str, int], item: Item, where: Sequence[tuple[str, int]], remaining: Mapping[tuple[str, int], int]
+) -> bool:
+    """``slot`` can take a copy of ``item``: it is on a worker without one, and has the memory."""
+    return remaining.get(slot, -1) >= item.gpu_memory_bytes and all(slot[0] != bin_key for bin_key, _ in where)
 
 
 def _reason(item: Item, largest_gpu: int, most_left: int) -> str:

@@ -184,12 +184,24 @@ class FairScheduler:
     ``now`` goes backwards the latest time seen is used.
     """
 
-    def __init__(self, aging_seconds: float = 300.0, class_weights: tuple[float, ...] = (16.0, 4.0, 1.0)) -> None:
+    def __init__(
+        self,
+        aging_seconds: float = 300.0,
+        class_weights: tuple[float, ...] = (16.0, 4.0, 1.0),
+        idle_credit: float = 0.0,
+    ) -> None:
         """``aging_seconds``: the wait that lifts a class one level (``math.inf`` disables aging).
 
         ``class_weights`` (one per class, highest first) multiply tenants'
         weights; they only matter between classes that aging has brought to
         the same level, since inside a class they scale every tag alike.
+
+        ``idle_credit`` (cost units, e.g. tokens, at weight 1) is how far
+        behind its class's virtual time a flow that becomes non-empty may
+        start, if it had fallen that far behind while idle: a tenant that used
+        less than its share lately gets up to that much work served ahead of
+        the backlogged ones (a burst starts at once instead of sharing the freed
+        slots), and no more, however long it was idle. 0: plain SFQ.
         """
         if not aging_seconds > 0:
             raise ValueError(f"aging_seconds must be positive, got {aging_seconds!r}")
@@ -197,6 +209,10 @@ class FairScheduler:
             raise ValueError(f"class_weights needs one weight per class {CLASSES}")
         self.aging_seconds = float(aging_seconds)
         self.class_weights = tuple(_positive("class weight", w) for w in class_weights)
+        idle_credit = float(idle_credit)
+        if not (idle_credit >= 0 and math.isfinite(idle_credit)):
+            raise ValueError(f"idle_credit must be a non-negative finite number, got {idle_credit!r}")
+        self.idle_credit = idle_credit
         self._tasks: dict[Hashable, _Task] = {}
         self._tenants: dict[str, _Tenant] = {}
         self._tenant_seq = itertools.count()
@@ -264,7 +280,9 @@ class FairScheduler:
         item = (-rank, arrived, task.seq, task)
         if flow.live == 0:
             cls = self._classes[base]
-            flow.tag = max(flow.tag, self._virtual(cls))  # no credit for having been away
+            # Idleness earns at most idle_credit (scaled like the flow's tags), never more.
+            credit = self.idle_credit / (flow.tenant.weight * self.class_weights[base])
+            flow.tag = max(flow.tag, self._virtual(cls) - credit)
             flow.live = 1
             flow.tasks = [item]
             if not flow.tenant.capped:
@@ -499,7 +517,7 @@ class FairScheduler:
 
     def _copy(self) -> FairScheduler:
         """An independent scheduler in the same state (live tasks only), for previews. O(n)."""
-        twin = FairScheduler(self.aging_seconds, self.class_weights)
+        twin = FairScheduler(self.aging_seconds, self.class_weights, self.idle_credit)
         twin._clock = self._clock
         twin._level_virtual = list(self._level_virtual)
         twin._capped = self._capped

@@ -127,6 +127,9 @@ class Task(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["tenant", "-created_at"], name="task_tenant_created"),
+            # A tenant's pending and running counts: its queue cap at every
+            # submission, its running cap at every dispatch round.
+            models.Index(fields=["tenant", "state"], name="task_tenant_state"),
             models.Index(fields=["tenant", "client_ref_digest"], name="task_tenant_client_ref"),
             models.Index(fields=["state", "dispatched_at"], name="task_state_dispatched"),
             models.Index(fields=["state", "lease_expires_at"], name="task_state_lease"),

@@ -8,8 +8,10 @@ workers claiming after a re-dispatch) cannot both win.
 
 from __future__ import annotations
 
+import copy
 import uuid
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -17,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
@@ -224,12 +226,27 @@ def claim_task(task_id: uuid.UUID, worker_name: str) -> Task | None:
     return Task.objects.select_related("tenant", "model", "model_version").get(pk=task_id)
 
 
-def renew_lease(task: Task) -> bool:
-    """Extend the lease; False when the task must stop (cancel asked, or lease lost)."""
-    renewed = Task.objects.filter(
-        pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt, cancel_requested=False
-    ).update(lease_expires_at=lease_deadline())
-    return bool(renewed)
+def renew_leases(attempts: Mapping[uuid.UUID, int]) -> set[uuid.UUID]:
+    """Extend the leases of the given attempts (task id -> attempt) that still own
+    their task; returns those ids. An id left out must stop: cancel asked, or the
+    lease was lost (requeued, or another attempt owns the task).
+
+    One UPDATE per distinct attempt number (almost always one) and one SELECT,
+    whatever the number of tasks: a worker renews all of its running tasks at
+    once (apps.workers.leases) instead of one query per task per second.
+    """
+    by_attempt: dict[int, list[uuid.UUID]] = {}
+    for task_id, attempt in attempts.items():
+        by_attempt.setdefault(attempt, []).append(task_id)
+    deadline = lease_deadline()
+    for attempt, task_ids in by_attempt.items():
+        Task.objects.filter(
+            pk__in=task_ids, attempt=attempt, state=TaskState.RUNNING, cancel_requested=False
+        ).update(lease_expires_at=deadline)
+    # Read back rather than trust the UPDATE's count: the count cannot say which
+    # rows matched, and the read also catches a cancel that landed in between.
+    owned = Task.objects.filter(pk__in=list(attempts), state=TaskState.RUNNING, cancel_requested=False)
+    return {task_id for task_id, attempt in owned.values_list("pk", "attempt") if attempts[task_id] == attempt}
 
 
 def finish_task(
@@ -261,7 +278,11 @@ def finish_task(
         if not updated:
             updated = owned.update(**fields)
         if updated:
-            _announce_end(task.pk, usage)
+            # The row as this UPDATE left it: the end of its stream needs no read-back.
+            ended = copy.copy(task)
+            for name, value in fields.items():
+                setattr(ended, name, value)
+            _announce_end(task.pk, usage, ended)
     return bool(updated)
 
 
@@ -315,14 +336,16 @@ def reap_expired_leases() -> tuple[list[Task], int]:
     return requeued, failed
 
 
-def _announce_end(task_id: uuid.UUID, usage: dict[str, int] | None = None) -> None:
+def _announce_end(task_id: uuid.UUID, usage: dict[str, int] | None = None, ended: Task | None = None) -> None:
     """Every change to a terminal state settles the task's budget reservation (in
     the caller's transaction) and ends the task's stream, once committed.
-    ``usage``: what the caller just recorded, if anything (saves reading it back)."""
+    ``usage``: what the caller just recorded, if anything (saves reading it back);
+    ``ended``: the task with the end state the caller just wrote (state, usage,
+    error), tenant loaded (saves reading the row back after the commit)."""
     settle_task(task_id, usage)
 
     def publish() -> None:
-        task = Task.objects.select_related("tenant").get(pk=task_id)
+        task = ended if ended is not None else Task.objects.select_related("tenant").get(pk=task_id)
         publish_done(task)
 
     transaction.on_commit(publish)
@@ -332,15 +355,9 @@ def _announce_end(task_id: uuid.UUID, usage: dict[str, int] | None = None) -> No
     transaction.on_commit(wake_dispatcher, robust=True)
 
 
+# Highest first. A queued task runs after those of a higher class and those of
+# its own class queued before it (apps.scheduler.estimates counts them).
 PRIORITY_ORDER = (Priority.INTERACTIVE, Priority.NORMAL, Priority.BATCH)
-
-
-def queued_ahead_of(task: Task) -> Q:
-    """A filter for the queued tasks of ``task``'s model that run before it."""
-    higher = PRIORITY_ORDER[: PRIORITY_ORDER.index(task.priority)]
-    return Q(model_id=task.model_id, state=TaskState.QUEUED) & (
-        Q(priority__in=higher) | Q(priority=task.priority, queued_at__lt=task.queued_at)
-    )
 
 
 def claim_for_dispatch(task_id: uuid.UUID) -> bool:

@@ -119,3 +119,24 @@ class VersionPlacement(models.Model):
     def __str__(self) -> str:
         where = f"GPU {self.gpu_index}" if self.gpu_index is not None else "CPU"
         return f"{self.version} on {self.worker} ({where})"
+
+
+class ReplicaTarget(models.Model):
+    """How many copies of a GPU model version the replica scaler wants, and its timers.
+
+    Written only by the placement run (apps.workers.services.apply_placement),
+    which may run in any process (the scheduler, a worker registering, an
+    operator's drain): the scaler's state lives here rather than in one
+    process's memory. The rule is apps.scheduler.autoscale's; the copies
+    actually placed are the version's VersionPlacement rows.
+    """
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, related_name="replica_target")
+    desired = models.PositiveIntegerField(default=1, help_text="replicas wanted, the primary included")
+    long_since = models.DateTimeField(null=True, blank=True, help_text="since when its queue has been long")
+    idle_since = models.DateTimeField(null=True, blank=True, help_text="since when it has been idle")
+    changed_at = models.DateTimeField(null=True, blank=True, help_text="when desired last changed")
+    reason = models.TextField(blank=True, default="", help_text="why desired last changed")
+
+    def __str__(self) -> str:
+        return f"{self.version}: {self.desired} replicas wanted"

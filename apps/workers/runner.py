@@ -40,6 +40,7 @@ from apps.catalog.services import retire_adapters
 from apps.scheduler.queues import ModelQueue, model_queue
 from apps.workers import inventory, services
 from apps.workers.models import Worker, WorkerState
+from apps.workers.leases import KEEPER
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class WorkerRunner:
         # stopped, perhaps hours from now; it reconnects then.
         connection.close()
         self._heartbeat_thread.start()
+        KEEPER.start()
         return worker
 
     def serve(self) -> int:

@@ -12,8 +12,9 @@ for a model's tasks without a version, "name@version" for a version's. A
 worker started with ``--models`` serves exactly those models: every live
 version of each. A managed worker (no ``--models``) serves every enabled
 model's unversioned queue, as before versions existed, and the versions the
-placement run (``apply_placement``: GPU bin packing, apps.scheduler.placement)
-put on it. A version is *live* while it is its model's current version or
+placement run (``apply_placement``: GPU bin packing, apps.scheduler.placement,
+with as many replicas of each GPU version as the replica scaler,
+apps.scheduler.autoscale, wants for its queue) put on it. A version is *live* while it is its model's current version or
 has unfinished tasks; the old version of a rollover stays placed until its
 last task ends, then leaves the heartbeat's reply and the worker unloads it.
 """
@@ -23,19 +24,21 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from apps.catalog import services as catalog_services
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.scheduler import placement
-from apps.tasks.models import TERMINAL_STATES, Task
-from apps.workers.models import Placement, VersionPlacement, Worker, WorkerState
+from apps.scheduler import autoscale, placement
+from apps.tasks.models import TERMINAL_STATES, Task, TaskState
+from apps.workers.models import Placement, ReplicaTarget, VersionPlacement, Worker, WorkerState
 from llmagentos.api_errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -249,19 +252,24 @@ def unfinished_task_counts() -> dict[tuple[uuid.UUID, uuid.UUID | None], int]:
 NO_NEEDS = "its resource needs are unknown: set its device and GPU memory"
 
 
-def apply_placement() -> placement.Plan:
+def apply_placement(
+    now: datetime | None = None, rules: autoscale.ScalingRules | None = None
+) -> placement.Plan:
     """Place the live model versions on the active managed workers; record the verdicts.
 
     Bins are the GPUs of alive, active workers without ``--models``, each
     with its free memory as last reported plus what earlier runs reserved on
     it (those models may be loaded, and count in "used"), never more than
-    its total. A version left out is reported on its row (``placement_error``,
-    shown in the admin and /api/v1/ops/models) unless a ``--models`` worker
-    serves its model; new tasks for it are refused with 503
-    (catalog.services.refuse_unplaceable). With no active worker at all
+    its total. How many copies of each GPU version to place is the replica
+    scaler's decision at ``now`` (``_scale_replicas``; ``rules`` default to
+    ``scaling_rules()``). A version left out is reported on its row
+    (``placement_error``, shown in the admin and /api/v1/ops/models) unless a
+    ``--models`` worker serves its model; new tasks for it are refused with
+    503 (catalog.services.refuse_unplaceable). With no active worker at all
     nothing is reported: that is an outage, not a lack of room, and tasks
     wait as they would for a model without versions.
     """
+    now = now or timezone.now()
     with transaction.atomic():
         # Locked in one order: concurrent runs take turns instead of writing over each other.
         managed = list(
@@ -275,7 +283,8 @@ def apply_placement() -> placement.Plan:
         )
         live = live_models()
         versions = {v.spec: v for entry in _enabled(live) for v in entry.versions}
-        existing = list(VersionPlacement.objects.select_related("version__model"))
+        # Oldest first: each version's primary, then its replicas in the order they were added.
+        existing = list(VersionPlacement.objects.select_related("version__model").order_by("placed_at", "pk"))
         reserved: dict[tuple[uuid.UUID, int], int] = {}
         current: dict[str, list[placement.Slot]] = {}
         for row in existing:
@@ -290,9 +299,17 @@ def apply_placement() -> placement.Plan:
                 items.append(placement.Item(spec, version.device, version.gpu_memory_bytes or 0))
             else:
                 errors[version.pk] = NO_NEEDS
-        plan = placement.plan_placement(
-            items, [placement.Bin(str(w.pk), _free_gpus(w, reserved)) for w in managed], current
+        gpu_versions = {spec: version for spec, version in versions.items() if version.device == placement.GPU}
+        desired, scaled = _scale_replicas(
+            gpu_versions, existing, {w.pk: w.slots for w in managed}, now, rules or scaling_rules()
         )
+        plan = placement.plan_placement(
+            items, [placement.Bin(str(w.pk), _free_gpus(w, reserved)) for w in managed], current, desired=desired
+        )
+        for short in plan.short:
+            # Logged when the wish is new; the ops API shows it (desired vs placed) all along.
+            if short.item in scaled:
+                logger.info("placement: %s: %s", short.item, short)
         _write_placements(plan, managed, versions, existing, live)
         errors.update({versions[u.item].pk: u.reason for u in plan.unplaced})
         model_of = {v.pk: v.model_id for v in versions.values()}
@@ -303,6 +320,113 @@ def apply_placement() -> placement.Plan:
                 if version.pk in errors:
                     logger.warning("placement: no worker can host %s: %s", spec, errors[version.pk])
     return plan
+
+
+def scaling_rules() -> autoscale.ScalingRules:
+    """The replica scaler's thresholds: apps.scheduler.autoscale's defaults, with any of them
+    overridden by ``settings.REPLICA_SCALING`` (a dict of ScalingRules fields) where set."""
+    return autoscale.ScalingRules(**getattr(settings, "REPLICA_SCALING", {}))
+
+
+def _scale_replicas(
+    versions: Mapping[str, ModelVersion],
+    existing: Sequence[VersionPlacement],
+    slots_of: Mapping[uuid.UUID, int],
+    now: datetime,
+    rules: autoscale.ScalingRules,
+) -> tuple[dict[str, int], set[str]]:
+    """Run the replica scaler for each GPU version and save its state.
+
+    Returns (copies wanted by spec, the specs whose count changed now).
+    ``existing`` are the placement rows oldest first; ``slots_of`` the task
+    slots of the workers being planned on (a copy on any other worker serves
+    no one). The state lives in ReplicaTarget rows, locked for the run, because
+    placement runs in several processes; a decision is a function of that
+    state and ``now``, so runs that race compute the same count, not one each.
+    """
+    if not versions:
+        return {}, set()
+    by_id = {version.pk: version for version in versions.values()}
+    replica_slots: dict[uuid.UUID, list[int]] = {}
+    for row in existing:
+        if row.gpu_index is not None and row.version_id in by_id and row.worker_id in slots_of:
+            replica_slots.setdefault(row.version_id, []).append(slots_of[row.worker_id])
+    targets = _replica_targets(by_id, replica_slots)
+    load = version_load(by_id)
+    desired: dict[str, int] = {}
+    changed: set[str] = set()
+    for version_id, target in targets.items():
+        spec = by_id[version_id].spec
+        state = autoscale.ReplicaState(
+            target.desired, _seconds(target.long_since), _seconds(target.idle_since), _seconds(target.changed_at)
+        )
+        queued, running = load.get(version_id, (0, 0))
+        decision = autoscale.decide(
+            state, autoscale.Load(queued, running, tuple(replica_slots.get(version_id, ()))), now.timestamp(), rules
+        )
+        desired[spec] = decision.state.desired
+        if decision.state == state:
+            continue  # nothing to write: the common case, every few seconds
+        target.desired = decision.state.desired
+        target.long_since = _moment(decision.state.long_since)
+        target.idle_since = _moment(decision.state.idle_since)
+        target.changed_at = _moment(decision.state.changed_at)
+        fields = ["desired", "long_since", "idle_since", "changed_at"]
+        if decision.changed:
+            changed.add(spec)
+            target.reason = decision.reason
+            fields.append("reason")
+            logger.info("%s: %d → %d replicas: %s", spec, decision.previous, decision.state.desired, decision.reason)
+        target.save(update_fields=fields)
+    return desired, changed
+
+
+def _replica_targets(
+    versions: Mapping[uuid.UUID, ModelVersion], placed: Mapping[uuid.UUID, Sequence[int]]
+) -> dict[uuid.UUID, ReplicaTarget]:
+    """The versions' ReplicaTarget rows, locked; created where missing.
+
+    A new row wants the copies placed now (at least 1): a version seen by the
+    scaler for the first time, e.g. right after an upgrade from "a replica on
+    every worker with room", keeps what is loaded until the down rule removes it.
+    """
+    targets = ReplicaTarget.objects.select_for_update().filter(version_id__in=list(versions))
+    found = {target.version_id: target for target in targets}
+    missing = [pk for pk in versions if pk not in found]
+    if missing:
+        ReplicaTarget.objects.bulk_create(
+            [ReplicaTarget(version_id=pk, desired=max(1, len(placed.get(pk, ())))) for pk in missing],
+            ignore_conflicts=True,  # another run created it meanwhile: its row wins
+        )
+        found = {target.version_id: target for target in targets.all()}
+    return found
+
+
+def version_load(version_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int]]:
+    """Version id -> (tasks queued, tasks running), for the versions with any; one grouped query."""
+    rows = (
+        Task.objects.filter(state__in=(TaskState.QUEUED, TaskState.RUNNING), model_version_id__in=list(version_ids))
+        .order_by()
+        .values_list("model_version_id")
+        .annotate(
+            queued=Count("pk", filter=Q(state=TaskState.QUEUED)),
+            running=Count("pk", filter=Q(state=TaskState.RUNNING)),
+        )
+    )
+    return {version_id: (queued, running) for version_id, queued, running in rows}
+
+
+def replica_targets() -> dict[uuid.UUID, ReplicaTarget]:
+    """Every version's replica target by version id (for the operator views)."""
+    return {target.version_id: target for target in ReplicaTarget.objects.all()}
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def _moment(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, tz=UTC) if seconds is not None else None
 
 
 def _free_gpus(worker: Worker, reserved: dict[tuple[uuid.UUID, int], int]) -> tuple[placement.Gpu, ...]:

@@ -66,41 +66,59 @@ def test_claim_of_a_cancelled_or_unknown_task_returns_none(acme_api):
     assert services.claim_task(uuid.uuid4(), "worker-a") is None
 
 
-def test_renew_lease_extends_the_lease_of_the_owning_attempt(acme_api):
+def _renew(*tasks: Task) -> set:
+    return services.renew_leases({task.pk: task.attempt for task in tasks})
+
+
+def test_renew_leases_extends_the_lease_of_the_owning_attempt(acme_api):
     claimed = services.claim_task(_submit(acme_api).pk, "worker-a")
     soon = timezone.now() + timedelta(seconds=1)
     Task.objects.filter(pk=claimed.pk).update(lease_expires_at=soon)
 
-    assert services.renew_lease(claimed) is True
+    assert _renew(claimed) == {claimed.pk}
     claimed.refresh_from_db()
     assert claimed.lease_expires_at > soon
 
 
-def test_renew_lease_is_refused_after_cancel_is_requested(acme_api):
+def test_renew_leases_renews_many_tasks_at_once_and_names_those_to_stop(acme_api):
+    kept = [services.claim_task(_submit(acme_api, f"keep {n}").pk, "worker-a") for n in range(3)]
+    cancelled = services.claim_task(_submit(acme_api, "cancel me").pk, "worker-a")
+    services.cancel_task(cancelled)
+    lost = services.claim_task(_submit(acme_api, "lose me").pk, "worker-a")
+    _reclaimed_by_another_worker(lost)
+    soon = timezone.now() + timedelta(seconds=1)
+    Task.objects.filter(pk__in=[t.pk for t in kept + [cancelled]]).update(lease_expires_at=soon)
+
+    assert _renew(*kept, cancelled, lost) == {t.pk for t in kept}
+    assert all(t.lease_expires_at > soon for t in Task.objects.filter(pk__in=[t.pk for t in kept]))
+    assert Task.objects.get(pk=cancelled.pk).lease_expires_at == soon
+
+
+def test_renew_leases_refuses_after_cancel_is_requested(acme_api):
     claimed = services.claim_task(_submit(acme_api).pk, "worker-a")
 
     cancelled = services.cancel_task(claimed)
 
     # A running task is not cancelled under the worker's feet: the worker is asked to stop.
     assert cancelled.state == TaskState.RUNNING and cancelled.cancel_requested is True
-    assert services.renew_lease(claimed) is False
+    assert _renew(claimed) == set()
 
 
-def test_renew_lease_is_refused_once_another_attempt_owns_the_task(acme_api):
+def test_renew_leases_refuses_once_another_attempt_owns_the_task(acme_api):
     first = services.claim_task(_submit(acme_api).pk, "worker-a")
     second = _reclaimed_by_another_worker(first)
     assert second.attempt == 2
 
-    assert services.renew_lease(first) is False
-    assert services.renew_lease(second) is True
+    assert _renew(first) == set()
+    assert _renew(second) == {second.pk}
 
 
-def test_renew_lease_is_refused_after_the_reaper_requeued_the_task(acme_api):
+def test_renew_leases_refuses_after_the_reaper_requeued_the_task(acme_api):
     claimed = services.claim_task(_submit(acme_api).pk, "worker-a")
     _worker_died(claimed)
     services.reap_expired_leases()
 
-    assert services.renew_lease(claimed) is False
+    assert _renew(claimed) == set()
     claimed.refresh_from_db()
     assert claimed.state == TaskState.QUEUED and claimed.lease_expires_at is None
 

@@ -18,6 +18,7 @@ from apps.catalog.models import LLMModel
 from apps.tasks import services
 from apps.tasks.models import Task, TaskState
 from apps.workers.execution import execute_task
+from apps.workers.leases import LeaseKeeper
 
 SLOW_PROMPT = " ".join(f"word{i}" for i in range(200))  # 10 s at 20 words/s
 
@@ -254,14 +255,18 @@ def slow_echo(db) -> LLMModel:
 
 
 def _start_worker(task_id) -> tuple[threading.Thread, list[BaseException]]:
+    """Run the task in a thread as a worker would: with a lease keeper renewing beside it."""
     errors: list[BaseException] = []
+    keeper = LeaseKeeper(renew_seconds=0.1)
+    keeper.start()
 
     def run() -> None:
         try:
-            execute_task(task_id)
+            execute_task(task_id, keeper)
         except BaseException as exc:  # reported by the test, not lost in the thread
             errors.append(exc)
         finally:
+            keeper.stop()
             connection.close()
 
     thread = threading.Thread(target=run, name="test-worker")

@@ -268,8 +268,10 @@ def task_summary(task: Task) -> dict[str, Any]:
     }
 
 
-def task_detail(task: Task) -> dict[str, Any]:
-    """The summary plus the input, and the output once the task has finished."""
+def task_detail(task: Task, depends_on: list[str] | None = None) -> dict[str, Any]:
+    """The summary plus the input, and the output once the task has finished.
+    ``depends_on``: the parent ids when the caller knows them (a submission just
+    made), to save reading them back."""
     body = task_summary(task)
     payload = services.read_input(task)
     if payload is not None:
@@ -278,6 +280,8 @@ def task_detail(task: Task) -> dict[str, Any]:
     else:
         body["input"] = None
     body["output"] = services.read_output(task) if task.is_terminal else None
-    body["depends_on"] = [str(link.parent_id) for link in task.parent_links.all()]
+    if depends_on is None:
+        depends_on = [str(link.parent_id) for link in task.parent_links.all()]
+    body["depends_on"] = depends_on
     body.update(task_wait(task))
     return body

@@ -114,10 +114,11 @@ class TaskViewSet(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         serializer = TaskCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        submission = services.submit_task(
-            tenant_of(request), request.auth, serializer.to_request(), idempotency_key_of(request)
-        )
-        response = Response(task_detail(submission.task), status=status.HTTP_201_CREATED)
+        task_request = serializer.to_request()
+        submission = services.submit_task(tenant_of(request), request.auth, task_request, idempotency_key_of(request))
+        # A task just made without parents has none: no need to read them back.
+        no_parents = [] if not (submission.replayed or task_request.depends_on) else None
+        response = Response(task_detail(submission.task, depends_on=no_parents), status=status.HTTP_201_CREATED)
         if submission.replayed:
             response["Idempotent-Replayed"] = "true"
         for name, value in rate_limit_headers(submission.rate_limits).items():

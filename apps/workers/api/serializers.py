@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from apps.catalog.models import LLMModel, ModelVersion
 from apps.tasks.api.serializers import StrictSerializer
-from apps.workers.models import RUNNING_STATES, Worker
+from apps.workers.models import RUNNING_STATES, ReplicaTarget, Worker
 
 
 class WorkerListQuerySerializer(StrictSerializer):
@@ -45,10 +45,11 @@ def worker_representation(worker: Worker) -> dict[str, Any]:
 
 
 def model_placement_representation(
-    model: LLMModel, unfinished: dict[tuple[Any, Any], int]
+    model: LLMModel, unfinished: dict[tuple[Any, Any], int], targets: dict[Any, ReplicaTarget]
 ) -> dict[str, Any]:
     """A model, its versions and where they run (``model`` with versions, their placements
-    and its placements prefetched); ``unfinished`` from services.unfinished_task_counts."""
+    and its placements prefetched); ``unfinished`` from services.unfinished_task_counts,
+    ``targets`` from services.replica_targets."""
     versions = sorted(model.versions.all(), key=lambda v: v.created_at)
     problems = [f"{v.version}: {v.placement_error}" for v in versions if v.placement_error]
     return {
@@ -62,13 +63,14 @@ def model_placement_representation(
         "workers": sorted(p.worker.name for p in model.placements.all() if p.worker.status in RUNNING_STATES),
         "unfinished_tasks": sum(n for (model_id, _), n in unfinished.items() if model_id == model.pk),
         "placement_error": "; ".join(problems) or None,
-        "versions": [_version_representation(model, v, unfinished) for v in versions],
+        "versions": [_version_representation(model, v, unfinished, targets.get(v.pk)) for v in versions],
     }
 
 
 def _version_representation(
-    model: LLMModel, version: ModelVersion, unfinished: dict[tuple[Any, Any], int]
+    model: LLMModel, version: ModelVersion, unfinished: dict[tuple[Any, Any], int], target: ReplicaTarget | None
 ) -> dict[str, Any]:
+    placements = sorted(version.placements.all(), key=lambda p: p.worker.name)
     return {
         "version": version.version,
         "model": f"{model.name}@{version.version}",
@@ -81,8 +83,16 @@ def _version_representation(
         "unfinished_tasks": unfinished.get((model.pk, version.pk), 0),
         "placements": [
             {"worker": p.worker.name, "gpu": p.gpu_index, "gpu_memory_bytes": p.gpu_memory_bytes}
-            for p in sorted(version.placements.all(), key=lambda p: p.worker.name)
+            for p in placements
         ],
+        # Copies placed now, and how many the replica scaler wants (None: not scaled,
+        # e.g. a CPU version runs on every worker); wanted > placed means no room.
+        "replicas": len(placements),
+        "desired_replicas": target.desired if target is not None and version.device == "gpu" else None,
+        "replica_change": (
+            {"at": target.changed_at, "reason": target.reason}
+            if target is not None and target.changed_at is not None else None
+        ),
         "placement_error": version.placement_error or None,
         "placement_checked_at": version.placement_checked_at,
         "created_at": version.created_at,

@@ -73,8 +73,9 @@ class WorkerUndrainView(WorkerChangeView):
 
 
 class ModelPlacementListView(OperatorView):
-    """Every model with its versions: which is current, where each is placed, and why
-    one that no worker can host is left out (``placement_error``)."""
+    """Every model with its versions: which is current, where each is placed (and how many
+    copies the replica scaler wants), and why one that no worker can host is left out
+    (``placement_error``)."""
 
     @extend_schema(tags=["ops"], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
@@ -82,6 +83,10 @@ class ModelPlacementListView(OperatorView):
             "versions__placements__worker", "placements__worker"
         )
         unfinished = services.unfinished_task_counts()
+        targets = services.replica_targets()
         return Response(
-            {"object": "list", "data": [model_placement_representation(model, unfinished) for model in models]}
+            {
+                "object": "list",
+                "data": [model_placement_representation(model, unfinished, targets) for model in models],
+            }
         )
