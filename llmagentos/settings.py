@@ -230,6 +230,18 @@ SCHEDULER_AGING_SECONDS = float(os.environ.get("SCHEDULER_AGING_SECONDS", "300")
 # Tokens (at weight 1) of work a tenant returning from idleness may have served
 # ahead of the backlogged tenants of its class (policy.FairScheduler's
 # idle_credit; docs/scheduling.md): a quiet tenant's burst starts at once.
+# Replica scaling thresholds (apps.scheduler.autoscale.ScalingRules; docs/scheduling.md "Replicas").
+REPLICA_SCALING = {
+    name: float(os.environ[env])
+    for name, env in {
+        "up_queue_per_slot": "REPLICA_UP_QUEUE_PER_SLOT",
+        "up_after_seconds": "REPLICA_UP_AFTER_SECONDS",
+        "down_utilisation": "REPLICA_DOWN_UTILISATION",
+        "down_after_seconds": "REPLICA_DOWN_AFTER_SECONDS",
+        "cooldown_seconds": "REPLICA_COOLDOWN_SECONDS",
+    }.items()
+    if os.environ.get(env)
+}
 SCHEDULER_IDLE_CREDIT_TOKENS = float(os.environ.get("SCHEDULER_IDLE_CREDIT_TOKENS", "50000"))
 # run_worker heartbeats this often; a running worker silent for WORKER_LOST_SECONDS shows as lost.
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "5"))

@@ -324,8 +324,8 @@ def apply_placement(
 
 def scaling_rules() -> autoscale.ScalingRules:
     """The replica scaler's thresholds: apps.scheduler.autoscale's defaults, with any of them
-    overridden by ``settings.REPLICA_SCALING`` (a dict of ScalingRules fields) where set."""
-    return autoscale.ScalingRules(**getattr(settings, "REPLICA_SCALING", {}))
+    overridden by ``settings.REPLICA_SCALING`` (the REPLICA_* environment variables)."""
+    return autoscale.ScalingRules(**settings.REPLICA_SCALING)
 
 
 def _scale_replicas(

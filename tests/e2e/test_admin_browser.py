@@ -37,26 +37,32 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.e2e.conftest import REPO_ROOT, isolated_platform_env
 from tests.integration.manage_cli import describe, shell
 
 
-def _find(name: str, fallback: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    return fallback if os.access(fallback, os.X_OK) else None
+def _find(variable: str, name: str, fallback: str) -> str | None:
+    """$variable if set (a path), else ``name`` on the PATH, else ``fallback``; None if not executable."""
+    path = os.environ.get(variable) or shutil.which(name) or fallback
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
 
 
-CHROMIUM = _find("chromium", "/usr/bin/chromium")
-CHROMEDRIVER = _find("chromedriver", "/usr/bin/chromedriver")
+CHROMIUM = _find("CHROMIUM", "chromium", "/usr/bin/chromium")
+CHROMEDRIVER = _find("CHROMEDRIVER", "chromedriver", "/usr/bin/chromedriver")
+
+MISSING = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if path is None]
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
-        CHROMIUM is None or CHROMEDRIVER is None,
-        reason="headless Chromium tests need chromium and chromedriver "
+        bool(MISSING),
+        reason=f"the admin's browser tests need headless Chromium: {' and '.join(MISSING)} not found "
         "(apt-get install -y chromium chromium-driver; .ci/run installs them)",
     ),
 ]
@@ -76,6 +82,7 @@ class Platform:
     base_url: str
     password: str
     secret_task_id: str
+    plan_at_start: dict
 
 
 def _django(env: dict[str, str], code: str) -> str:
@@ -131,14 +138,22 @@ execute_task({secret_id!r})
 print(Task.objects.get(pk={secret_id!r}).state)
 """
 
+PLAN_FIELDS = """
+import json
+from apps.tenants.models import Tenant
+plan = Tenant.objects.select_related("plan").get(slug="acme").plan
+print(json.dumps({f: getattr(plan, f) for f in ("name", "rpm", "max_running", "max_queued", "weight")}))
+"""
+
 
 def _start_server(env: dict[str, str]) -> subprocess.Popen:
     log = Path(env["DATA_DIR"]).parent / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
-         "--host", env["HOST"], "--port", env["PORT"], "--no-access-log"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
-    )
+    with open(log, "ab") as stderr:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
+             "--host", env["HOST"], "--port", env["PORT"], "--no-access-log"],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         assert process.poll() is None, f"the server exited:\n{log.read_text(errors='replace')}"
@@ -171,11 +186,14 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
                 queue_ids = [submit({"model": QUEUE_MODEL, "prompt": f"queued {i}"}) for i in range(6)]
                 secret_id = submit({"model": "echo", "prompt": SECRET_PROMPT,
                                     "metadata": {"note": "meta-quokka-5150"}, "client_ref": "client-ref-tapir-0977"})
-                state = _django(env, SHAPE_TASKS.format(queue_ids=queue_ids, secret_id=secret_id))
+                state, plan = _django(
+                    env, SHAPE_TASKS.format(queue_ids=queue_ids, secret_id=secret_id) + PLAN_FIELDS
+                ).splitlines()
                 assert state == "succeeded"
                 # The tenant reads its output: the admin had something to leak.
                 assert api.get(f"/api/v1/tasks/{secret_id}").json()["output"] == SECRET_PROMPT
-            yield Platform(env=env, base_url=base_url, password=password, secret_task_id=secret_id)
+            yield Platform(env=env, base_url=base_url, password=password, secret_task_id=secret_id,
+                           plan_at_start=json.loads(plan))
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -188,10 +206,6 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
 @pytest.fixture(scope="module")
 def browser(platform):
     """One headless Chromium for the module, signed in as the operator through the login form."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -219,10 +233,6 @@ def _open(driver, platform: Platform, path: str) -> None:
 
 def _click_through(driver, element) -> None:
     """Click a link or a form's submit button; return once the next page has loaded."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
     WebDriverWait(driver, WAIT).until(expected_conditions.staleness_of(page))
@@ -230,31 +240,22 @@ def _click_through(driver, element) -> None:
 
 
 def _messages(driver) -> list[str]:
-    from selenium.webdriver.common.by import By
-
     return [m.text for m in driver.find_elements(By.CSS_SELECTOR, "ul.messagelist li")]
 
 
 def _row(driver, name: str):
     """The change list's row whose first (link) column reads ``name``."""
-    from selenium.webdriver.common.by import By
-
     return driver.find_element(
         By.XPATH, f"//table[@id='result_list']/tbody/tr[th/a[normalize-space()='{name}']]"
     )
 
 
 def _cell(driver, name: str, column: str) -> str:
-    from selenium.webdriver.common.by import By
-
     return _row(driver, name).find_element(By.CSS_SELECTOR, f"td.field-{column}").text.strip()
 
 
 def _run_action(driver, action: str, *names: str) -> None:
     """Tick the rows' checkboxes, choose the action, press Go."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
     for name in names:
         checkbox = _row(driver, name).find_element(By.CSS_SELECTOR, "input[name=_selected_action]")
         checkbox.click()
@@ -287,15 +288,7 @@ def test_an_operator_drains_and_undrains_a_worker(browser, platform):
 
 
 def test_an_operator_edits_a_tenants_plan_and_is_shown_invalid_values(browser, platform):
-    from selenium.webdriver.common.by import By
-
-    plan_fields = """
-import json
-from apps.tenants.models import Tenant
-plan = Tenant.objects.select_related("plan").get(slug="acme").plan
-print(json.dumps({f: getattr(plan, f) for f in ("name", "rpm", "max_running", "max_queued", "weight")}))
-"""
-    before = _db(platform, plan_fields)
+    before = platform.plan_at_start
     assert before["name"] == "tenant:acme" and before["rpm"] == 100
 
     # The tenant list names the tenant's plan; the plan list leads to its form.
@@ -316,7 +309,7 @@ print(json.dumps({f: getattr(plan, f) for f in ("name", "rpm", "max_running", "m
 
     assert any("was changed successfully" in m for m in _messages(browser)), _messages(browser)
     assert (_cell(browser, "tenant:acme", "rpm"), _cell(browser, "tenant:acme", "max_running")) == ("42", "3")
-    saved = _db(platform, plan_fields)
+    saved = _db(platform, PLAN_FIELDS)
     assert (saved["rpm"], saved["max_running"]) == (42, 3)
     assert {k: saved[k] for k in ("max_queued", "weight")} == {k: before[k] for k in ("max_queued", "weight")}
 
@@ -336,7 +329,7 @@ print(json.dumps({f: getattr(plan, f) for f in ("name", "rpm", "max_running", "m
     weight_row = browser.find_element(By.CSS_SELECTOR, ".form-row.field-weight")
     assert "greater than or equal to 0.001" in weight_row.find_element(By.CSS_SELECTOR, ".errorlist").text
     assert not browser.find_elements(By.CSS_SELECTOR, ".form-row.field-max_queued .errorlist")
-    assert _db(platform, plan_fields) == saved  # nothing changed
+    assert _db(platform, PLAN_FIELDS) == saved  # nothing changed
 
 
 def test_the_model_list_shows_each_models_queue(browser, platform):
@@ -347,14 +340,12 @@ def test_the_model_list_shows_each_models_queue(browser, platform):
     # slots (none), at 2 completions per 3 s: 3 x 3 s / 2 = 4.5 s.
     shown = {column: _cell(browser, QUEUE_MODEL, column) for column in ("queued", "running", "slots", "estimated_wait")}
     assert shown == {"queued": "2", "running": "2", "slots": "2", "estimated_wait": "4.5 s"}
-    # echo: its one task finished; the workers placed on echo only (gpu-a, gpu-b) serve it, not this one.
+    # echo: its one task has finished, nothing waits or runs.
     assert _cell(browser, "echo", "queued") == "0"
     assert _cell(browser, "echo", "running") == "0"
 
 
 def test_a_tasks_admin_pages_never_show_its_prompt_or_output(browser, platform):
-    from selenium.webdriver.common.by import By
-
     _open(browser, platform, "/admin/tasks/task/")
     listing = browser.page_source
     _click_through(browser, _row(browser, platform.secret_task_id).find_element(By.CSS_SELECTOR, "th a"))
