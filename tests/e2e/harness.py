@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -29,16 +30,7 @@ class Platform:
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         # Generous: the first start builds the tiny model, and CI machines are shared.
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "run_platform exited during start-up"
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("the platform never became ready")
+        wait_for_readyz(self.base_url, self.process, lambda: "run_platform", timeout)
 
     def read_seed(self) -> dict[str, str]:
         """The first run's three KEY=value lines from stdout."""
@@ -49,6 +41,23 @@ class Platform:
         self.process.send_signal(signal.SIGTERM)
         # The supervisor gives its children 20 s, then kills them; slack for a loaded machine.
         return self.process.wait(timeout=120)
+
+
+def wait_for_readyz(
+    base_url: str, process: subprocess.Popen, describe: Callable[[], str], timeout: float = 180.0
+) -> None:
+    """Wait until ``process`` serves /readyz with 200; fail (with ``describe()``,
+    e.g. its log) if it exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"the server exited during start-up: {describe()}"
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"the server never became ready: {describe()}"
+        time.sleep(0.2)
 
 
 def manage(env: dict[str, str], *args: str) -> str:

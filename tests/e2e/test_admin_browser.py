@@ -30,7 +30,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.e2e.conftest import REPO_ROOT, isolated_platform_env
+from tests.e2e.harness import wait_for_readyz
 from tests.integration.manage_cli import describe, shell
 
 
@@ -154,16 +154,9 @@ def _start_server(env: dict[str, str]) -> subprocess.Popen:
              "--host", env["HOST"], "--port", env["PORT"], "--no-access-log"],
             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
         )
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        assert process.poll() is None, f"the server exited:\n{log.read_text(errors='replace')}"
-        try:
-            if httpx.get(f"http://{env['HOST']}:{env['PORT']}/readyz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"the server never became ready:\n{log.read_text(errors='replace')}"
-        time.sleep(0.2)
+    wait_for_readyz(f"http://{env['HOST']}:{env['PORT']}", process, lambda: log.read_text(errors="replace"),
+                    START_TIMEOUT)
+    return process
 
 
 @pytest.fixture(scope="module")

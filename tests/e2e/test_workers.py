@@ -24,6 +24,7 @@ import pytest
 
 from tests.e2e.conftest import REPO_ROOT
 from tests.integration.manage_cli import describe, manage, shell
+from tests.e2e.harness import wait_for_readyz
 
 pytestmark = pytest.mark.e2e
 
@@ -85,16 +86,8 @@ def _server(env: dict[str, str]) -> Process:
         [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
          "--host", env["HOST"], "--port", env["PORT"], "--no-access-log"],
     )
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        assert server.process.poll() is None, f"the server exited:\n{server.log_text()}"
-        try:
-            if httpx.get(f"http://{env['HOST']}:{env['PORT']}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"the server never became ready:\n{server.log_text()}"
-        time.sleep(0.2)
+    wait_for_readyz(f"http://{env['HOST']}:{env['PORT']}", server.process, server.log_text, START_TIMEOUT)
+    return server
 
 
 def _django(env: dict[str, str], code: str) -> str:
