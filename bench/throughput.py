@@ -33,8 +33,10 @@ py-spy (--gil: only the thread running Python code, so waits on PostgreSQL or
 Redis are not counted); the collapsed stacks go to DIR and the functions
 holding most samples are printed. That run's figures are not the ones
 reported (sampling costs CPU too). --backend-conn-max-age N runs the scheduler
-and the worker with persistent database connections (DB_CONN_MAX_AGE=N), to
-measure what opening one per task costs.
+and the worker with persistent database connections (DB_CONN_MAX_AGE=N) instead
+of the settings' connection pool; DB_POOL_MAX_SIZE=0 in the environment turns the
+pool off for every platform process, to measure what opening a connection per
+request and per task costs.
 
 Only 127.0.0.1 is used; everything started is stopped, and the database, the
 queues and the temporary files are removed, on success or failure.
@@ -240,11 +242,15 @@ def shared_servers(storage: Storage) -> dict[str, int]:
     on them counts too, so their figures are an upper bound."""
     if not storage.postgres:
         return {}
+    import psycopg
     import redis
 
-    backend = storage.query("SELECT pg_backend_pid()")[0][0]  # ended with the query; its parent remains
+    # The postmaster is the parent of our own backend; read it while that backend
+    # lives (it exits with its connection, and /proc forgets it at once).
+    with psycopg.connect(storage.db) as conn:
+        postmaster = CpuClock.parent(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
     return {
-        "postgres (server, shared)": CpuClock.parent(backend),
+        "postgres (server, shared)": postmaster,
         "redis (server, shared)": int(redis.Redis.from_url(storage.queue).info("server")["process_id"]),
     }
 
@@ -620,8 +626,8 @@ def print_table(result: dict[str, object]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default="distributed,embedded", help="distributed and/or embedded")
-    parser.add_argument("--tasks", type=int, default=2000, help="tasks (and Huey jobs) per run")
-    parser.add_argument("--quick", action="store_true", help="200 tasks")
+    parser.add_argument("--tasks", type=int, help="tasks (and Huey jobs) per run (default 2000)")
+    parser.add_argument("--quick", action="store_true", help="200 tasks, unless --tasks says otherwise")
     parser.add_argument("--slots", type=int, default=8, help="worker slots = Huey consumer threads")
     parser.add_argument("--servers", type=int, default=1, help="uvicorn processes (distributed mode)")
     parser.add_argument("--backend-conn-max-age", metavar="SECONDS",
@@ -637,8 +643,8 @@ def main() -> int:
     parser.add_argument("--keep-logs", type=Path, help="copy the platform processes' logs into this folder")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
-    if args.quick:
-        args.tasks = 200
+    if args.tasks is None:
+        args.tasks = 200 if args.quick else 2000
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not set(modes) <= {"distributed", "embedded"}:
         parser.error("--modes takes distributed and/or embedded")
