@@ -16,11 +16,11 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from apps.scheduler.estimates import task_wait
 from apps.streaming.auth import SUBPROTOCOL, authorised_task, origin_allowed
 from apps.streaming.events import CHUNK, DONE, client_message
 from apps.streaming.hub import Subscription, hub
 from apps.streaming.log import stream_log
+from apps.streaming.status import status_board
 from apps.tasks import services as task_services
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
 
@@ -94,7 +94,7 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
                 async with asyncio.timeout(TICK_SECONDS):
                     event = await queue.get()
             except TimeoutError:
-                state = await _current_state(self.task.id)
+                state, wait = await status_board().current(self.task.id)
                 now = time.monotonic()
                 if (
                     state in TERMINAL_STATES
@@ -106,7 +106,7 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
                     await self._finish_from_database()
                     return
                 if not started and state in (TaskState.WAITING, TaskState.QUEUED):
-                    await self._send(await _status_message(self.task.id, state))
+                    await self._send({"type": "status", "state": state, **wait})
                     last_sent = now
                 elif now - last_sent >= PING_SECONDS:
                     await self._send({"type": "ping"})
@@ -152,12 +152,3 @@ def _after_param(scope: dict) -> int | None:
     return after if after >= 0 else None
 
 
-@database_sync_to_async
-def _current_state(task_id: uuid.UUID) -> str:
-    return Task.objects.filter(pk=task_id).values_list("state", flat=True).first() or TaskState.CANCELLED
-
-
-@database_sync_to_async
-def _status_message(task_id: uuid.UUID, state: str) -> dict:
-    task = Task.objects.select_related("model").get(pk=task_id)
-    return {"type": "status", "state": task.state, **task_wait(task)}
