@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import REPO_ROOT, free_port, isolated_platform_env
+from tests.e2e.harness import wait_for_readyz
 from tests.integration.manage_cli import describe, manage
 
 pytestmark = pytest.mark.e2e
@@ -51,16 +51,7 @@ class Server:
         )
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert self.process.poll() is None, f"server exited:\n{self.log.read_text()}"
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"server never became ready:\n{self.log.read_text()}"
-            time.sleep(0.2)
+        wait_for_readyz(self.base_url, self.process, self.log.read_text, START_TIMEOUT)
 
     def stop(self) -> None:
         self.process.terminate()
