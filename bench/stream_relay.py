@@ -66,7 +66,7 @@ import websockets  # noqa: E402
 
 from apps.catalog.adapters import GenerationRequest, TextChunk  # noqa: E402
 from plugins.echo.adapter import EchoAdapter  # noqa: E402
-from tests.e2e.harness import add_echo_model, manage  # noqa: E402
+from tests.e2e.harness import add_echo_model, manage, stop_process  # noqa: E402
 from tests.support import fresh_postgres_database  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -498,13 +498,8 @@ class Stack:
     def stop(self) -> None:
         self.stop_workers()
         for process in (self.scheduler, self.server):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            if process is not None:
+                stop_process(process)
 
     def keep_logs(self, into: Path) -> None:
         into.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ from apps.tasks.services import PRIORITY_ORDER
 from apps.workers.services import workers_for_model
 
 SAMPLE = 50
+# waits_of: up to this many asked tasks of one model are counted one by one.
+FEW_ASKED = 8
 
 
 @dataclass(frozen=True)
@@ -147,17 +149,28 @@ def waits_of(task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, dict[s
     For the streams of many waiting tasks (apps.streaming.status): one query for
     the tasks, then per model with queued tasks among them one read of its
     queued tasks' order keys and one ``queue_stats``, instead of a handful of
-    queries per task. A task not found is left out.
+    queries per task. A task not found is left out. A model with at most
+    FEW_ASKED of its queued tasks asked about gets a count per task instead:
+    the cost is then bounded by min(asked tasks, the model's queue).
     """
     rows = list(Task.objects.filter(pk__in=list(task_ids)).values_list("pk", "state", "model_id"))
     result: dict[uuid.UUID, tuple[str, dict[str, int | float | None]]] = {
         pk: (state, {"queue_position": None, "estimated_start_seconds": None}) for pk, state, _ in rows
     }
-    queued_models = {model_id for _, state, model_id in rows if state == TaskState.QUEUED}
-    for model in LLMModel.objects.filter(pk__in=queued_models):
+    asked_queued: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for pk, state, model_id in rows:
+        if state == TaskState.QUEUED:
+            asked_queued.setdefault(model_id, []).append(pk)
+    for model in LLMModel.objects.filter(pk__in=list(asked_queued)):
+        asked = asked_queued[model.pk]
+        if len(asked) <= FEW_ASKED:
+            # A few tasks: a count each (task_wait), rather than reading a queue that may be long.
+            for task in Task.objects.filter(pk__in=asked).select_related("model"):
+                result[task.pk] = (task.state, task_wait(task))
+            continue
         order = sorted(
             Task.objects.filter(model=model, state=TaskState.QUEUED).values_list("priority", "queued_at", "pk"),
-            key=lambda row: (PRIORITY_ORDER.index(row[0]), row[1], row[2]),
+            key=lambda row: (PRIORITY_ORDER.index(row[0]), row[1], row[2]),  # the order _counts counts in
         )
         stats = queue_stats(model)
         for position, (_, _, pk) in enumerate(order, start=1):

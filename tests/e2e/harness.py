@@ -60,6 +60,17 @@ def wait_for_readyz(
         time.sleep(0.2)
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM (the graceful stop every platform process honours), then kill after ``timeout``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def manage(env: dict[str, str], *args: str) -> str:
     """Run a manage.py command against the platform's database; its stdout."""
     done = subprocess.run(

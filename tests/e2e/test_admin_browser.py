@@ -27,7 +27,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,7 +42,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.e2e.conftest import REPO_ROOT, isolated_platform_env
-from tests.e2e.harness import wait_for_readyz
+from tests.e2e.harness import stop_process, wait_for_readyz
 from tests.integration.manage_cli import describe, shell
 
 
@@ -188,12 +187,7 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
             yield Platform(env=env, base_url=base_url, password=password, secret_task_id=secret_id,
                            plan_at_start=json.loads(plan))
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server)
 
 
 @pytest.fixture(scope="module")

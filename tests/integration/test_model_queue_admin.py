@@ -4,15 +4,12 @@ estimated wait of a task submitted now (the browser test drives the same page)."
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from apps.catalog.models import LLMModel
-from apps.tasks.models import Task, TaskState
-from apps.workers.services import register_worker
+from tests.integration.queue_support import busy_two_slot_queue
 
 pytestmark = pytest.mark.django_db
 
@@ -36,13 +33,7 @@ def _queue_columns(page: str, model_name: str) -> dict[str, str]:
 
 def test_the_model_list_shows_queue_depth_running_slots_and_wait(operator, acme_api):
     LLMModel.objects.create(name="queued-model", adapter="echo", is_public=True)
-    register_worker(name="w-q", host="h", pid=1, slots=2, device_info={}, model_names=["queued-model"])
-    now = timezone.now()
-    ids = [acme_api.post("/api/v1/tasks", {"model": "queued-model", "prompt": f"p{i}"}).body["id"] for i in range(6)]
-    Task.objects.filter(pk__in=ids[:2]).update(
-        state=TaskState.SUCCEEDED, started_at=now - timedelta(seconds=3), finished_at=now
-    )
-    Task.objects.filter(pk__in=ids[2:4]).update(state=TaskState.RUNNING, started_at=now)
+    busy_two_slot_queue(acme_api, "queued-model")
 
     page = operator.get("/admin/catalog/llmmodel/").content.decode()
 

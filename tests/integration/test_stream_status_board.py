@@ -44,6 +44,21 @@ def test_many_streams_asking_at_once_share_one_read_and_get_each_tasks_own_wait(
     assert positions == [3, 4, 5, 6, 7, 8, 9, 10, 1, 2]  # the interactive ones first
 
 
+def test_a_few_waiting_streams_get_the_same_waits_counted_one_by_one(acme_api):
+    register_worker(name="w-board", host="h", pid=1, slots=1, device_info={}, model_names=["echo"])
+    ids = _queued(acme_api, 12)
+    asked = [ids[0], ids[5], ids[11]]  # fewer than estimates.FEW_ASKED: no read of the whole queue
+    board = StatusBoard(max_age=60)
+
+    async def ask():
+        return await asyncio.gather(*(board.current(task_id) for task_id in asked))
+
+    answers = asyncio.run(ask())
+
+    assert [wait["queue_position"] for _, wait in answers] == [1, 6, 12]
+    assert answers == [(TaskState.QUEUED, task_wait(Task.objects.select_related("model").get(pk=t))) for t in asked]
+
+
 def test_an_answer_follows_the_task_once_the_snapshot_is_old(acme_api):
     (task_id,) = _queued(acme_api, 1)
     board = StatusBoard(max_age=0.0)

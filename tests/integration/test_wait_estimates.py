@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from apps.catalog.models import LLMModel
 from apps.scheduler.estimates import QueueStats, queue_stats
-from apps.tasks.models import Task, TaskState
-from apps.workers.services import register_worker
+from tests.integration.queue_support import busy_two_slot_queue
 
 
 def test_start_after_follows_littles_law():
@@ -25,14 +21,8 @@ def test_start_after_follows_littles_law():
 @pytest.mark.django_db
 def test_queued_task_reports_position_and_estimate(acme_api):
     echo = LLMModel.objects.get(name="echo")
-    register_worker(name="w-est", host="h", pid=1, slots=2, device_info={}, model_names=["echo"])
-    now = timezone.now()
     # History: two finished tasks that each ran 3 s; two tasks occupy both slots.
-    ids = [acme_api.post("/api/v1/tasks", {"model": "echo", "prompt": f"p{i}"}).body["id"] for i in range(6)]
-    Task.objects.filter(pk__in=ids[:2]).update(
-        state=TaskState.SUCCEEDED, started_at=now - timedelta(seconds=3), finished_at=now
-    )
-    Task.objects.filter(pk__in=ids[2:4]).update(state=TaskState.RUNNING, started_at=now)
+    ids = busy_two_slot_queue(acme_api, "echo")
 
     assert queue_stats(echo) == QueueStats(queued=2, running=2, slots=2, mean_service_seconds=3.0)
     first, second = (acme_api.get(f"/api/v1/tasks/{i}").body for i in ids[4:])
