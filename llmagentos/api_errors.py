@@ -1,8 +1,9 @@
 """Errors in the Contracts' shape, for every API route.
 
 ``{"error": {"type", "code", "message", "param"}}`` with the status codes of
-../shared/ARCHITECTURE.md. Service functions raise ``ApiError`` (or DRF's
-exceptions); this module is the one place that turns them into responses.
+../shared/ARCHITECTURE.md. Services raise typed domain errors (``apps.core.errors``), views and
+serializers DRF's own; this module is the one place that turns them into
+responses: status codes, error codes and headers (Retry-After, X-RateLimit-*).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from apps.core import errors
+from apps.tenants.ratelimit import RateLimits
 
 logger = logging.getLogger(__name__)
 
@@ -39,24 +43,58 @@ _TYPE_BY_STATUS = {
 }
 
 
-class ApiError(Exception):
-    """A refusal with a status, a machine-readable code and the field at fault."""
+# Each kind of domain error and its status; the most specific class wins
+# (the first match in this order).
+_STATUS_BY_KIND: tuple[tuple[type[errors.DomainError], int], ...] = (
+    (errors.InvalidInput, 400),
+    (errors.OverBudget, 402),
+    (errors.PermissionRefused, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.RateLimited, 429),
+    (errors.Unavailable, 503),
+)
 
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.param = param
-        self.headers = headers or {}
+
+def status_of(exc: errors.DomainError) -> int:
+    for kind, status in _STATUS_BY_KIND:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def headers_of(exc: errors.DomainError) -> dict[str, str]:
+    """Retry-After and X-RateLimit-* for the refusals that carry them."""
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after_seconds", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    headers.update(rate_limit_headers(getattr(exc, "rate_limits", None)))
+    return headers
+
+
+def rate_limit_headers(limits: RateLimits | None) -> dict[str, str]:
+    """X-RateLimit-Limit/-Remaining/-Reset for requests per minute (the Contracts'
+    names), and the same with a -Tokens suffix for tokens per minute. Reset is
+    in seconds from now. A limit the plan does not set gets no headers."""
+    if limits is None:
+        return {}
+    headers: dict[str, str] = {}
+    for suffix, bucket in (("", limits.requests), ("-Tokens", limits.tokens)):
+        if bucket.limit is None:
+            continue
+        headers[f"X-RateLimit-Limit{suffix}"] = str(bucket.limit)
+        headers[f"X-RateLimit-Remaining{suffix}"] = str(bucket.remaining)
+        headers[f"X-RateLimit-Reset{suffix}"] = str(bucket.reset_seconds)
+    return headers
+
+
+def domain_error_response(exc: errors.DomainError) -> Response:
+    status = status_of(exc)
+    response = Response(error_body(status, exc.code, exc.message, exc.param), status=status)
+    for name, value in headers_of(exc).items():
+        response[name] = value
+    return response
 
 
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
@@ -100,11 +138,8 @@ def _validation_error_response(exc: exceptions.ValidationError) -> Response:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, ApiError):
-        response = Response(error_body(exc.status, exc.code, exc.message, exc.param), status=exc.status)
-        for name, value in exc.headers.items():
-            response[name] = value
-        return response
+    if isinstance(exc, errors.DomainError):
+        return domain_error_response(exc)
     if isinstance(exc, exceptions.ValidationError):
         return _validation_error_response(exc)
     if isinstance(exc, RequestDataTooBig):

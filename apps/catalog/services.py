@@ -18,7 +18,7 @@ from apps.catalog.artifacts import ArtifactError, artifact_path, digest
 from apps.catalog.models import Device, LLMModel, ModelVersion
 from apps.catalog.plugins import registry
 from apps.tenants.models import Tenant
-from llmagentos.api_errors import ApiError
+from apps.core.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +66,11 @@ def refuse_unplaceable(target: ModelTarget) -> None:
     """
     version = target.version
     if version is not None and version.placement_error:
-        raise ApiError(
-            503,
-            "model_unplaceable",
+        raise Unavailable(
             f"model {version.spec!r} cannot be placed on any worker now; the operators are told. Retry later.",
+            code="model_unplaceable",
             param="model",
-            headers={"Retry-After": str(UNPLACEABLE_RETRY_AFTER_SECONDS)},
+            retry_after_seconds=UNPLACEABLE_RETRY_AFTER_SECONDS,
         )
 
 

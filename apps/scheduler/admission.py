@@ -37,7 +37,7 @@ from apps.tasks.models import TERMINAL_STATES, Task, TaskState
 from apps.tenants import ratelimit
 from apps.tenants import services as tenant_services
 from apps.tenants.models import PRIORITY_CLASSES_HIGHEST_FIRST, ApiKey, Plan, Tenant
-from llmagentos.api_errors import ApiError
+from apps.core.errors import OverBudget, PermissionRefused, RateLimited
 
 if TYPE_CHECKING:
     from apps.tasks.services import TaskRequest
@@ -70,20 +70,18 @@ def estimate_prompt_tokens(model: LLMModel, prompt: str | None, messages: list[d
 
 
 def admit(tenant: Tenant, api_key: ApiKey | None, model: LLMModel, request: TaskRequest) -> Admission:
-    """Admit one task or raise ApiError (403, 429, 402). Call it inside the
+    """Admit one task or refuse it: PermissionRefused, RateLimited or OverBudget. Call it inside the
     ``transaction.atomic()`` block that inserts the task, with the returned id."""
     plan = Plan.objects.get(pk=tenant.plan_id)  # fresh: an operator may just have changed it
     _check_priority(plan, request.priority)
     cost = estimate_prompt_tokens(model, request.prompt, request.messages) + request.max_tokens
     if plan.tpm is not None and cost > plan.tpm:
-        raise ApiError(
-            429,
-            "rate_limited",
+        raise RateLimited(
             f"this task's worst-case cost ({cost} tokens) exceeds the plan's {plan.tpm} tokens per minute "
             "on its own; lower max_tokens",
             param="max_tokens",
-            headers={"Retry-After": str(int(ratelimit.PERIOD_SECONDS))}
-            | rate_limit_headers(ratelimit.peek(tenant, plan)),
+            retry_after_seconds=int(ratelimit.PERIOD_SECONDS),
+            rate_limits=ratelimit.peek(tenant, plan),
         )
     tenant_services.lock_admissions(tenant)
     _check_queue(tenant, plan)
@@ -91,16 +89,13 @@ def admit(tenant: Tenant, api_key: ApiKey | None, model: LLMModel, request: Task
     try:
         tenant_services.reserve_budget(tenant, plan, api_key, task_id, cost)
     except tenant_services.BudgetExceeded as exc:
-        raise ApiError(
-            402, "budget_exceeded", _budget_message(exc), headers=rate_limit_headers(ratelimit.peek(tenant, plan))
-        ) from None
+        raise OverBudget(_budget_message(exc), rate_limits=ratelimit.peek(tenant, plan)) from None
     limits = ratelimit.consume(tenant, plan, cost)
     if not limits.allowed:
-        raise ApiError(
-            429,
-            "rate_limited",
+        raise RateLimited(
             f"over the plan's rate limits ({_limit_text(plan)}); retry after {limits.retry_after_seconds} s",
-            headers={"Retry-After": str(limits.retry_after_seconds)} | rate_limit_headers(limits),
+            retry_after_seconds=limits.retry_after_seconds,
+            rate_limits=limits,
         )
     return Admission(task_id=task_id, cost_tokens=cost, rate_limits=limits)
 
@@ -108,10 +103,9 @@ def admit(tenant: Tenant, api_key: ApiKey | None, model: LLMModel, request: Task
 def _check_priority(plan: Plan, priority: str) -> None:
     order = PRIORITY_CLASSES_HIGHEST_FIRST
     if order.index(priority) < order.index(plan.max_priority):
-        raise ApiError(
-            403,
-            "priority_not_allowed",
+        raise PermissionRefused(
             f"the priority class {priority!r} is above this tenant's plan cap ({plan.max_priority!r})",
+            code="priority_not_allowed",
             param="priority",
         )
 
@@ -124,11 +118,10 @@ def _check_queue(tenant: Tenant, plan: Plan) -> None:
         return
     pending = Task.objects.for_tenant(tenant).filter(state__in=PENDING_STATES).count()
     if pending >= plan.max_queued:
-        raise ApiError(
-            429,
-            "queue_full",
+        raise RateLimited(
             f"this tenant already has {pending} tasks queued or waiting (the plan allows {plan.max_queued})",
-            headers={"Retry-After": str(settings.QUEUE_FULL_RETRY_AFTER_SECONDS)},
+            code="queue_full",
+            retry_after_seconds=settings.QUEUE_FULL_RETRY_AFTER_SECONDS,
         )
 
 
@@ -145,22 +138,6 @@ def _budget_message(exc: tenant_services.BudgetExceeded) -> str:
 def _limit_text(plan: Plan) -> str:
     parts = [f"{limit} {unit}" for limit, unit in ((plan.rpm, "requests"), (plan.tpm, "tokens")) if limit is not None]
     return " and ".join(parts) + " per minute"
-
-
-def rate_limit_headers(limits: ratelimit.RateLimits | None) -> dict[str, str]:
-    """X-RateLimit-Limit/-Remaining/-Reset for requests per minute (the Contracts'
-    names), and the same with a -Tokens suffix for tokens per minute. Reset is
-    in seconds from now. A limit the plan does not set gets no headers."""
-    if limits is None:
-        return {}
-    headers: dict[str, str] = {}
-    for suffix, bucket in (("", limits.requests), ("-Tokens", limits.tokens)):
-        if bucket.limit is None:
-            continue
-        headers[f"X-RateLimit-Limit{suffix}"] = str(bucket.limit)
-        headers[f"X-RateLimit-Remaining{suffix}"] = str(bucket.remaining)
-        headers[f"X-RateLimit-Reset{suffix}"] = str(bucket.reset_seconds)
-    return headers
 
 
 # --- Settlement --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from apps.streaming.services import publish_done, purge_stream
 from apps.tasks import workflows
 from apps.tasks.models import CANCELLABLE_BEFORE_START, TERMINAL_STATES, IdempotencyKey, Priority, Task, TaskState
 from apps.tenants.models import ApiKey, Tenant
-from llmagentos.api_errors import ApiError
+from apps.core.errors import Conflict, UnknownModel
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def submit_task(
     # "name" runs the model's current version as of now; "name@version" pins one.
     target = resolve_target_for_tenant(tenant, request.model)
     if target is None:
-        raise ApiError(400, "model_not_found", f"model {request.model!r} does not exist or is not available", param="model")
+        raise UnknownModel(f"model {request.model!r} does not exist or is not available")
     model = target.model
     cipher = tenant.cipher
     key_digest = request_digest = ""
@@ -126,8 +126,8 @@ def _earlier_submission(tenant: Tenant, key_digest: str, request_digest: str) ->
     if earlier is None:
         return None
     if earlier.request_digest != request_digest:
-        raise ApiError(
-            409, "idempotency_key_reused", "this Idempotency-Key was used with a different request",
+        raise Conflict(
+            "this Idempotency-Key was used with a different request", code="idempotency_key_reused",
             param="Idempotency-Key",
         )
     return Submission(task=earlier.task, replayed=True)

@@ -37,7 +37,7 @@ from apps.tasks import services
 from apps.tasks.models import TERMINAL_STATES, Task, TaskDependency, TaskState, Workflow
 from apps.tenants.models import ApiKey, Tenant
 from apps.tenants.ratelimit import RateLimits
-from llmagentos.api_errors import ApiError
+from apps.core.errors import DomainError, InvalidInput
 
 DEPENDENCY_FAILED = "dependency_failed"
 MAX_WORKFLOW_NODES = 100
@@ -61,7 +61,7 @@ def attach_parents(task: Task, parent_ids: Sequence[str]) -> None:
     found = {str(pk): pk for pk in mine.values_list("pk", flat=True)}
     missing = [parent_id for parent_id in parent_ids if parent_id not in found]
     if missing:
-        raise ApiError(400, "parent_not_found", f"depends_on: no task with id {missing[0]}", param="depends_on")
+        raise InvalidInput(f"depends_on: no task with id {missing[0]}", code="parent_not_found", param="depends_on")
     parents = [found[parent_id] for parent_id in parent_ids]  # in the order given: GET shows it so
     TaskDependency.objects.bulk_create([TaskDependency(child=task, parent_id=pk) for pk in parents])
     _raise_ranks(parents, task.critical_path_rank + 1)
@@ -270,7 +270,7 @@ def submit_workflow(tenant: Tenant, api_key: ApiKey | None, nodes: Sequence[Work
             request = replace(by_name[name].request, depends_on=tuple(str(task_ids[p]) for p in depends_on[name]))
             try:
                 submission = services.submit_task(tenant, api_key, request)
-            except ApiError as error:
+            except DomainError as error:
                 raise _in_node(error, position[name], name) from error
             # Set before any child links to it, so the child's _raise_ranks finds
             # nothing to raise (else a chain of n nodes costs n² updates).
@@ -287,15 +287,9 @@ def submit_workflow(tenant: Tenant, api_key: ApiKey | None, nodes: Sequence[Work
     )
 
 
-def _in_node(error: ApiError, index: int, name: str) -> ApiError:
+def _in_node(error: DomainError, index: int, name: str) -> DomainError:
     """A node's refusal, pointed at the node (``model`` → ``nodes.2.model``)."""
-    return ApiError(
-        error.status,
-        error.code,
-        f"node {name!r}: {error.message}",
-        param=f"nodes.{index}.{error.param}" if error.param else None,
-        headers=error.headers,
-    )
+    return error.relocated(f"node {name!r}: {error.message}", f"nodes.{index}.{error.param}" if error.param else None)
 
 
 def node_ids(workflow: Workflow) -> dict[str, str]:

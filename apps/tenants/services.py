@@ -18,6 +18,7 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.core.errors import InvalidInput
 from apps.tenants.models import (
     ALL_SCOPES,
     DEFAULT_PLAN_NAME,
@@ -39,7 +40,7 @@ KEY_PREFIX = "lla"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
-class TenantError(ValueError):
+class TenantError(InvalidInput):
     """An operator asked for something impossible (duplicate slug, bad name)."""
 
 
@@ -135,7 +136,7 @@ class PlanError(TenantError):
     """A plan change an operator asked for is invalid; ``field`` names the culprit."""
 
     def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
+        super().__init__(f"{field}: {message}" if field else message, param=field)
         self.field = field
         self.reason = message
 

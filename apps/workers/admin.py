@@ -12,7 +12,7 @@ from django.http import HttpRequest
 
 from apps.workers import services
 from apps.workers.models import Worker
-from llmagentos.api_errors import ApiError
+from apps.core.errors import DomainError
 
 GIB = 1024**3
 
@@ -95,7 +95,7 @@ class WorkerAdmin(admin.ModelAdmin):
         for worker in queryset:
             try:
                 changed.append(change(worker).name)
-            except ApiError as refusal:  # e.g. a stopped worker
+            except DomainError as refusal:  # e.g. a stopped worker
                 messages.warning(request, refusal.message)
         if changed:
             messages.success(request, f"{done.capitalize()}: {', '.join(changed)}.")

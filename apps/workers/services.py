@@ -39,7 +39,7 @@ from apps.catalog.models import LLMModel, ModelVersion
 from apps.scheduler import autoscale, placement
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
 from apps.workers.models import Placement, ReplicaTarget, VersionPlacement, Worker, WorkerState
-from llmagentos.api_errors import ApiError
+from apps.core.errors import Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -513,7 +513,7 @@ def undrain(worker: Worker) -> Worker:
 
 def _refuse_if_stopped(worker: Worker, action: str) -> None:
     if Worker.objects.filter(pk=worker.pk, state=WorkerState.STOPPED).exists():
-        raise ApiError(409, "worker_stopped", f"worker {worker.name!r} is stopped; there is nothing to {action}")
+        raise Conflict(f"worker {worker.name!r} is stopped; there is nothing to {action}", code="worker_stopped")
 
 
 def workers_for_model(model: LLMModel) -> QuerySet[Worker]:

@@ -14,7 +14,6 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.scheduler.admission import rate_limit_headers
 from apps.tasks import services, workflows
 from apps.tasks.api.serializers import (
     TaskCreateSerializer,
@@ -28,7 +27,8 @@ from apps.tasks.api.serializers import (
 from apps.streaming.tokens import issue_stream_token
 from apps.tasks.models import Task, Workflow
 from apps.tenants.permissions import tenant_of
-from llmagentos.api_errors import ApiError
+from apps.core.errors import InvalidInput, NotFound
+from llmagentos.api_errors import rate_limit_headers
 
 
 class TaskCursorPagination(CursorPagination):
@@ -43,7 +43,7 @@ class TaskCursorPagination(CursorPagination):
         # NotFound: DRF could not decode the cursor. Django's ValidationError: it
         # decoded, but its position is not a timestamp (a hand-made cursor).
         except (exceptions.NotFound, DjangoValidationError):
-            raise ApiError(400, "invalid_cursor", "the cursor is not valid", param="cursor") from None
+            raise InvalidInput("the cursor is not valid", code="invalid_cursor", param="cursor") from None
 
 
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -54,7 +54,7 @@ def idempotency_key_of(request: Request) -> str | None:
     if key is None:
         return None
     if not IDEMPOTENCY_KEY_PATTERN.match(key):
-        raise ApiError(400, "invalid", "Idempotency-Key must be 1-255 printable ASCII characters", param="Idempotency-Key")
+        raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters", param="Idempotency-Key")
     return key
 
 
@@ -79,7 +79,7 @@ class TaskViewSet(viewsets.ViewSet):
             task = None
         if task is None:
             # Another tenant's task is answered exactly like a missing one.
-            raise ApiError(404, "task_not_found", "no task with this id")
+            raise NotFound("no task with this id", code="task_not_found")
         return task
 
     @extend_schema(
@@ -163,7 +163,7 @@ class WorkflowViewSet(viewsets.ViewSet):
             workflow = None
         if workflow is None:
             # Another tenant's workflow is answered exactly like a missing one.
-            raise ApiError(404, "workflow_not_found", "no workflow with this id")
+            raise NotFound("no workflow with this id", code="workflow_not_found")
         return workflow
 
     @extend_schema(request=WorkflowCreateSerializer, responses={201: OpenApiTypes.OBJECT})

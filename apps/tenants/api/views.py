@@ -14,7 +14,7 @@ from apps.tenants import services
 from apps.tenants.api.serializers import PlanChangeSerializer, plan_representation, usage_representation
 from apps.tenants.models import Tenant
 from apps.tenants.permissions import tenant_of
-from llmagentos.api_errors import ApiError
+from apps.core.errors import NotFound
 
 
 class UsageView(APIView):
@@ -35,7 +35,7 @@ class OperatorTenantView(APIView):
     def tenant(slug: str) -> Tenant:
         tenant = Tenant.objects.select_related("plan").filter(slug=slug).first()
         if tenant is None:
-            raise ApiError(404, "tenant_not_found", f"no tenant with slug {slug!r}")
+            raise NotFound(f"no tenant with slug {slug!r}", code="tenant_not_found")
         return tenant
 
 
@@ -50,12 +50,7 @@ class OperatorPlanView(OperatorTenantView):
         tenant = self.tenant(slug)
         change = PlanChangeSerializer(data=request.data)
         change.is_valid(raise_exception=True)
-        try:
-            plan = services.change_tenant_plan(
-                tenant, change.changes(), plan_name=change.validated_data.get("plan")
-            )
-        except services.PlanError as exc:
-            raise ApiError(400, "invalid", str(exc), param=exc.field) from None
+        plan = services.change_tenant_plan(tenant, change.changes(), plan_name=change.validated_data.get("plan"))
         return Response(plan_representation(tenant, plan))
 
 

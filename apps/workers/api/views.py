@@ -20,7 +20,7 @@ from apps.workers.api.serializers import (
     worker_representation,
 )
 from apps.workers.models import Worker
-from llmagentos.api_errors import ApiError
+from apps.core.errors import NotFound, UnknownModel
 
 
 class OperatorView(APIView):
@@ -41,7 +41,7 @@ class WorkerListView(OperatorView):
         if "model" in query.validated_data:
             model = LLMModel.objects.filter(name=query.validated_data["model"]).first()
             if model is None:
-                raise ApiError(400, "model_not_found", "no model with this name", param="model")
+                raise UnknownModel("no model with this name")
             workers = services.workers_for_model(model)
         workers = workers.prefetch_related("models", "version_placements__version__model")
         return Response({"object": "list", "data": [worker_representation(worker) for worker in workers]})
@@ -56,7 +56,7 @@ class WorkerChangeView(OperatorView):
     def post(self, request: Request, worker_id: uuid.UUID) -> Response:
         worker = Worker.objects.filter(pk=worker_id).first()
         if worker is None:
-            raise ApiError(404, "worker_not_found", "no worker with this id")
+            raise NotFound("no worker with this id", code="worker_not_found")
         return Response(worker_representation(type(self).change(worker)))
 
 

@@ -1,0 +1,112 @@
+"""Typed domain errors: what a service refuses, and why, without any HTTP.
+
+Services raise these; ``llmagentos.api_errors`` alone maps each *kind* below
+to a status code and headers, for /api/v1 and /v1 alike. An app defines its
+own errors as subclasses of a kind when it needs extra data (a budget
+refusal carries the numbers its message is built from).
+
+Every error has a machine-readable ``code`` (the Contracts' ``error.code``),
+a human ``message`` and the ``param`` at fault (a field name, or None).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Self
+
+
+class DomainError(Exception):
+    """Base of every refusal a service makes. Not raised itself."""
+
+    default_code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.param = param
+
+    def relocated(self, message: str, param: str | None) -> Self:
+        """The same refusal pointed elsewhere (a workflow node's ``model`` → ``nodes.2.model``)."""
+        moved = copy.copy(self)
+        moved.message, moved.param = message, param
+        moved.args = (message,)
+        return moved
+
+
+class InvalidInput(DomainError):
+    """The request is malformed or names something that cannot be used (400)."""
+
+    default_code = "invalid"
+
+
+class UnknownModel(InvalidInput):
+    """The model (or ``name@version``) does not exist or is not open to the tenant.
+
+    /api/v1 answers 400 (param ``model``); OpenAI's /v1 answers 404 model_not_found.
+    """
+
+    default_code = "model_not_found"
+
+    def __init__(self, message: str, *, param: str | None = "model") -> None:
+        super().__init__(message, param=param)
+
+
+class NotFound(DomainError):
+    """No such object for this caller; another tenant's object is answered alike (404)."""
+
+    default_code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request contradicts the object's state or an earlier request (409)."""
+
+    default_code = "conflict"
+
+
+class PermissionRefused(DomainError):
+    """The caller is known but may not do this (403): a role, scope or plan cap."""
+
+    default_code = "permission_denied"
+
+
+class OverBudget(DomainError):
+    """The token budget cannot cover the request's worst-case cost (402)."""
+
+    default_code = "budget_exceeded"
+
+    def __init__(self, message: str, *, rate_limits: Any = None) -> None:
+        super().__init__(message)
+        # apps.tenants.ratelimit.RateLimits: the buckets to report in X-RateLimit-*.
+        self.rate_limits = rate_limits
+
+
+class RateLimited(DomainError):
+    """Over a rate limit or a queue cap (429); retry after ``retry_after_seconds``."""
+
+    default_code = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_seconds: int,
+        code: str | None = None,
+        param: str | None = None,
+        rate_limits: Any = None,
+    ) -> None:
+        super().__init__(message, code=code, param=param)
+        self.retry_after_seconds = retry_after_seconds
+        self.rate_limits = rate_limits
+
+
+class Unavailable(DomainError):
+    """Something the request needs is missing for now (503); retry later."""
+
+    default_code = "unavailable"
+
+    def __init__(
+        self, message: str, *, retry_after_seconds: int, code: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message, code=code, param=param)
+        self.retry_after_seconds = retry_after_seconds
