@@ -15,6 +15,8 @@ from typing import Callable
 
 from django.core.exceptions import ImproperlyConfigured
 
+from llmagentos import env
+
 
 def load_secret(
     *,
@@ -24,7 +26,7 @@ def load_secret(
     filename: str,
     generate: Callable[[], str],
 ) -> str:
-    value = os.environ.get(env_var, "").strip()
+    value = env.string(env_var).strip()
     if value:
         return value
     if profile == "production":

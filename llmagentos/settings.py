@@ -9,25 +9,21 @@ without real secrets).
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
-from django.core.exceptions import ImproperlyConfigured
 from huey import PriorityRedisHuey, SqliteHuey
 
+from llmagentos import env
 from llmagentos.local_secrets import load_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("DATA_DIR") or BASE_DIR / "var").resolve()
+DATA_DIR = Path(env.string("DATA_DIR") or BASE_DIR / "var").resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-PROFILE = os.environ.get("LLMAGENTOS_PROFILE", "local")
-if PROFILE not in ("local", "production"):
-    raise ImproperlyConfigured(f"LLMAGENTOS_PROFILE must be 'local' or 'production', not {PROFILE!r}")
+PROFILE = env.choice("LLMAGENTOS_PROFILE", "local", ("local", "production"))
 
 SECRET_KEY = load_secret(
     env_var="SECRET_KEY",
@@ -48,17 +44,20 @@ MASTER_KEYS = [
     ).split(",")
     if key.strip()
 ]
+for _key in MASTER_KEYS:
+    try:
+        Fernet(_key.encode())
+    except ValueError:
+        # A secret: the message names the variable and the form, never the value.
+        raise env.malformed(
+            "MASTER_KEYS", None, "comma-separated Fernet keys (32 url-safe base64-encoded bytes each)"
+        ) from None
 
-DEBUG = os.environ.get("DEBUG", "") == "1" and PROFILE == "local"
+DEBUG = env.boolean("DEBUG") and PROFILE == "local"
 
-HOST = os.environ.get("HOST", "127.0.0.1")
-ALLOWED_HOSTS = sorted(
-    {HOST, "127.0.0.1", "localhost", "[::1]", "testserver"}
-    | {h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()}
-)
-CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
-]
+HOST = env.string("HOST", "127.0.0.1")
+ALLOWED_HOSTS = sorted({HOST, "127.0.0.1", "localhost", "[::1]", "testserver"} | set(env.comma_list("ALLOWED_HOSTS")))
+CSRF_TRUSTED_ORIGINS = env.comma_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -115,15 +114,21 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
+DATABASE_URL = env.string("DATABASE_URL")
 if DATABASE_URL:
-    DB_CONN_MAX_AGE = int(os.environ.get("DB_CONN_MAX_AGE", "0"))
+    DB_CONN_MAX_AGE = env.whole_seconds("DB_CONN_MAX_AGE", 0)
     # Connections per process kept in a pool (PostgreSQL; 0: none). A worker's
     # slot threads give theirs back while a generation streams
     # (apps.workers.execution), so a worker with hundreds of slots needs a few
     # connections, not one per slot. Django's pool needs CONN_MAX_AGE 0.
-    DB_POOL_MAX_SIZE = int(os.environ.get("DB_POOL_MAX_SIZE", "16"))
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE)}
+    DB_POOL_MAX_SIZE = env.integer("DB_POOL_MAX_SIZE", 16, minimum=0, expected="a number of connections")
+    _database = env.parsed(
+        "DATABASE_URL",
+        lambda url: dj_database_url.parse(url, conn_max_age=DB_CONN_MAX_AGE),
+        "a database URL such as postgres://user:password@host:5432/name",
+    )
+    assert _database is not None  # DATABASE_URL is set
+    DATABASES = {"default": _database}
     if DATABASES["default"]["ENGINE"].endswith("postgresql") and DB_POOL_MAX_SIZE > 0 and DB_CONN_MAX_AGE == 0:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
@@ -148,8 +153,9 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Queue (Huey) ------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
-HUEY_NAME = os.environ.get("HUEY_NAME", "llmagentos")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_URL = env.url("REDIS_URL", REDIS_SCHEMES, "redis://host:6379/0")
+HUEY_NAME = env.string("HUEY_NAME", "llmagentos")
 if REDIS_URL:
     HUEY = PriorityRedisHuey(HUEY_NAME, url=REDIS_URL, results=False)
 else:
@@ -158,13 +164,13 @@ else:
 # --- Admission (apps.scheduler.admission) -------------------------------------------
 # Rate-limit buckets live in Redis when there is one (a Lua script keeps them
 # atomic across API processes), else in the database (a conditional UPDATE).
-RATE_LIMIT_REDIS_URL = os.environ.get("RATE_LIMIT_REDIS_URL", REDIS_URL)
+RATE_LIMIT_REDIS_URL = env.url("RATE_LIMIT_REDIS_URL", REDIS_SCHEMES, "redis://host:6379/0", default=REDIS_URL)
 # Retry-After of a "queue_full" refusal: a guess, since how soon a slot frees
 # depends on the tenant's running tasks.
-QUEUE_FULL_RETRY_AFTER_SECONDS = int(os.environ.get("QUEUE_FULL_RETRY_AFTER_SECONDS", "10"))
+QUEUE_FULL_RETRY_AFTER_SECONDS = env.whole_seconds("QUEUE_FULL_RETRY_AFTER_SECONDS", 10)
 # Reservations of tasks that ended without being settled (a process died between
 # the two) are settled by a periodic sweep once they are this old.
-SETTLEMENT_SWEEP_AFTER_SECONDS = int(os.environ.get("SETTLEMENT_SWEEP_AFTER_SECONDS", "60"))
+SETTLEMENT_SWEEP_AFTER_SECONDS = env.whole_seconds("SETTLEMENT_SWEEP_AFTER_SECONDS", 60)
 
 # --- Auth ----------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -184,7 +190,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "llmagentos.api_errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.openapi.ContractAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -197,63 +203,74 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # The credentials an API client presents; the admin's session is the browser's.
+    "AUTHENTICATION_WHITELIST": [
+        "apps.tenants.authentication.ApiKeyAuthentication",
+        "apps.security.authentication.OperatorTokenAuthentication",
+    ],
+    # One name per choice set used by several fields (else the names collide).
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStateEnum": "apps.tasks.models.TaskState",
+        "PriorityEnum": "apps.tasks.models.Priority",
+        "BudgetPeriodEnum": "apps.tenants.models.BudgetPeriod",
+        "WorkerStateEnum": "apps.workers.models.WorkerState",
+    },
 }
 
 # --- Plugins (model adapters) ------------------------------------------------------
 DEFAULT_PLUGINS = "plugins.echo,plugins.transformers,plugins.openai_compatible,plugins.vllm"
-LLMAGENTOS_PLUGINS = [
-    p.strip() for p in os.environ.get("LLMAGENTOS_PLUGINS", DEFAULT_PLUGINS).split(",") if p.strip()
-]
+LLMAGENTOS_PLUGINS = env.comma_list("LLMAGENTOS_PLUGINS", DEFAULT_PLUGINS)
 # Each plugin's settings, by plugin name: a JSON object in LLMAGENTOS_PLUGINS_CONFIG.
 # Default: the transformers adapter uses one torch thread, which is ~5x faster
 # for small models on a 2-core host than torch's default (measured; docs/plugins.md).
-try:
-    PLUGINS_CONFIG: dict[str, dict] = json.loads(
-        os.environ.get("LLMAGENTOS_PLUGINS_CONFIG") or '{"transformers": {"cpu_threads": 1}}'
-    )
-except ValueError as exc:
-    raise ImproperlyConfigured(f"LLMAGENTOS_PLUGINS_CONFIG is not valid JSON: {exc}") from exc
-if not isinstance(PLUGINS_CONFIG, dict) or not all(isinstance(v, dict) for v in PLUGINS_CONFIG.values()):
-    raise ImproperlyConfigured("LLMAGENTOS_PLUGINS_CONFIG must be a JSON object of objects, by plugin name")
+PLUGINS_CONFIG: dict[str, dict] = env.json_value(
+    "LLMAGENTOS_PLUGINS_CONFIG",
+    '{"transformers": {"cpu_threads": 1}}',
+    valid=lambda value: isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()),
+    expected='a JSON object of objects, by plugin name, such as {"transformers": {"cpu_threads": 1}}',
+)
 
 # --- Task execution ---------------------------------------------------------------
-TASK_LEASE_SECONDS = int(os.environ.get("TASK_LEASE_SECONDS", "60"))
-TASK_MAX_ATTEMPTS = int(os.environ.get("TASK_MAX_ATTEMPTS", "3"))
+TASK_LEASE_SECONDS = env.whole_seconds("TASK_LEASE_SECONDS", 60)
+TASK_MAX_ATTEMPTS = env.integer("TASK_MAX_ATTEMPTS", 3, minimum=1, expected="a number of attempts")
 # A queued task not claimed this long after dispatch is handed to Huey again
 # (the database is the source of truth; a lost queue message must not strand it).
-DISPATCH_STALE_SECONDS = int(os.environ.get("DISPATCH_STALE_SECONDS", "300"))
-WORKER_NAME = os.environ.get("WORKER_NAME", "")
+DISPATCH_STALE_SECONDS = env.whole_seconds("DISPATCH_STALE_SECONDS", 300)
+WORKER_NAME = env.string("WORKER_NAME")
 # The dispatcher's round when nothing wakes it, and how long a queued task
 # waits before it competes one priority class higher (docs/scheduling.md).
-SCHEDULER_TICK_SECONDS = float(os.environ.get("SCHEDULER_TICK_SECONDS", "0.05"))
-SCHEDULER_AGING_SECONDS = float(os.environ.get("SCHEDULER_AGING_SECONDS", "300"))
+SCHEDULER_TICK_SECONDS = env.seconds("SCHEDULER_TICK_SECONDS", 0.05)
+SCHEDULER_AGING_SECONDS = env.seconds("SCHEDULER_AGING_SECONDS", 300)
 # Tokens (at weight 1) of work a tenant returning from idleness may have served
 # ahead of the backlogged tenants of its class (policy.FairScheduler's
 # idle_credit; docs/scheduling.md): a quiet tenant's burst starts at once.
 # Replica scaling thresholds (apps.scheduler.autoscale.ScalingRules; docs/scheduling.md "Replicas").
+# Only the ones set here; ScalingRules checks their ranges.
 REPLICA_SCALING = {
-    name: float(os.environ[env])
-    for name, env in {
-        "up_queue_per_slot": "REPLICA_UP_QUEUE_PER_SLOT",
-        "up_after_seconds": "REPLICA_UP_AFTER_SECONDS",
-        "down_utilisation": "REPLICA_DOWN_UTILISATION",
-        "down_after_seconds": "REPLICA_DOWN_AFTER_SECONDS",
-        "cooldown_seconds": "REPLICA_COOLDOWN_SECONDS",
+    name: value
+    for name, value in {
+        "up_queue_per_slot": env.number("REPLICA_UP_QUEUE_PER_SLOT", None, expected="a number of queued tasks per slot"),
+        "up_after_seconds": env.number("REPLICA_UP_AFTER_SECONDS", None, minimum=0, expected=env.SECONDS),
+        "down_utilisation": env.number("REPLICA_DOWN_UTILISATION", None, expected="a fraction of slots in use, 0 to 1"),
+        "down_after_seconds": env.number("REPLICA_DOWN_AFTER_SECONDS", None, minimum=0, expected=env.SECONDS),
+        "cooldown_seconds": env.number("REPLICA_COOLDOWN_SECONDS", None, minimum=0, expected=env.SECONDS),
     }.items()
-    if os.environ.get(env)
+    if value is not None
 }
-SCHEDULER_IDLE_CREDIT_TOKENS = float(os.environ.get("SCHEDULER_IDLE_CREDIT_TOKENS", "50000"))
+SCHEDULER_IDLE_CREDIT_TOKENS = env.number(
+    "SCHEDULER_IDLE_CREDIT_TOKENS", 50000, minimum=0, expected="a number of tokens"
+)
 # run_worker heartbeats this often; a running worker silent for WORKER_LOST_SECONDS shows as lost.
-WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "5"))
-WORKER_LOST_SECONDS = float(os.environ.get("WORKER_LOST_SECONDS", "30"))
+WORKER_HEARTBEAT_SECONDS = env.seconds("WORKER_HEARTBEAT_SECONDS", 5)
+WORKER_LOST_SECONDS = env.seconds("WORKER_LOST_SECONDS", 30)
 
 # --- Streaming ------------------------------------------------------------------------
 # Chunks arriving faster than this are joined into one stream message.
-STREAM_COALESCE_SECONDS = float(os.environ.get("STREAM_COALESCE_SECONDS", "0.02"))
-STREAM_TTL_SECONDS = int(os.environ.get("STREAM_TTL_SECONDS", "86400"))  # Redis stream log lifetime
+STREAM_COALESCE_SECONDS = env.seconds("STREAM_COALESCE_SECONDS", 0.02)
+STREAM_TTL_SECONDS = env.whole_seconds("STREAM_TTL_SECONDS", 86400)  # Redis stream log lifetime
 STREAM_TOKEN_SECONDS = 300
 # Browser origins (besides the server's own host) allowed to open streams; "*" for any.
-STREAM_ALLOWED_ORIGINS = [o.strip() for o in os.environ.get("STREAM_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+STREAM_ALLOWED_ORIGINS = env.comma_list("STREAM_ALLOWED_ORIGINS")
 
 # --- Static files ------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -267,11 +284,13 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# The names logging accepts (it refuses other spellings, "info" included, only when configured).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL", "NOTSET")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["stderr"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["stderr"], "level": env.choice("LOG_LEVEL", "INFO", LOG_LEVELS)},
     # run_huey adds its own handler to "huey"; propagating would print each line twice.
     "loggers": {"huey": {"propagate": False}},
 }

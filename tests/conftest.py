@@ -7,9 +7,11 @@ PostgreSQL + Redis; nothing here depends on which.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
+import hypothesis
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,6 +20,16 @@ from django.test import Client
 from apps.scheduler.queues import ModelQueue, created_queues, model_queue
 from apps.tenants.models import Tenant
 from apps.tenants.services import create_tenant, issue_api_key
+
+# Property tests run the same examples on every run and machine: examples drawn from a
+# seed derived from each test, no example database carried between runs, no deadline
+# (a slow shared CI box is not a failure), and a failure prints the blob that replays
+# it (@reproduce_failure). Loaded here, before the test modules are imported, so their
+# own @settings(...) inherit it. HYPOTHESIS_PROFILE=default gives random exploration.
+hypothesis.settings.register_profile(
+    "ci", derandomize=True, database=None, max_examples=100, deadline=None, print_blob=True
+)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclass
@@ -48,6 +60,13 @@ class ApiClient:
 
     def delete(self, path: str, **headers) -> ApiResponse:
         return self._wrap(self._client.delete(path, headers=headers))
+
+    def patch(self, path: str, body: Any = None, **headers) -> ApiResponse:
+        return self._wrap(self._client.patch(path, json.dumps(body), content_type="application/json", headers=headers))
+
+    def send(self, method: str, path: str, data: bytes, content_type: str, **headers) -> ApiResponse:
+        """A request whose body goes as given: a malformed or non-JSON body."""
+        return self._wrap(self._client.generic(method.upper(), path, data, content_type=content_type, headers=headers))
 
 
 @pytest.fixture

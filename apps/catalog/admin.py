@@ -1,10 +1,11 @@
 """Models and their versions in the admin: the alias, the artifacts, placement problems and queues.
 
 A version that no worker can host (``placement_error``, written by the
-placement run) shows in the lists and as a warning on top of them. The model
-list shows each model's queue: tasks queued and running, the slots of the
-workers serving it, and the estimated wait of a task submitted now
-(apps.scheduler.estimates).
+placement run) shows in the lists and as a warning on top of them. The scheduler's
+admin (apps.scheduler.admin) adds each model's queue columns to the model list.
+
+Every save and delete here goes through ``CatalogChangesReplan``: the placement
+runs again once the change is committed (apps.catalog.services.catalog_changed).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from django.http import HttpRequest
 
 from apps.catalog import services
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.scheduler.estimates import QueueStats, queue_stats
 
 GIB = 1024**3
 
@@ -31,6 +31,26 @@ def _warn_unplaceable(request: HttpRequest) -> None:
         messages.warning(request, f"No worker can host {version.spec}: {version.placement_error}")
 
 
+class CatalogChangesReplan(admin.ModelAdmin):
+    """Saves and deletes made in the admin replan placement, as the services' own do."""
+
+    def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.catalog_changed()
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # the versions inline
+        services.catalog_changed()
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        super().delete_model(request, obj)
+        services.catalog_changed()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        services.catalog_changed()
+
+
 class ModelVersionInline(admin.StackedInline):
     model = ModelVersion
     fk_name = "model"
@@ -41,10 +61,9 @@ class ModelVersionInline(admin.StackedInline):
 
 
 @admin.register(LLMModel)
-class LLMModelAdmin(admin.ModelAdmin):
+class LLMModelAdmin(CatalogChangesReplan):
     list_display = [
-        "name", "adapter", "current_version", "placement", "queued", "running", "slots", "estimated_wait",
-        "enabled", "is_public", "created_at",
+        "name", "adapter", "current_version", "placement", "enabled", "is_public", "created_at",
     ]
     list_filter = ["adapter", "enabled", "is_public"]
     search_fields = ["name", "description"]
@@ -67,38 +86,13 @@ class LLMModelAdmin(admin.ModelAdmin):
         problems = [f"{v.version}: {v.placement_error}" for v in obj.versions.all() if v.placement_error]
         return "; ".join(problems) or "ok"
 
-    # The queue columns: one queue_stats per row (a few queries), shared by its four cells.
-    def _queue(self, obj: LLMModel) -> QueueStats:
-        stats = getattr(obj, "_admin_queue_stats", None)
-        if stats is None:
-            stats = obj._admin_queue_stats = queue_stats(obj)
-        return stats
-
-    @admin.display(description="queued")
-    def queued(self, obj: LLMModel) -> int:
-        return self._queue(obj).queued
-
-    @admin.display(description="running")
-    def running(self, obj: LLMModel) -> int:
-        return self._queue(obj).running
-
-    @admin.display(description="slots")
-    def slots(self, obj: LLMModel) -> int:
-        return self._queue(obj).slots
-
-    @admin.display(description="est. wait of a new task")
-    def estimated_wait(self, obj: LLMModel) -> str:
-        stats = self._queue(obj)
-        wait = stats.start_after(stats.queued + 1)
-        return "unknown" if wait is None else f"{wait:.1f} s"
-
     def changelist_view(self, request: HttpRequest, extra_context=None):
         _warn_unplaceable(request)
         return super().changelist_view(request, extra_context)
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(CatalogChangesReplan):
     list_display = ["spec", "model", "version", "current", "device", "gpu_memory", "size_bytes", "placement_error",
                     "created_at"]
     list_filter = ["model", "device"]

@@ -9,6 +9,9 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from apps.catalog.devices import Device
+from apps.catalog.plugins import registry
+from apps.catalog.resources import VersionError, complete_resource_needs
 from apps.tenants.models import Tenant
 
 model_name_validator = RegexValidator(
@@ -57,8 +60,6 @@ class LLMModel(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from apps.catalog.plugins import registry
-
         if self.adapter not in registry.adapter_names:
             raise ValidationError(
                 {"adapter": f"unknown adapter; registered: {', '.join(registry.adapter_names) or 'none'}"}
@@ -69,16 +70,11 @@ class LLMModel(models.Model):
             raise ValidationError({"current_version": "must be one of this model's versions"})
 
 
-class Device(models.TextChoices):
-    CPU = "cpu"
-    GPU = "gpu"
-
-
 class ModelVersion(models.Model):
     """One version of a model: its artifact, config overrides and resource needs.
 
     Written by apps.catalog.services (and the admin). The placement fields are
-    written by the placement run (apps.workers.services.apply_placement).
+    written by the placement run (apps.scheduler.placer.apply_placement).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -118,8 +114,6 @@ class ModelVersion(models.Model):
         return self.model.current_version_id == self.pk
 
     def clean(self) -> None:
-        from apps.catalog.services import VersionError, complete_resource_needs
-
         if not isinstance(self.adapter_config, dict):
             raise ValidationError({"adapter_config": "must be a JSON object"})
         if self.gpu_memory_bytes is not None and self.gpu_memory_bytes < 0:

@@ -13,9 +13,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.catalog.adapters import AdapterConfigError, ModelAdapter, ResourceNeeds
+from apps.catalog import hooks
+from apps.catalog.adapters import AdapterConfigError, ModelAdapter
 from apps.catalog.artifacts import ArtifactError, artifact_path, digest
-from apps.catalog.models import Device, LLMModel, ModelVersion
+from apps.catalog.models import LLMModel, ModelVersion
+from apps.catalog.resources import VersionError, effective_adapter_config
 from apps.catalog.plugins import registry
 from apps.tenants.models import Tenant
 from apps.core.errors import Unavailable
@@ -77,73 +79,6 @@ def refuse_unplaceable(target: ModelTarget) -> None:
 # --- Versions -----------------------------------------------------------------------------
 
 
-class VersionError(ValueError):
-    """A version cannot be created as asked; ``field`` names the culprit."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def effective_adapter_config(model: LLMModel, version: ModelVersion | None) -> dict[str, Any]:
-    """The config an adapter gets: the model's, the version's artifact path as "path",
-    then the version's own overrides (which may set "path", or any other key, themselves)."""
-    config = dict(model.adapter_config)
-    if version is None:
-        return config
-    if version.artifact_uri:
-        config["path"] = str(artifact_path(version.artifact_uri))
-    config.update(version.adapter_config)
-    return config
-
-
-def complete_resource_needs(version: ModelVersion) -> None:
-    """Fill in the version's device and GPU memory from its adapter where not given.
-
-    The adapter is created (never loaded) with the version's config, so an
-    adapter that measures its weights needs the artifact reachable here;
-    where it is not, give the needs explicitly.
-    """
-    if version.artifact_uri:
-        try:
-            artifact_path(version.artifact_uri)
-        except ArtifactError as exc:
-            raise VersionError(str(exc), "artifact_uri") from exc
-    if version.device and (version.gpu_memory_bytes is not None or version.device == Device.CPU):
-        _check_needs(version)
-        return
-    needs = adapter_resource_needs(version.model, version)
-    if version.device == Device.GPU and needs.device != Device.GPU:
-        raise VersionError("the adapter reports no GPU need on this host; give the GPU memory explicitly",
-                           "gpu_memory_bytes")
-    version.device = version.device or needs.device
-    if version.gpu_memory_bytes is None:
-        version.gpu_memory_bytes = needs.gpu_memory_bytes if version.device == Device.GPU else 0
-    _check_needs(version)
-
-
-def _check_needs(version: ModelVersion) -> None:
-    if version.device == Device.CPU and version.gpu_memory_bytes:
-        raise VersionError("a CPU version needs no GPU memory", "gpu_memory_bytes")
-    if version.gpu_memory_bytes is None:
-        version.gpu_memory_bytes = 0
-
-
-def adapter_resource_needs(model: LLMModel, version: ModelVersion | None) -> ResourceNeeds:
-    try:
-        adapter = registry.create_adapter(model.adapter, effective_adapter_config(model, version))
-        needs = adapter.resources()
-    except Exception as exc:  # whatever the plugin raises, the operator needs the reason, not a 500
-        raise VersionError(
-            f"the {model.adapter!r} adapter cannot tell what this version needs ({exc}); "
-            "give the device and GPU memory explicitly",
-            "device",
-        ) from exc
-    if needs.device not in Device.values:
-        raise VersionError(f"the {model.adapter!r} adapter reported an unknown device {needs.device!r}", "device")
-    return needs
-
-
 def create_version(
     model: LLMModel,
     label: str,
@@ -193,6 +128,7 @@ def create_version(
         version.save()
         if make_current:
             make_version_current(version)
+        catalog_changed()
     return version
 
 
@@ -207,14 +143,20 @@ def make_version_current(version: ModelVersion) -> LLMModel:
 
     Tasks already submitted keep the version they were given; workers keep
     the old version while it has unfinished tasks (see docs/operations.md).
-    Saved with save(), not update(): the post_save signal replans placement.
     """
     model = LLMModel.objects.get(pk=version.model_id)
     if model.current_version_id != version.pk:
         model.current_version = version
         model.save(update_fields=["current_version"])
         logger.info("model %s: current version is now %s", model.name, version.version)
+        catalog_changed()
     return model
+
+
+def catalog_changed() -> None:
+    """Call after any write to models or versions (services here, the admin):
+    the placement runs again once the change is committed."""
+    hooks.fire_after_commit()
 
 
 def record_placement(errors: Mapping[Any, str], checked: Collection[Any]) -> None:
@@ -330,7 +272,7 @@ def ensure_tiny_model(path) -> LLMModel:
     from apps.catalog.tiny_model import build_tiny_model  # imports torch: only when asked
 
     built = build_tiny_model(path)
-    model, _ = LLMModel.objects.get_or_create(
+    model, created = LLMModel.objects.get_or_create(
         name=TINY_MODEL_NAME,
         defaults={
             "description": "A tiny Llama-architecture model with random weights and a locally trained "
@@ -341,4 +283,6 @@ def ensure_tiny_model(path) -> LLMModel:
             "enabled": True,
         },
     )
+    if created:
+        catalog_changed()
     return model

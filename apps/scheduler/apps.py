@@ -7,5 +7,16 @@ class SchedulerConfig(AppConfig):
     verbose_name = "Scheduler"
 
     def ready(self) -> None:
-        # Registers the periodic jobs with Huey in every process (the consumer runs them).
-        from apps.scheduler import jobs  # noqa: F401
+        # jobs: registers the periodic jobs with Huey in every process (the consumer runs them).
+        from apps.catalog import hooks as catalog_hooks
+        from apps.scheduler import admission, estimates, jobs, placer, wakeup  # noqa: F401
+        from apps.tasks import lifecycle
+
+        # What the tasks app asks and announces (apps.tasks.lifecycle has the table).
+        lifecycle.admit.register(admission.admit)
+        lifecycle.estimate_wait.register(estimates.task_wait)
+        lifecycle.ending.register("scheduler.settle", admission.settle_task)
+        lifecycle.ended.register("scheduler.wake", lambda _task_id, _task: wakeup.wake_dispatcher())
+        lifecycle.ready.register("scheduler.wake", wakeup.wake_dispatcher)
+        lifecycle.submitted.register("scheduler.place_pinned", placer.place_pinned_version)
+        catalog_hooks.placement_inputs_changed.register("scheduler.place", placer.replan)

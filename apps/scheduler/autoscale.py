@@ -2,7 +2,7 @@
 
 Pure Python, no Django, no clock of its own: ``decide`` takes the version's
 load at ``now`` and the state of the previous decision, and returns the new
-state. ``apps.workers.services.apply_placement`` keeps the state in the
+state. ``apps.scheduler.placer.apply_placement`` keeps the state in the
 database (``ReplicaTarget``), runs this for every placed GPU version, and
 hands the desired counts to the placement (``apps.scheduler.placement``),
 which puts at most that many copies of the version on workers with room.
@@ -135,11 +135,12 @@ def decide(state: ReplicaState, load: Load, now: float, rules: ScalingRules = Sc
     cooled = state.changed_at is None or now - state.changed_at >= rules.cooldown_seconds
     kept = replace(state, long_since=long_since, idle_since=idle_since)
 
-    if long and cooled and now - long_since >= rules.up_after_seconds:
+    # (``long_since`` is set exactly when ``long`` holds, ``idle_since`` when ``idle`` does.)
+    if long_since is not None and cooled and now - long_since >= rules.up_after_seconds:
         reason = f"{load.queued} queued for {load.slots} slots for {now - long_since:.0f} s"
         # The timer restarts: the next step needs a full period measured with this replica's slots.
         return Decision(ReplicaState(state.desired + 1, now, None, now), state.desired, reason)
-    if idle and cooled and now - idle_since >= rules.down_after_seconds:
+    if idle_since is not None and cooled and now - idle_since >= rules.down_after_seconds:
         reason = (
             f"nothing queued and {load.running} running, at most {rules.down_utilisation:.0%} "
             f"of the {left_without_newest} slots left without the newest replica, for {now - idle_since:.0f} s"

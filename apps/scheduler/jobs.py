@@ -3,7 +3,8 @@
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from apps.scheduler import admission, dispatch
+from apps.scheduler import admission, dispatch, placer
+from apps.tasks import retention
 
 
 @db_periodic_task(crontab(minute="*"))
@@ -25,13 +26,9 @@ def settle_forgotten_charges() -> None:
 def place_models() -> None:
     # Catches up on what no event triggers: a worker gone lost, a rollover's old
     # version whose last task ended (its GPU memory is free again).
-    from apps.workers.services import apply_placement
-
-    apply_placement()
+    placer.apply_placement()
 
 
 @db_periodic_task(crontab(minute="17", hour="3"))
 def purge_expired_outputs() -> None:
-    from apps.tasks.retention import purge_expired_outputs as purge
-
-    purge()
+    retention.purge_expired_outputs()

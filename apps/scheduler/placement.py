@@ -1,6 +1,6 @@
 """Where each model version runs: first-fit decreasing bin packing on GPU memory.
 
-Pure Python, no Django: ``apps.workers.services.apply_placement`` gathers the
+Pure Python, no Django: ``apps.scheduler.placer.apply_placement`` gathers the
 items (live model versions and what each needs) and the bins (active managed
 workers and the free memory of each of their GPUs), calls ``plan_placement``
 and writes the result.

@@ -342,6 +342,7 @@ class FairScheduler:
             key = (flow.tag + cls.offset, cls.base, flow.tenant.seq)
             if best is None or key < best[0]:
                 best = (key, cls, flow)
+        assert best is not None  # eligible is not empty, so some class sits at the top level
         _, cls, flow = best
         return self._dispatch(cls, flow)
 
@@ -394,9 +395,12 @@ class FairScheduler:
             return None
         copy = self._copy()
         place = 1
-        while copy.next(now, frozenset()).task_id != task_id:
+        while True:
+            entry = copy.next(now, frozenset())
+            assert entry is not None  # the task is queued, so the order reaches it
+            if entry.task_id == task_id:
+                return place
             place += 1
-        return place
 
     # ---------------------------------------------------------------- internals
 
@@ -454,7 +458,7 @@ class FairScheduler:
         return steps
 
     @staticmethod
-    def _top(heap: list, tags: bool) -> _Flow:
+    def _top(heap: list[tuple[float, int, int, _Flow]], tags: bool) -> _Flow:
         """The best flow in a class heap (which holds a current entry for each of its flows)."""
         while True:
             _, _, version, flow = heap[0]
@@ -527,11 +531,11 @@ class FairScheduler:
             copy = twin._tenants[name] = _Tenant(name, state.seq, state.weight, state.capped)
             for flow, flow_copy in zip(state.flows, copy.flows):
                 flow_copy.tag = flow.tag
-                for *key, task in flow.tasks:
+                for neg_rank, enqueued_at, seq, task in flow.tasks:
                     if task.alive:
                         twin_task = _Task(task.task_id, flow_copy, task.cost, task.rank, task.enqueued_at, task.seq)
                         twin._tasks[task.task_id] = twin_task
-                        flow_copy.tasks.append((*key, twin_task))
+                        flow_copy.tasks.append((neg_rank, enqueued_at, seq, twin_task))
                 if flow_copy.tasks:
                     heapq.heapify(flow_copy.tasks)
                     flow_copy.live = len(flow_copy.tasks)

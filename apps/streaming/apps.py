@@ -5,3 +5,10 @@ class StreamingConfig(AppConfig):
     name = "apps.streaming"
     label = "streaming"
     verbose_name = "Streaming"
+
+    def ready(self) -> None:
+        from apps.streaming import services
+        from apps.tasks import lifecycle
+
+        lifecycle.ended.register("streaming.done", services.publish_end)
+        lifecycle.erased.register("streaming.purge", services.purge_streams)

@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from apps.streaming.auth import SUBPROTOCOL, authorised_task, origin_allowed
-from apps.streaming.events import CHUNK, DONE, client_message
+from apps.streaming.events import CHUNK, DONE, client_message, done_message, end_of
 from apps.streaming.hub import Subscription, hub
 from apps.streaming.log import stream_log
 from apps.streaming.status import status_board
@@ -123,14 +123,7 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
 
     async def _finish_from_database(self) -> None:
         task = await database_sync_to_async(Task.objects.get)(pk=self.task.id)
-        await self._send(
-            {
-                "type": "done",
-                "status": task.state,
-                "usage": task.usage,
-                "error": {"code": task.error_code, "message": task.error_message} if task.error_code else None,
-            }
-        )
+        await self._send(done_message(end_of(task)))
         await self.close(code=1000)
 
     async def _send(self, message: dict) -> None:

@@ -28,6 +28,20 @@ def seal(cipher: TenantCipher, kind: str, seq: int, body: dict[str, Any]) -> Sto
     return StoredEvent(kind=kind, seq=seq, payload=cipher.encrypt_json(body))
 
 
+def end_of(task: Any) -> dict[str, Any]:
+    """The body of a task's ``done`` event, from its row's end state (the one definition)."""
+    return {
+        "status": task.state,
+        "usage": task.usage,
+        "error": {"code": task.error_code, "message": task.error_message} if task.error_code else None,
+    }
+
+
+def done_message(body: dict[str, Any]) -> dict[str, Any]:
+    """The Contracts' last message of a stream."""
+    return {"type": "done", "status": body["status"], "usage": body.get("usage"), "error": body.get("error")}
+
+
 def client_message(cipher: TenantCipher, event: StoredEvent) -> dict[str, Any]:
     """The Contracts' message for a stored event."""
     body = cipher.decrypt_json(event.payload)
@@ -35,4 +49,4 @@ def client_message(cipher: TenantCipher, event: StoredEvent) -> dict[str, Any]:
         return {"type": "chunk", "seq": event.seq, "text": body["text"]}
     if event.kind == RESTART:
         return {"type": "restart", "attempt": body["attempt"]}
-    return {"type": "done", "status": body["status"], "usage": body.get("usage"), "error": body.get("error")}
+    return done_message(body)

@@ -8,4 +8,6 @@ class TasksConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the periodic jobs with Huey in every process (the consumer runs them).
-        from apps.tasks import jobs  # noqa: F401
+        from apps.tasks import dependencies, jobs, lifecycle  # noqa: F401
+
+        lifecycle.ended.register("tasks.dependants", dependencies.task_ended)

@@ -3,10 +3,10 @@
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from apps.tasks import workflows
+from apps.tasks import dependencies
 
 
 @db_periodic_task(crontab(minute="*"))
 def settle_stranded_waiting_tasks() -> None:
     """Waiting tasks whose parents' end hooks were lost with a crashed process."""
-    workflows.settle_stranded()
+    dependencies.settle_stranded()

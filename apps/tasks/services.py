@@ -14,7 +14,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -23,11 +22,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
-from apps.scheduler.admission import admit, settle_task
-from apps.scheduler.wakeup import wake_dispatcher
 from apps.tenants.ratelimit import RateLimits
-from apps.streaming.services import publish_done, purge_stream
-from apps.tasks import workflows
+from apps.tasks import dependencies, lifecycle
 from apps.tasks.models import CANCELLABLE_BEFORE_START, TERMINAL_STATES, IdempotencyKey, Priority, Task, TaskState
 from apps.tenants.models import ApiKey, Tenant
 from apps.core.errors import Conflict, UnknownModel
@@ -82,7 +78,7 @@ def submit_task(
     try:
         with transaction.atomic():
             # Quotas (403/429/402) and the budget reservation, in this transaction.
-            admission = admit(tenant, api_key, model, request)
+            admission = lifecycle.admit(tenant, api_key, model, request)
             task = Task.objects.create(
                 id=admission.task_id,
                 tenant=tenant,
@@ -104,13 +100,14 @@ def submit_task(
                 queued_at=None if request.depends_on else now,
             )
             if request.depends_on:
-                workflows.attach_parents(task, request.depends_on)
+                dependencies.attach_parents(task, request.depends_on)
             if key_digest:
                 IdempotencyKey.objects.create(
                     tenant=tenant, key_digest=key_digest, request_digest=request_digest, task=task
                 )
+            lifecycle.announce_submitted(task)
             if task.state == TaskState.QUEUED:
-                transaction.on_commit(wake_dispatcher)  # ready: the dispatcher picks it by policy
+                lifecycle.announce_ready(task)  # the dispatcher picks it by policy
     except IntegrityError:
         # A concurrent request with the same key won the race; answer as it did.
         earlier = _earlier_submission(tenant, key_digest, request_digest) if key_digest else None
@@ -137,24 +134,6 @@ def tasks_with_client_ref(tenant: Tenant, client_ref: str):
     return Task.objects.for_tenant(tenant).filter(client_ref_digest=tenant.cipher.blind_index(client_ref))
 
 
-def read_input(task: Task) -> dict[str, Any] | None:
-    if task.input_ciphertext is None:
-        return None
-    return task.tenant.cipher.decrypt_json(task.input_ciphertext)
-
-
-def read_meta(task: Task) -> dict[str, Any]:
-    if task.meta_ciphertext is None:
-        return {"metadata": {}, "client_ref": None}
-    return task.tenant.cipher.decrypt_json(task.meta_ciphertext)
-
-
-def read_output(task: Task) -> str | None:
-    if task.output_ciphertext is None:
-        return None
-    return task.tenant.cipher.decrypt_json(task.output_ciphertext)["text"]
-
-
 def cancel_task(task: Task) -> Task:
     """Cancel now if it has not started; ask the worker to stop if it is running.
 
@@ -165,7 +144,7 @@ def cancel_task(task: Task) -> Task:
         state=TaskState.CANCELLED, finished_at=now, error_code="cancelled", error_message="cancelled by the tenant"
     )
     if cancelled:
-        _announce_end(task.pk)
+        lifecycle.announce_end(task.pk)
     else:
         Task.objects.filter(pk=task.pk, state=TaskState.RUNNING).update(cancel_requested=True)
     task.refresh_from_db()
@@ -196,11 +175,7 @@ def _erase(task_ids: list[uuid.UUID]) -> int:
         erased_at=timezone.now(),
     )
 
-    def purge_streams() -> None:
-        for task_id in task_ids:
-            purge_stream(task_id)
-
-    transaction.on_commit(purge_streams)
+    lifecycle.announce_erased(task_ids)
     return erased
 
 
@@ -282,7 +257,7 @@ def finish_task(
             ended = copy.copy(task)
             for name, value in fields.items():
                 setattr(ended, name, value)
-            _announce_end(task.pk, usage, ended)
+            lifecycle.announce_end(task.pk, usage, ended)
     return bool(updated)
 
 
@@ -332,27 +307,8 @@ def reap_expired_leases() -> tuple[list[Task], int]:
             if owned.update(state=TaskState.QUEUED, lease_expires_at=None, worker_name="", dispatched_at=None):
                 requeued.append(task)
         if ended:
-            _announce_end(task.pk)
+            lifecycle.announce_end(task.pk)
     return requeued, failed
-
-
-def _announce_end(task_id: uuid.UUID, usage: dict[str, int] | None = None, ended: Task | None = None) -> None:
-    """Every change to a terminal state settles the task's budget reservation (in
-    the caller's transaction) and ends the task's stream, once committed.
-    ``usage``: what the caller just recorded, if anything (saves reading it back);
-    ``ended``: the task with the end state the caller just wrote (state, usage,
-    error), tenant loaded (saves reading the row back after the commit)."""
-    settle_task(task_id, usage)
-
-    def publish() -> None:
-        task = ended if ended is not None else Task.objects.select_related("tenant").get(pk=task_id)
-        publish_done(task)
-
-    transaction.on_commit(publish)
-    # Release or fail the tasks waiting on this one.
-    transaction.on_commit(partial(workflows.task_ended, task_id), robust=True)
-    # A slot is free: the dispatcher may hand out the next task now.
-    transaction.on_commit(wake_dispatcher, robust=True)
 
 
 # Highest first. A queued task runs after those of a higher class and those of

@@ -1,23 +1,7 @@
-"""Task dependencies: linking, release, failure propagation, and workflows.
+"""Workflows: graphs of tasks submitted at once, their status and cancellation.
 
-The rules (docs/api.md, "Dependencies and workflows"):
-
-- A task with parents is created ``waiting``. It becomes ``queued`` once every
-  parent has succeeded; then, and only then, its ``{{KEY.output}}`` references
-  are replaced by the parents' outputs (apps.tasks.graph.substitute: literal,
-  one pass) and its encrypted input is rewritten with the result, so what
-  GET shows is what the model was given, and retries see the same text.
-- When a parent fails or is cancelled, every waiting descendant fails with
-  ``dependency_failed`` and a message naming that parent and its state.
-
-Races. Every transition here is a conditional UPDATE on ``state='waiting'``
-whose row count is checked, so a task is released (and announced to the
-dispatcher) or failed exactly once however many parents finish at the same
-moment. Nothing is locked: a parent's end and a child's submission each look
-at the other after their own commit (``task_ended`` after the parent's,
-``_settle`` after the child's), so whichever commits last sees both.
-``settle_stranded`` (a periodic job) catches a task whose hook was lost with
-a crashed process.
+Each node is a task like any other (apps.tasks.services.submit_task); the
+dependency rules between them live in apps.tasks.dependencies.
 """
 
 from __future__ import annotations
@@ -25,213 +9,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
-from django.utils import timezone
 
-from apps.scheduler.wakeup import wake_dispatcher
-from apps.tasks import graph
-from apps.tasks import services
-from apps.tasks.models import TERMINAL_STATES, Task, TaskDependency, TaskState, Workflow
+from apps.core.errors import DomainError
+from apps.tasks import graph, services
+from apps.tasks.dependencies import DEPENDENCY_FAILED, UNFINISHED_STATES
+from apps.tasks.models import TERMINAL_STATES, Task, TaskState, Workflow
+from apps.tasks.payloads import node_ids
 from apps.tenants.models import ApiKey, Tenant
 from apps.tenants.ratelimit import RateLimits
-from apps.core.errors import DomainError, InvalidInput
 
-DEPENDENCY_FAILED = "dependency_failed"
 MAX_WORKFLOW_NODES = 100
-MAX_PARENTS = 100
-UNFINISHED_STATES = (TaskState.WAITING, TaskState.QUEUED, TaskState.RUNNING)
-DOOMING_STATES = (TaskState.FAILED, TaskState.CANCELLED)
-
-
-# --- Single tasks: linking at submission ---------------------------------------------
-
-
-def attach_parents(task: Task, parent_ids: Sequence[str]) -> None:
-    """Link a task being submitted (created ``waiting``) to its parents.
-
-    Runs inside the submission's transaction: an unknown id — or another
-    tenant's, answered alike — rolls the task back with a 400. When the parents
-    have already finished, the task is released or failed at once, so the 201
-    shows its real state; ``task`` is refreshed to it.
-    """
-    mine = Task.objects.for_tenant(task.tenant).filter(pk__in=parent_ids)
-    found = {str(pk): pk for pk in mine.values_list("pk", flat=True)}
-    missing = [parent_id for parent_id in parent_ids if parent_id not in found]
-    if missing:
-        raise InvalidInput(f"depends_on: no task with id {missing[0]}", code="parent_not_found", param="depends_on")
-    parents = [found[parent_id] for parent_id in parent_ids]  # in the order given: GET shows it so
-    TaskDependency.objects.bulk_create([TaskDependency(child=task, parent_id=pk) for pk in parents])
-    _raise_ranks(parents, task.critical_path_rank + 1)
-    _settle(task.pk)
-    # A parent may finish between this read and our commit; its own hook then
-    # cannot see this uncommitted task, so look again once committed.
-    transaction.on_commit(partial(_settle_and_dispatch, [task.pk]), robust=True)
-    task.refresh_from_db()
-
-
-def _raise_ranks(task_ids: Iterable[uuid.UUID], rank: int) -> None:
-    """A new descendant chain may lengthen its ancestors' critical paths.
-
-    Only tasks not yet dispatched matter (waiting, queued); a queued task's
-    parents have all succeeded, so the walk goes on through waiting ones only.
-    """
-    not_started = (TaskState.WAITING, TaskState.QUEUED)
-    frontier = list(task_ids)
-    while frontier:
-        raised = list(
-            Task.objects.filter(pk__in=frontier, state__in=not_started, critical_path_rank__lt=rank).values_list(
-                "pk", flat=True
-            )
-        )
-        if not raised:
-            return
-        Task.objects.filter(pk__in=raised, critical_path_rank__lt=rank).update(critical_path_rank=rank)
-        frontier = list(
-            TaskDependency.objects.filter(child_id__in=raised, child__state=TaskState.WAITING)
-            .values_list("parent_id", flat=True)
-            .distinct()
-        )
-        rank += 1
-
-
-# --- Release and failure ---------------------------------------------------------------
-
-
-def task_ended(task_id: uuid.UUID) -> None:
-    """After a task's end is committed (apps.tasks.services._announce_end):
-    release its waiting children whose parents have all succeeded, or fail
-    all its waiting descendants when it failed or was cancelled."""
-    # Children first: most tasks have none, and then the task itself need not be read.
-    children = list(
-        Task.objects.filter(parent_links__parent_id=task_id, state=TaskState.WAITING)
-        .order_by("-critical_path_rank", "created_at")
-        .values_list("pk", flat=True)
-    )
-    if not children:
-        return
-    task = Task.objects.filter(pk=task_id).only("pk", "state", "error_code").first()
-    if task is None:
-        return
-    if task.state == TaskState.SUCCEEDED:
-        _settle_and_dispatch(children)
-    elif task.state in DOOMING_STATES:
-        _fail_waiting(children, _failure_reason(task))
-
-
-def _settle_and_dispatch(task_ids: Sequence[uuid.UUID]) -> None:
-    for task_id in task_ids:
-        released = _settle(task_id)
-        if released is not None:
-            # Ready now: tell the dispatcher, as a submission does.
-            transaction.on_commit(wake_dispatcher, robust=True)
-
-
-def _settle(task_id: uuid.UUID) -> Task | None:
-    """Release a waiting task whose parents all succeeded (its input resolved),
-    or fail it when a parent failed or was cancelled. The released task, else None."""
-    with transaction.atomic():
-        task = Task.objects.select_related("tenant", "workflow").filter(pk=task_id, state=TaskState.WAITING).first()
-        if task is None:
-            return None
-        parents = list(task.parents.only("pk", "state", "error_code", "output_ciphertext", "tenant_id"))
-        doomed = next((parent for parent in parents if parent.state in DOOMING_STATES), None)
-        if doomed is not None:
-            _fail_waiting([task.pk], _failure_reason(doomed))
-            return None
-        if any(parent.state != TaskState.SUCCEEDED for parent in parents):
-            return None
-        payload = services.read_input(task)
-        fields: dict[str, object] = {}
-        if payload is not None:
-            by_key = _parents_by_key(task, parents)
-            outputs = {key: services.read_output(parent) for key, parent in by_key.items()}
-            references = graph.input_references(payload.get("prompt"), payload.get("messages"))
-            erased = [by_key[key] for _, key in references if key in outputs and outputs[key] is None]
-            if erased:
-                _fail_waiting([task.pk], f"the output of dependency {erased[0].pk} was erased before this task ran")
-                return None
-            fields["input_ciphertext"] = task.tenant.cipher.encrypt_json(graph.substitute_input(payload, outputs))
-        released = Task.objects.filter(pk=task.pk, state=TaskState.WAITING).update(
-            state=TaskState.QUEUED, queued_at=timezone.now(), **fields
-        )
-        return task if released else None
-
-
-def _parents_by_key(task: Task, parents: Sequence[Task]) -> dict[str, Task]:
-    """What ``{{KEY.output}}`` names for ``task``: a parent by task id, and in a
-    workflow by node name too."""
-    by_key: dict[str, Task] = {}
-    for parent in parents:
-        parent.tenant = task.tenant  # same tenant by construction; saves a query each
-        by_key[str(parent.pk)] = parent
-    if task.workflow is not None:
-        task.workflow.tenant = task.tenant
-        for name, parent_id in node_ids(task.workflow).items():
-            if parent_id in by_key:
-                by_key[name] = by_key[parent_id]
-    return by_key
-
-
-def _failure_reason(parent: Task) -> str:
-    # The id, not a node name: error messages are stored in plain text, and
-    # names are the tenant's words (GET /api/v1/workflows/{id} maps ids to names).
-    if parent.state == TaskState.CANCELLED:
-        return f"dependency {parent.pk} was cancelled"
-    detail = f" ({parent.error_code})" if parent.error_code else ""
-    return f"dependency {parent.pk} failed{detail}"
-
-
-def _fail_waiting(start: Iterable[uuid.UUID], reason: str) -> int:
-    """Fail these waiting tasks and all their waiting descendants; how many failed.
-
-    One transaction, so the ends are announced (streams, task_ended hooks)
-    after all of them are recorded and the hooks find nothing left to do.
-    """
-    now = timezone.now()
-    failed = 0
-    with transaction.atomic():
-        frontier = list(start)
-        while frontier:
-            ended = []
-            for task_id in frontier:
-                if Task.objects.filter(pk=task_id, state=TaskState.WAITING).update(
-                    state=TaskState.FAILED, finished_at=now, error_code=DEPENDENCY_FAILED, error_message=reason
-                ):
-                    services._announce_end(task_id)
-                    ended.append(task_id)
-            failed += len(ended)
-            frontier = list(
-                TaskDependency.objects.filter(parent_id__in=ended, child__state=TaskState.WAITING)
-                .values_list("child_id", flat=True)
-                .distinct()
-            )
-    return failed
-
-
-def settle_stranded(limit: int = 500) -> int:
-    """Waiting tasks that could have moved: every parent finished, or one failed.
-
-    Their parents' hooks run after commit in the process that ended them; a
-    process that died in between leaves them here. Returns how many moved.
-    """
-    parents = Task.objects.filter(child_links__child=OuterRef("pk"))
-    stranded = (
-        Task.objects.filter(state=TaskState.WAITING)
-        .filter(~Exists(parents.filter(state__in=UNFINISHED_STATES)) | Exists(parents.filter(state__in=DOOMING_STATES)))
-        .order_by("-critical_path_rank", "created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    moved = 0
-    for task_id in list(stranded):
-        _settle_and_dispatch([task_id])
-        moved += not Task.objects.filter(pk=task_id, state=TaskState.WAITING).exists()
-    return moved
-
-
-# --- Workflows ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -290,14 +79,6 @@ def submit_workflow(tenant: Tenant, api_key: ApiKey | None, nodes: Sequence[Work
 def _in_node(error: DomainError, index: int, name: str) -> DomainError:
     """A node's refusal, pointed at the node (``model`` → ``nodes.2.model``)."""
     return error.relocated(f"node {name!r}: {error.message}", f"nodes.{index}.{error.param}" if error.param else None)
-
-
-def node_ids(workflow: Workflow) -> dict[str, str]:
-    """Node name → task id (as text), in submission order."""
-    if workflow.nodes_ciphertext is None:
-        return {}
-    return workflow.tenant.cipher.decrypt_json(bytes(workflow.nodes_ciphertext))["nodes"]
-
 
 def workflow_tasks(workflow: Workflow) -> dict[str, Task]:
     """Node name → its task (parent links prefetched), in submission order."""

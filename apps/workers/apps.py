@@ -5,8 +5,3 @@ class WorkersConfig(AppConfig):
     name = "apps.workers"
     label = "workers"
     verbose_name = "Workers"
-
-    def ready(self) -> None:
-        from apps.workers import signals
-
-        signals.connect()

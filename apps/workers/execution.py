@@ -29,6 +29,7 @@ from apps.scheduler.wakeup import wake_dispatcher
 from apps.streaming.services import open_publisher
 from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
+from apps.tasks.payloads import read_input
 from apps.workers.leases import KEEPER, LeaseKeeper
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def worker_name() -> str:
 
 
 def build_request(task: Task) -> GenerationRequest:
-    payload = task_services.read_input(task) or {}
+    payload = read_input(task) or {}
     messages = payload.get("messages")
     return GenerationRequest(
         request_id=f"{task.id}:{task.attempt}",

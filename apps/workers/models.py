@@ -104,7 +104,7 @@ class Placement(models.Model):
 
 class VersionPlacement(models.Model):
     """A model version placed on a managed worker by the placement run
-    (apps.workers.services.apply_placement): the worker consumes the version's
+    (apps.scheduler.placer.apply_placement): the worker consumes the version's
     queue, and the version's GPU memory is reserved on ``gpu_index``."""
 
     worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="version_placements")
@@ -124,7 +124,7 @@ class VersionPlacement(models.Model):
 class ReplicaTarget(models.Model):
     """How many copies of a GPU model version the replica scaler wants, and its timers.
 
-    Written only by the placement run (apps.workers.services.apply_placement),
+    Written only by the placement run (apps.scheduler.placer.apply_placement),
     which may run in any process (the scheduler, a worker registering, an
     operator's drain): the scaler's state lives here rather than in one
     process's memory. The rule is apps.scheduler.autoscale's; the copies

@@ -12,7 +12,7 @@ for a model's tasks without a version, "name@version" for a version's. A
 worker started with ``--models`` serves exactly those models: every live
 version of each. A managed worker (no ``--models``) serves every enabled
 model's unversioned queue, as before versions existed, and the versions the
-placement run (``apply_placement``: GPU bin packing, apps.scheduler.placement,
+placement run (apps.scheduler.placer.apply_placement: GPU bin packing, apps.scheduler.placement,
 with as many replicas of each GPU version as the replica scaler,
 apps.scheduler.autoscale, wants for its queue) put on it. A version is *live* while it is its model's current version or
 has unfinished tasks; the old version of a rollover stays placed until its
@@ -34,9 +34,8 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from apps.catalog import services as catalog_services
+from apps.catalog.hooks import placement_inputs_changed
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.scheduler import autoscale, placement
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
 from apps.workers.models import Placement, ReplicaTarget, VersionPlacement, Worker, WorkerState
 from apps.core.errors import Conflict
@@ -212,14 +211,14 @@ def _serving(worker: Worker, live: dict[uuid.UUID, LiveModel]) -> tuple[set[uuid
     """(the models, the queue specs) ``worker`` serves now."""
     if worker.serves_all_models:
         placed: set[uuid.UUID] | None = set(worker.version_placements.values_list("version_id", flat=True))
-        candidates = _enabled(live)
+        candidates = enabled_models(live)
     else:
         placed = None  # --models: every live version of those models
         candidates = [live[pk] for pk in worker.models.values_list("pk", flat=True) if pk in live]
     return _specs_of(candidates, placed)
 
 
-def _enabled(live: dict[uuid.UUID, LiveModel]) -> list[LiveModel]:
+def enabled_models(live: dict[uuid.UUID, LiveModel]) -> list[LiveModel]:
     return [entry for entry in live.values() if entry.model.enabled]
 
 
@@ -249,139 +248,37 @@ def unfinished_task_counts() -> dict[tuple[uuid.UUID, uuid.UUID | None], int]:
     return {(model_id, version_id): count for model_id, version_id, count in rows}
 
 
-NO_NEEDS = "its resource needs are unknown: set its device and GPU memory"
-
-
-def apply_placement(
-    now: datetime | None = None, rules: autoscale.ScalingRules | None = None
-) -> placement.Plan:
-    """Place the live model versions on the active managed workers; record the verdicts.
-
-    Bins are the GPUs of alive, active workers without ``--models``, each
-    with its free memory as last reported plus what earlier runs reserved on
-    it (those models may be loaded, and count in "used"), never more than
-    its total. How many copies of each GPU version to place is the replica
-    scaler's decision at ``now`` (``_scale_replicas``; ``rules`` default to
-    ``scaling_rules()``). A version left out is reported on its row
-    (``placement_error``, shown in the admin and /api/v1/ops/models) unless a
-    ``--models`` worker serves its model; new tasks for it are refused with
-    503 (catalog.services.refuse_unplaceable). With no active worker at all
-    nothing is reported: that is an outage, not a lack of room, and tasks
-    wait as they would for a model without versions.
-    """
-    now = now or timezone.now()
-    with transaction.atomic():
-        # Locked in one order: concurrent runs take turns instead of writing over each other.
-        managed = list(
-            Worker.objects.alive().filter(state=WorkerState.ACTIVE, serves_all_models=True)
-            .order_by("pk").select_for_update()
-        )
-        explicit_hosts = set(
-            Placement.objects.filter(
-                worker__in=Worker.objects.alive().filter(state=WorkerState.ACTIVE, serves_all_models=False)
-            ).values_list("model_id", flat=True)
-        )
-        live = live_models()
-        versions = {v.spec: v for entry in _enabled(live) for v in entry.versions}
-        # Oldest first: each version's primary, then its replicas in the order they were added.
-        existing = list(VersionPlacement.objects.select_related("version__model").order_by("placed_at", "pk"))
-        reserved: dict[tuple[uuid.UUID, int], int] = {}
-        current: dict[str, list[placement.Slot]] = {}
-        for row in existing:
-            if row.gpu_index is not None:
-                key = (row.worker_id, row.gpu_index)
-                reserved[key] = reserved.get(key, 0) + row.gpu_memory_bytes
-            current.setdefault(row.version.spec, []).append(placement.Slot(str(row.worker_id), row.gpu_index))
-        errors: dict[uuid.UUID, str] = {}
-        items = []
-        for spec, version in versions.items():
-            if version.device:
-                items.append(placement.Item(spec, version.device, version.gpu_memory_bytes or 0))
-            else:
-                errors[version.pk] = NO_NEEDS
-        gpu_versions = {spec: version for spec, version in versions.items() if version.device == placement.GPU}
-        desired, scaled = _scale_replicas(
-            gpu_versions, existing, {w.pk: w.slots for w in managed}, now, rules or scaling_rules()
-        )
-        plan = placement.plan_placement(
-            items, [placement.Bin(str(w.pk), _free_gpus(w, reserved)) for w in managed], current, desired=desired
-        )
-        for short in plan.short:
-            # Logged when the wish is new; the ops API shows it (desired vs placed) all along.
-            if short.item in scaled:
-                logger.info("placement: %s: %s", short.item, short)
-        _write_placements(plan, managed, versions, existing, live)
-        errors.update({versions[u.item].pk: u.reason for u in plan.unplaced})
-        model_of = {v.pk: v.model_id for v in versions.values()}
-        errors = {pk: reason for pk, reason in errors.items() if model_of[pk] not in explicit_hosts}
-        if managed or explicit_hosts:
-            catalog_services.record_placement(errors, [v.pk for v in versions.values()])
-            for spec, version in versions.items():
-                if version.pk in errors:
-                    logger.warning("placement: no worker can host %s: %s", spec, errors[version.pk])
-    return plan
-
-
-def scaling_rules() -> autoscale.ScalingRules:
-    """The replica scaler's thresholds: apps.scheduler.autoscale's defaults, with any of them
-    overridden by ``settings.REPLICA_SCALING`` (the REPLICA_* environment variables)."""
-    return autoscale.ScalingRules(**settings.REPLICA_SCALING)
-
-
-def _scale_replicas(
-    versions: Mapping[str, ModelVersion],
+def record_version_placements(
+    wanted: Mapping[tuple[uuid.UUID, uuid.UUID], tuple[int | None, int]],
+    managed: Sequence[Worker],
     existing: Sequence[VersionPlacement],
-    slots_of: Mapping[uuid.UUID, int],
-    now: datetime,
-    rules: autoscale.ScalingRules,
-) -> tuple[dict[str, int], set[str]]:
-    """Run the replica scaler for each GPU version and save its state.
-
-    Returns (copies wanted by spec, the specs whose count changed now).
-    ``existing`` are the placement rows oldest first; ``slots_of`` the task
-    slots of the workers being planned on (a copy on any other worker serves
-    no one). The state lives in ReplicaTarget rows, locked for the run, because
-    placement runs in several processes; a decision is a function of that
-    state and ``now``, so runs that race compute the same count, not one each.
-    """
-    if not versions:
-        return {}, set()
-    by_id = {version.pk: version for version in versions.values()}
-    replica_slots: dict[uuid.UUID, list[int]] = {}
-    for row in existing:
-        if row.gpu_index is not None and row.version_id in by_id and row.worker_id in slots_of:
-            replica_slots.setdefault(row.version_id, []).append(slots_of[row.worker_id])
-    targets = _replica_targets(by_id, replica_slots)
-    load = version_load(by_id)
-    desired: dict[str, int] = {}
-    changed: set[str] = set()
-    for version_id, target in targets.items():
-        spec = by_id[version_id].spec
-        state = autoscale.ReplicaState(
-            target.desired, _seconds(target.long_since), _seconds(target.idle_since), _seconds(target.changed_at)
-        )
-        queued, running = load.get(version_id, (0, 0))
-        decision = autoscale.decide(
-            state, autoscale.Load(queued, running, tuple(replica_slots.get(version_id, ()))), now.timestamp(), rules
-        )
-        desired[spec] = decision.state.desired
-        if decision.state == state:
-            continue  # nothing to write: the common case, every few seconds
-        target.desired = decision.state.desired
-        target.long_since = _moment(decision.state.long_since)
-        target.idle_since = _moment(decision.state.idle_since)
-        target.changed_at = _moment(decision.state.changed_at)
-        fields = ["desired", "long_since", "idle_since", "changed_at"]
-        if decision.changed:
-            changed.add(spec)
-            target.reason = decision.reason
-            fields.append("reason")
-            logger.info("%s: %d → %d replicas: %s", spec, decision.previous, decision.state.desired, decision.reason)
-        target.save(update_fields=fields)
-    return desired, changed
+    live: dict[uuid.UUID, LiveModel],
+) -> None:
+    """Make the VersionPlacement rows what the placement run wants — (worker id,
+    version id) -> (GPU index or None, bytes reserved there) — and the managed
+    workers' model rows follow (apps.scheduler.placer is the only caller)."""
+    stale = [
+        row.pk for row in existing
+        if wanted.get((row.worker_id, row.version_id)) != (row.gpu_index, row.gpu_memory_bytes)
+    ]
+    VersionPlacement.objects.filter(pk__in=stale).delete()
+    kept = {(row.worker_id, row.version_id) for row in existing if row.pk not in stale}
+    VersionPlacement.objects.bulk_create(
+        VersionPlacement(worker_id=worker_id, version_id=version_id, gpu_index=gpu, gpu_memory_bytes=reserved)
+        for (worker_id, version_id), (gpu, reserved) in wanted.items()
+        if (worker_id, version_id) not in kept
+    )
+    for worker in managed:
+        placed = {version_id for worker_id, version_id in wanted if worker_id == worker.pk}
+        worker.models.set(_specs_of(enabled_models(live), placed)[0])
 
 
-def _replica_targets(
+def save_replica_target(target: ReplicaTarget, fields: Sequence[str]) -> None:
+    """The replica scaler's new state for one version (apps.scheduler.placer decides it)."""
+    target.save(update_fields=list(fields))
+
+
+def lock_replica_targets(
     versions: Mapping[uuid.UUID, ModelVersion], placed: Mapping[uuid.UUID, Sequence[int]]
 ) -> dict[uuid.UUID, ReplicaTarget]:
     """The versions' ReplicaTarget rows, locked; created where missing.
@@ -402,82 +299,17 @@ def _replica_targets(
     return found
 
 
-def version_load(version_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int]]:
-    """Version id -> (tasks queued, tasks running), for the versions with any; one grouped query."""
-    rows = (
-        Task.objects.filter(state__in=(TaskState.QUEUED, TaskState.RUNNING), model_version_id__in=list(version_ids))
-        .order_by()
-        .values_list("model_version_id")
-        .annotate(
-            queued=Count("pk", filter=Q(state=TaskState.QUEUED)),
-            running=Count("pk", filter=Q(state=TaskState.RUNNING)),
-        )
-    )
-    return {version_id: (queued, running) for version_id, queued, running in rows}
-
-
 def replica_targets() -> dict[uuid.UUID, ReplicaTarget]:
     """Every version's replica target by version id (for the operator views)."""
     return {target.version_id: target for target in ReplicaTarget.objects.all()}
 
 
-def _seconds(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment is not None else None
-
-
-def _moment(seconds: float | None) -> datetime | None:
-    return datetime.fromtimestamp(seconds, tz=UTC) if seconds is not None else None
-
-
-def _free_gpus(worker: Worker, reserved: dict[tuple[uuid.UUID, int], int]) -> tuple[placement.Gpu, ...]:
-    gpus = []
-    for gpu in (worker.device_info or {}).get("gpus") or []:
-        index, total, free = gpu.get("index"), gpu.get("memory_total"), gpu.get("memory_free")
-        if not isinstance(index, int) or not isinstance(total, int):
-            continue  # a device that reports no memory cannot be planned on
-        available = total if not isinstance(free, int) else min(total, free + reserved.get((worker.pk, index), 0))
-        gpus.append(placement.Gpu(index, max(available, 0)))
-    return tuple(gpus)
-
-
-def _write_placements(
-    plan: placement.Plan,
-    managed: Sequence[Worker],
-    versions: dict[str, ModelVersion],
-    existing: Sequence[VersionPlacement],
-    live: dict[uuid.UUID, LiveModel],
-) -> None:
-    """Make the VersionPlacement rows the plan, and the managed workers' model rows follow."""
-    # (worker, version) -> (GPU index or None, bytes reserved there)
-    wanted: dict[tuple[uuid.UUID, uuid.UUID], tuple[int | None, int]] = {}
-    for spec, slots in plan.slots.items():
-        version = versions[spec]
-        for slot in slots:
-            reserved = (version.gpu_memory_bytes or 0) if slot.gpu is not None else 0
-            wanted[(uuid.UUID(slot.bin), version.pk)] = (slot.gpu, reserved)
-    stale = [
-        row.pk for row in existing
-        if wanted.get((row.worker_id, row.version_id)) != (row.gpu_index, row.gpu_memory_bytes)
-    ]
-    VersionPlacement.objects.filter(pk__in=stale).delete()
-    kept = {(row.worker_id, row.version_id) for row in existing if row.pk not in stale}
-    VersionPlacement.objects.bulk_create(
-        VersionPlacement(worker_id=worker_id, version_id=version_id, gpu_index=gpu, gpu_memory_bytes=reserved)
-        for (worker_id, version_id), (gpu, reserved) in wanted.items()
-        if (worker_id, version_id) not in kept
-    )
-    for worker in managed:
-        placed = {version_id for worker_id, version_id in wanted if worker_id == worker.pk}
-        worker.models.set(_specs_of(_enabled(live), placed)[0])
 
 
 def _replan() -> None:
-    """Re-run the placement after a change to the bins or the items; a failure is
-    logged, not raised: the periodic run (apps.scheduler.jobs) catches up."""
-    try:
-        apply_placement()
-    except Exception:
-        logger.exception("placement run failed; the next periodic run retries")
+    """The fleet changed: the placement (apps.scheduler.placer, registered on the
+    hook) runs now; a failure is logged there, and the periodic run catches up."""
+    placement_inputs_changed()
 
 
 def mark_stopped(worker_id: uuid.UUID) -> None:

@@ -4,17 +4,26 @@ Children are restarted when they die unexpectedly (with a back-off), get a
 clean stop signal when the supervisor is asked to stop, and are killed if they
 do not stop in time. Every child (and the supervisor itself) asks the kernel to
 send it SIGTERM when its parent dies, so no orphan outlives `make run`.
+
+This module imports nothing but the standard library: ``exec_supervisor``
+replaces the calling process (``manage.py run_platform``, with Django and all
+it loaded) by ``python -m`` this module, so the process that stays in the
+foreground for the platform's whole life holds a few MB, not Django's ~90 MB
+(and never torch's hundreds). Same pid: signals sent to ``make run`` reach it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +51,13 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = field(default=0.0)
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "argv": self.argv, "stop_signal": int(self.stop_signal)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Child:
+        return cls(data["name"], list(data["argv"]), signal.Signals(data["stop_signal"]))
 
     def start(self) -> None:
         logger.info("starting %s: %s", self.name, " ".join(self.argv))
@@ -102,3 +118,32 @@ class Supervisor:
                 child.process.kill()
                 child.process.wait()
         return 0
+
+
+def exec_supervisor(children: list[Child], log_level: str, import_root: str) -> NoReturn:
+    """Replace this process by a bare Python running ``children`` under a Supervisor.
+
+    ``import_root`` is the directory holding the ``apps`` package, put on the new
+    process's PYTHONPATH so ``-m`` finds this module from any working directory.
+    What this process printed is flushed first; its own memory is gone after
+    the exec. Its children inherit the environment, that path included.
+    """
+    spec = json.dumps({"log_level": log_level, "children": [child.to_json() for child in children]})
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (import_root, env.get("PYTHONPATH", "")) if p)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", __name__, spec], env)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m`` this module with the JSON written by ``exec_supervisor``."""
+    spec = json.loads(argv[0])
+    # The format Django's logging config gives the supervisor's lines (message only), on stderr.
+    logging.basicConfig(level=spec["log_level"], format="%(message)s", stream=sys.stderr)
+    die_with_parent()  # kept across exec by Linux; asked again in case it was not
+    return Supervisor([Child.from_json(child) for child in spec["children"]]).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from apps.tasks import dependencies
 from apps.catalog.models import LLMModel
 from apps.tasks import services, workflows
 from apps.tasks.models import Task, TaskState
@@ -130,5 +131,5 @@ def test_failing_a_long_chain_reaches_its_end(acme_api, broken_model, django_cap
     tasks = submit_workflow(acme_api, nodes, django_capture_on_commit_callbacks)
     run(tasks["n0"], django_capture_on_commit_callbacks)
     assert set(Task.objects.filter(pk__in=list(tasks.values())[1:]).values_list("error_code", flat=True)) == {
-        workflows.DEPENDENCY_FAILED
+        dependencies.DEPENDENCY_FAILED
     }

@@ -10,6 +10,8 @@ import uuid
 import pytest
 from django.db import connection
 
+from apps.tasks import dependencies
+from apps.tasks import payloads
 from apps.tasks import services, workflows
 from apps.tasks.models import Task, TaskState
 from apps.workers.execution import execute_task
@@ -33,7 +35,7 @@ def test_a_child_waits_then_is_released_once_its_parent_succeeded(acme_api, djan
     # Released with its reference resolved: GET shows what the model is given.
     assert acme_api.get(f"/api/v1/tasks/{tasks['b']}").body["input"] == {"prompt": "a said: alpha beta"}
     assert run(tasks["b"], django_capture_on_commit_callbacks).state == TaskState.SUCCEEDED
-    assert services.read_output(Task.objects.get(pk=tasks["b"])) == "a said: alpha beta"
+    assert payloads.read_output(Task.objects.get(pk=tasks["b"])) == "a said: alpha beta"
 
 
 def test_two_parents_finishing_together_release_the_child_exactly_once(acme_api, django_capture_on_commit_callbacks):
@@ -55,14 +57,14 @@ def test_two_parents_finishing_together_release_the_child_exactly_once(acme_api,
             hook()
     released_at = Task.objects.get(pk=child).queued_at
     with capture(execute=True):
-        workflows.task_ended(uuid.UUID(p1))  # and once more, late
-        workflows.task_ended(uuid.UUID(p2))
+        dependencies.task_ended(uuid.UUID(p1))  # and once more, late
+        dependencies.task_ended(uuid.UUID(p2))
 
     task = Task.objects.select_related("tenant").get(pk=child)
     assert (task.state, task.queued_at) == (TaskState.QUEUED, released_at)
-    assert services.read_input(task)["prompt"] == f"{{{{{p2}.output}}}}"
+    assert payloads.read_input(task)["prompt"] == f"{{{{{p2}.output}}}}"
     assert run(child, capture).state == TaskState.SUCCEEDED
-    assert services.read_output(Task.objects.get(pk=child)) == f"{{{{{p2}.output}}}}"
+    assert payloads.read_output(Task.objects.get(pk=child)) == f"{{{{{p2}.output}}}}"
 
 
 def test_a_child_stays_waiting_until_its_last_parent_succeeded(acme_api, django_capture_on_commit_callbacks):
@@ -114,7 +116,7 @@ def test_parents_finishing_in_two_threads_release_the_child_once(acme_api):
     assert ready() == {tasks["child"]}
     child = Task.objects.select_related("tenant").get(pk=tasks["child"])
     assert child.state == TaskState.QUEUED
-    assert services.read_input(child)["prompt"] == "one two"
+    assert payloads.read_input(child)["prompt"] == "one two"
 
 
 def test_a_task_whose_parents_already_succeeded_is_queued_at_once(acme_api, django_capture_on_commit_callbacks):
@@ -152,9 +154,9 @@ def test_a_release_lost_with_a_crashed_process_is_made_by_the_sweep(acme_api, dj
     assert state(tasks["a"]) == TaskState.SUCCEEDED and state(tasks["b"]) == TaskState.WAITING
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert workflows.settle_stranded() == 1
+        assert dependencies.settle_stranded() == 1
 
     assert state(tasks["b"]) == TaskState.QUEUED
     assert ready() == {tasks["b"]}
     with django_capture_on_commit_callbacks(execute=True):
-        assert workflows.settle_stranded() == 0
+        assert dependencies.settle_stranded() == 0

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.tasks import payloads
 from apps.catalog.models import LLMModel
 from apps.tasks import services
 from apps.tasks.models import Task, TaskState
@@ -40,7 +41,7 @@ def test_finishing_an_erased_running_task_stores_no_output(acme_api):
 
     task.refresh_from_db()
     assert task.output_ciphertext is None
-    assert services.read_output(task) is None
+    assert payloads.read_output(task) is None
     assert task.input_ciphertext is None and task.meta_ciphertext is None
     # The accounting survives the erasure.
     assert task.state == TaskState.SUCCEEDED and task.usage == usage
@@ -54,7 +55,7 @@ def test_erasing_a_finished_task_removes_its_output(acme_api):
     task = _submit(acme_api, "erase after the fact")
     execute_task(task.pk)
     task.refresh_from_db()
-    assert services.read_output(task) == "erase after the fact"
+    assert payloads.read_output(task) == "erase after the fact"
 
     services.erase_task(task)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 import pytest
+from django.db import connection
 
 from apps.tasks.models import IdempotencyKey, Task
 
@@ -46,11 +50,24 @@ def test_no_key_means_a_new_task_each_time(acme_api):
 
 
 @pytest.mark.django_db
-def test_the_key_is_stored_only_as_a_digest(acme_api):
+def test_the_key_is_stored_only_as_a_digest(acme, globex, acme_api, globex_api):
     acme_api.post("/api/v1/tasks", BODY, **{"Idempotency-Key": "order-secret-77"})
-    record = IdempotencyKey.objects.get()
-    assert "order-secret-77" not in record.key_digest
-    assert len(record.key_digest) == 64
+    globex_api.post("/api/v1/tasks", BODY, **{"Idempotency-Key": "order-secret-77"})
+
+    # No column of the stored rows holds the key ("-" and "o", "r", "s", "t" are not hex,
+    # so only the key itself, not a digest, could contain it).
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {IdempotencyKey._meta.db_table}")
+        stored = " ".join(str(bytes(value) if isinstance(value, memoryview) else value) for row in cursor for value in row)
+    assert "order-secret-77" not in stored
+
+    # Each tenant's digest is keyed with its own data key: the same key gives two
+    # unrelated digests, and neither is a hash anyone could compute from a guess.
+    mine = IdempotencyKey.objects.get(tenant=acme).key_digest
+    theirs = IdempotencyKey.objects.get(tenant=globex).key_digest
+    assert re.fullmatch(r"[0-9a-f]{64}", mine) and re.fullmatch(r"[0-9a-f]{64}", theirs)
+    assert mine != theirs
+    assert hashlib.sha256(b"order-secret-77").hexdigest() not in (mine, theirs)
 
 
 @pytest.mark.django_db

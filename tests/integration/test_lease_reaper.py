@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from apps.tasks import payloads
 from apps.scheduler.dispatch import reap_and_requeue, redispatch_stale
 from apps.tasks import services
 from apps.tasks.models import Task, TaskState
@@ -178,4 +179,4 @@ def test_a_redispatched_task_runs_once_even_with_a_duplicate_message(acme_api, h
 
     task.refresh_from_db()
     assert (task.state, task.attempt) == (TaskState.SUCCEEDED, 1)
-    assert services.read_output(task) == "only once"
+    assert payloads.read_output(task) == "only once"

@@ -13,6 +13,7 @@ from apps.catalog import services as catalog
 from apps.catalog.models import LLMModel, ModelVersion
 from apps.scheduler.placement import GIB
 from apps.tasks.models import Task
+from apps.scheduler import placer
 from apps.workers import services
 from apps.workers.models import VersionPlacement, Worker
 
@@ -67,7 +68,7 @@ def test_versions_go_where_their_gpu_memory_fits_and_workers_serve_them(tmp_path
     a = register("gpu-a", small_gpu)
     b = register("gpu-b", big_gpu)
 
-    services.apply_placement()
+    placer.apply_placement()
 
     # 60 GiB fits only on b; 10 GiB goes to the first GPU with room (a). No
     # replicas with empty queues: those come with load (test_replica_scaling.py).
@@ -91,7 +92,7 @@ def test_a_loaded_model_keeps_its_gpu_although_the_gpu_now_reports_it_as_used(tm
 
     # The worker loaded it: NVML now says 20 GiB free. What the placement reserved counts back.
     beat(worker, devices((80, 20)))
-    services.apply_placement()
+    placer.apply_placement()
 
     assert placements() == {("llama@v1", "gpu-b", 0)}
     assert ModelVersion.objects.get().placement_error == ""
@@ -144,7 +145,7 @@ def test_a_cpu_version_runs_on_every_managed_worker(tmp_path):
 def test_without_any_active_worker_nothing_is_reported_tasks_wait(tmp_path, acme_api):
     gpu_model(tmp_path, "llama", 60)
 
-    services.apply_placement()
+    placer.apply_placement()
 
     assert not ModelVersion.objects.exclude(placement_error="").exists()
     assert acme_api.post("/api/v1/tasks", {"model": "llama", "prompt": "hi"}).status == 201

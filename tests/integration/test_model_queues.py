@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from apps.tasks import payloads
 from apps.catalog.models import LLMModel
 from apps.scheduler.dispatch import redispatch_stale
 from apps.scheduler.queues import queue_name
@@ -94,4 +95,4 @@ def test_a_message_from_a_models_queue_runs_the_task(submit, model_queues):
 
     task.refresh_from_db()
     assert task.state == TaskState.SUCCEEDED
-    assert services.read_output(task) == "run by the job the queue registered"
+    assert payloads.read_output(task) == "run by the job the queue registered"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.tasks import payloads
 from apps.catalog import services as catalog
 from apps.catalog.artifacts import digest
 from apps.catalog.models import LLMModel, ModelVersion
@@ -80,7 +81,7 @@ def test_name_at_version_pins_a_version_that_is_not_current(acme_api, v1, v2):
     execute_task(created.body["id"])
     task = Task.objects.get(pk=created.body["id"])
     assert task.state == TaskState.SUCCEEDED
-    assert task_services.read_output(task) == "hello versions"
+    assert payloads.read_output(task) == "hello versions"
 
 
 def test_an_unknown_version_is_refused_like_an_unknown_model(acme_api, v1):

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from apps.tasks import payloads
 from apps.streaming.log import stream_log
 from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
@@ -61,7 +62,7 @@ def test_only_finished_tasks_past_their_tenants_retention_are_erased(
         assert (kept["erased"], kept["output"]) == (False, text)
         assert stream_log().last_seq(task.pk) > 0
     still = Task.objects.get(pk=queued)
-    assert still.state == TaskState.QUEUED and task_services.read_input(still)["prompt"] == "acme still queued"
+    assert still.state == TaskState.QUEUED and payloads.read_input(still)["prompt"] == "acme still queued"
 
     # Nothing more has expired: a second run erases nothing.
     assert purge(django_capture_on_commit_callbacks) == "0\n"

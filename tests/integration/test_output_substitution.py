@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from apps.tasks import payloads
 from apps.tasks import services
 from apps.tasks.models import Task
 from tests.integration.graph_support import node, run, submit_task, submit_workflow
@@ -16,7 +17,7 @@ TEMPLATE_LOOKALIKES = "{% debug %} {{ settings.SECRET_KEY }} {{ 7*7 }} {# c #} \
 
 
 def _output(task_id: str) -> str:
-    return services.read_output(Task.objects.select_related("tenant").get(pk=task_id))
+    return payloads.read_output(Task.objects.select_related("tenant").get(pk=task_id))
 
 
 def test_an_output_holding_a_reference_is_not_expanded_again(acme_api, django_capture_on_commit_callbacks):

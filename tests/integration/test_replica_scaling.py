@@ -16,6 +16,7 @@ from django.utils import timezone
 from apps.catalog.models import ModelVersion
 from apps.scheduler.autoscale import COOLDOWN_SECONDS, DOWN_AFTER_SECONDS, UP_AFTER_SECONDS
 from apps.tasks.models import Task, TaskState
+from apps.scheduler import placer
 from apps.workers import services
 from apps.workers.models import ReplicaTarget, Worker
 from tests.integration.test_model_placement import beat, devices, gpu_model, placements, register
@@ -35,7 +36,7 @@ class Clock:
     def place_at(self, seconds: float) -> set[str]:
         """Run the placement ``seconds`` after the start; the workers holding llama@v1 then."""
         self.now = self.start + timedelta(seconds=seconds)
-        services.apply_placement(now=self.now)
+        placer.apply_placement(now=self.now)
         return {worker for spec, worker, _ in placements() if spec == "llama@v1"}
 
 

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from apps.tasks import payloads
 from apps.tasks import services
 from apps.tasks.models import Task, TaskState
 
@@ -146,7 +147,7 @@ def test_finish_from_a_stale_attempt_returns_false_and_changes_nothing(acme_api)
     assert services.finish_task(second, state=TaskState.SUCCEEDED, output="claim me please", usage=usage) is True
     current.refresh_from_db()
     assert current.state == TaskState.SUCCEEDED
-    assert services.read_output(current) == "claim me please"
+    assert payloads.read_output(current) == "claim me please"
     assert current.usage == usage
     assert current.lease_expires_at is None
     assert services.finish_task(second, state=TaskState.FAILED, output="", usage=None) is False

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from apps.tasks import payloads
 from apps.catalog.adapters import AdapterError, GenerationRequest, ModelAdapter, TextChunk, Usage
 from apps.catalog.models import LLMModel
 from apps.tasks import services
@@ -75,7 +76,7 @@ def test_a_queued_echo_task_succeeds_with_its_output_and_usage(acme_api):
 
     task.refresh_from_db()
     assert task.state == TaskState.SUCCEEDED
-    assert services.read_output(task) == "the quick brown fox"
+    assert payloads.read_output(task) == "the quick brown fox"
     assert task.usage == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8}
     assert task.attempt == 1
     assert task.error_code == ""
@@ -92,13 +93,13 @@ def test_max_tokens_and_stop_reach_the_adapter(acme_api):
     task = _submit(acme_api, "one two three STOP four five", max_tokens=4, stop=["STOP"])
     execute_task(task.pk)
     task.refresh_from_db()
-    assert services.read_output(task) == "one two three "
+    assert payloads.read_output(task) == "one two three "
     assert task.usage["completion_tokens"] == 3
 
     capped = _submit(acme_api, "one two three four five", max_tokens=2)
     execute_task(capped.pk)
     capped.refresh_from_db()
-    assert services.read_output(capped) == "one two "
+    assert payloads.read_output(capped) == "one two "
 
 
 @pytest.mark.django_db
@@ -126,8 +127,16 @@ def test_a_finished_task_is_not_run_again(acme_api):
 
 
 @pytest.mark.django_db
-def test_an_unknown_task_id_is_ignored():
-    execute_task(uuid.uuid4())  # e.g. a message outliving its task: no error
+def test_an_unknown_task_id_is_ignored(acme_api):
+    # e.g. a message outliving its task: no error, no row made for it, and the
+    # queued task beside it is neither claimed nor touched.
+    bystander = _submit(acme_api)
+    before = list(Task.objects.order_by("pk").values())
+
+    execute_task(uuid.uuid4())
+
+    assert list(Task.objects.order_by("pk").values()) == before
+    assert Task.objects.get(pk=bystander.pk).state == TaskState.QUEUED
 
 
 @pytest.mark.django_db
@@ -299,7 +308,7 @@ def test_cancel_while_running_stops_the_worker_and_keeps_the_partial_output(acme
     task.refresh_from_db()
     assert task.state == TaskState.CANCELLED
     assert task.error_code == "cancelled"
-    output = services.read_output(task)
+    output = payloads.read_output(task)
     assert output and SLOW_PROMPT.startswith(output) and len(output) < len(SLOW_PROMPT)
     assert task.usage["prompt_tokens"] == 200
     assert task.usage["completion_tokens"] == len(output.split())
@@ -328,7 +337,7 @@ def test_a_worker_that_lost_its_lease_does_not_record_over_the_new_attempt(acme_
     usage = {"prompt_tokens": 200, "completion_tokens": 200, "total_tokens": 400}
     assert services.finish_task(second, state=TaskState.SUCCEEDED, output=SLOW_PROMPT, usage=usage)
     task.refresh_from_db()
-    assert services.read_output(task) == SLOW_PROMPT
+    assert payloads.read_output(task) == SLOW_PROMPT
 
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.tasks import payloads
 from apps.catalog import services as catalog
 from apps.catalog.models import LLMModel
 from apps.scheduler.dispatch import hand_to_workers
@@ -65,7 +66,7 @@ def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
     assert beat(runner, worker) == ("echo", "roll@v1")
     assert catalog.loaded_specs() == []  # loading is lazy: at the first task
 
-    with django_capture_on_commit_callbacks(execute=True):  # the commit replans (apps.workers.signals)
+    with django_capture_on_commit_callbacks(execute=True):  # the commit replans (apps.catalog.services.catalog_changed)
         catalog.make_version_current(v2)
     new = [acme_api.post("/api/v1/tasks", {"model": "roll", "prompt": f"new {i}"}).body["id"] for i in range(2)]
     for task_id in old + new:
@@ -91,7 +92,7 @@ def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
         **{task_id: "v1" for task_id in old},
         **{task_id: "v2" for task_id in new},
     }
-    assert [task_services.read_output(Task.objects.get(pk=i)) for i in new] == ["new 0", "new 1"]
+    assert [payloads.read_output(Task.objects.get(pk=i)) for i in new] == ["new 0", "new 1"]
     assert not Task.objects.exclude(state=TaskState.SUCCEEDED).exists()  # no task failed
 
     # v1 has nothing left to do: the next heartbeat drops its queue and unloads it.

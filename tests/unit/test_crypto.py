@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+
 import pytest
 from cryptography.fernet import Fernet
 
@@ -18,16 +22,43 @@ def _master_key() -> str:
     return Fernet.generate_key().decode()
 
 
+# Texts whose every stored form holds a character a Fernet token (url-safe base64:
+# A-Z a-z 0-9 - _ =) never has: spaces and punctuation, non-ASCII bytes, and the
+# backslash of JSON's \u escapes. A token holds one only if the text was stored as is.
+ASCII_MARKER = "plaintext marker: zebra quasar, do not store!"
+UNICODE_MARKER = "Grüße aus 世界"
+
+
+def _plaintext_forms(text: str) -> list[bytes]:
+    """The bytes ``text`` becomes in an unencrypted JSON document: escaped (json.dumps's
+    default, what encrypt_json serialises with) or as UTF-8."""
+    return [json.dumps(text)[1:-1].encode(), json.dumps(text, ensure_ascii=False)[1:-1].encode()]
+
+
 def test_tenant_cipher_round_trips_json():
     cipher = TenantCipher(Fernet.generate_key())
-    value = {"prompt": "Grüße, 世界", "messages": [{"role": "user", "content": "hi"}], "n": 3, "none": None}
+    value = {"prompt": UNICODE_MARKER, "messages": [{"role": "user", "content": ASCII_MARKER}], "n": 3, "none": None}
 
     token = cipher.encrypt_json(value)
 
     assert cipher.decrypt_json(token) == value
-    assert b"Gr" not in token and "世界".encode() not in token
     # A memoryview, as the database returns BinaryField values, decrypts too.
     assert cipher.decrypt_json(memoryview(token)) == value
+
+
+def test_ciphertext_holds_no_plaintext_form_of_the_value():
+    cipher = TenantCipher(Fernet.generate_key())
+    value = {"prompt": UNICODE_MARKER, "messages": [{"role": "user", "content": ASCII_MARKER}]}
+
+    token = cipher.encrypt_json(value)
+
+    for text in (ASCII_MARKER, UNICODE_MARKER):
+        for form in _plaintext_forms(text):
+            # The form is what storing the value unencrypted would write...
+            assert form in json.dumps(value).encode() or form in json.dumps(value, ensure_ascii=False).encode()
+            # ...and it cannot occur in base64 by chance: only a plaintext token holds it.
+            assert not re.fullmatch(rb"[A-Za-z0-9_=-]*", form)
+            assert form not in token
 
 
 def test_ciphertext_does_not_decrypt_with_another_data_key():
@@ -54,8 +85,16 @@ def test_blind_index_is_stable_per_key_and_differs_across_keys():
     assert digest == same_key.blind_index("client-ref-42")
     assert digest != other.blind_index("client-ref-42")
     assert digest != first.blind_index("client-ref-43")
-    assert "client-ref-42" not in digest
-    assert len(digest) == 64
+    # Not a plain hash of the value, which anyone could compute from a guess.
+    assert digest != hashlib.sha256(b"client-ref-42").hexdigest()
+
+
+def test_blind_index_is_a_fixed_size_hex_digest_whatever_the_value():
+    # 64 hex characters fit the digest columns (CharField(max_length=64)); a value
+    # encoded or kept in the index would be longer for the long value, or not hex.
+    cipher = TenantCipher(Fernet.generate_key())
+    for value in ("client-ref-42", "", "é" * 1000):
+        assert re.fullmatch(r"[0-9a-f]{64}", cipher.blind_index(value))
 
 
 def test_blind_index_key_is_not_the_encryption_key():

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.catalog.api.serializers import CatalogModelListSerializer
 from apps.catalog.models import LLMModel
+from apps.core.openapi import api_responses
 from apps.tenants.permissions import tenant_of
 
 
 class ModelListView(APIView):
     required_scope = "models:read"
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=api_responses({200: CatalogModelListSerializer}))
     def get(self, request: Request) -> Response:
         # Versions of the visible models only: a private model's are as hidden as the model.
         models = LLMModel.objects.visible_to(tenant_of(request)).select_related("current_version").prefetch_related(

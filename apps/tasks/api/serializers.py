@@ -7,8 +7,10 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.scheduler.estimates import task_wait
-from apps.tasks import graph, services, workflows
+from apps.core.openapi import object_kind
+from apps.core.serializers import StrictSerializer
+from apps.tasks import dependencies, graph, lifecycle, services, workflows
+from apps.tasks.payloads import read_input, read_meta, read_output
 from apps.tasks.models import Priority, Task, TaskState, Workflow
 
 MAX_PROMPT_CHARS = 200_000
@@ -20,17 +22,6 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, naming the first one: a typo must not pass silently."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = [key for key in data if key not in self.fields]
-            if unknown:
-                raise serializers.ValidationError({unknown[0]: [serializers.ErrorDetail("unknown field", code="unknown_field")]})
-        return super().to_internal_value(data)
 
 
 class MessageSerializer(StrictSerializer):
@@ -100,7 +91,7 @@ class TaskCreateSerializer(StrictSerializer):
     metadata = MetadataField(required=False)
     client_ref = serializers.CharField(required=False, allow_null=True, max_length=128)
     depends_on = serializers.ListField(
-        child=serializers.UUIDField(), required=False, max_length=workflows.MAX_PARENTS
+        child=serializers.UUIDField(), required=False, max_length=dependencies.MAX_PARENTS
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -239,7 +230,7 @@ def _error_of(task: Task) -> dict[str, str] | None:
 
 def task_summary(task: Task) -> dict[str, Any]:
     """The fields every view of a task shows; never the input or output."""
-    meta = services.read_meta(task)
+    meta = read_meta(task)
     return {
         "id": str(task.id),
         "object": "task",
@@ -273,15 +264,122 @@ def task_detail(task: Task, depends_on: list[str] | None = None) -> dict[str, An
     ``depends_on``: the parent ids when the caller knows them (a submission just
     made), to save reading them back."""
     body = task_summary(task)
-    payload = services.read_input(task)
+    payload = read_input(task)
     if payload is not None:
         body["input"] = {k: payload[k] for k in ("prompt", "messages") if payload.get(k) is not None}
         body["params"]["stop"] = payload.get("stop") or []
     else:
         body["input"] = None
-    body["output"] = services.read_output(task) if task.is_terminal else None
+    body["output"] = read_output(task) if task.is_terminal else None
     if depends_on is None:
         depends_on = [str(link.parent_id) for link in task.parent_links.all()]
     body["depends_on"] = depends_on
-    body.update(task_wait(task))
+    body.update(lifecycle.estimate_wait(task))
     return body
+
+
+# --- Response shapes: what the functions above build, as /api/schema/ describes it -----------
+
+
+class TokenUsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class TaskErrorSerializer(serializers.Serializer):
+    """Why a finished task did not succeed."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class TaskParamsSerializer(serializers.Serializer):
+    max_tokens = serializers.IntegerField()
+    temperature = serializers.FloatField(allow_null=True)
+    top_p = serializers.FloatField(allow_null=True)
+    seed = serializers.IntegerField(allow_null=True)
+    stop = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="in a task's detail, while its input is kept"
+    )
+
+
+class TaskSummarySerializer(serializers.Serializer):
+    """A task without its input or output."""
+
+    id = serializers.UUIDField()
+    object = object_kind("task")
+    model = serializers.CharField()
+    model_version = serializers.CharField(allow_null=True, help_text="the version it runs, fixed at submission")
+    status = serializers.ChoiceField(choices=TaskState.choices)
+    priority = serializers.ChoiceField(choices=Priority.choices)
+    params = TaskParamsSerializer()
+    metadata = serializers.DictField(child=serializers.CharField())
+    client_ref = serializers.CharField(allow_null=True)
+    usage = TokenUsageSerializer(allow_null=True)
+    error = TaskErrorSerializer(allow_null=True)
+    attempt = serializers.IntegerField()
+    cancel_requested = serializers.BooleanField()
+    erased = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    workflow = serializers.UUIDField(allow_null=True)
+
+
+class TaskInputSerializer(serializers.Serializer):
+    """The prompt or the messages, as submitted (one of the two)."""
+
+    prompt = serializers.CharField(required=False)
+    messages = MessageSerializer(many=True, required=False)
+
+
+class TaskDetailSerializer(TaskSummarySerializer):
+    """A task with its input (null once erased) and its output (null until it has finished)."""
+
+    input = TaskInputSerializer(allow_null=True)
+    output = serializers.CharField(allow_null=True)
+    depends_on = serializers.ListField(child=serializers.UUIDField())
+    queue_position = serializers.IntegerField(allow_null=True, help_text="1 for the next to start; null unless queued")
+    estimated_start_seconds = serializers.FloatField(allow_null=True)
+
+
+class TaskPageSerializer(serializers.Serializer):
+    """One page of tasks, newest first; follow ``next`` for the rest."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = TaskSummarySerializer(many=True)
+
+
+class StreamTokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="send as the WebSocket subprotocol token.<token>")
+    expires_in = serializers.IntegerField(help_text="seconds")
+
+
+class WorkflowCreatedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    object = object_kind("workflow")
+    created_at = serializers.DateTimeField()
+    tasks = serializers.DictField(child=serializers.UUIDField(), help_text="each node's task id, by node name")
+
+
+class WorkflowNodeStateSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=TaskState.choices)
+    depends_on = serializers.ListField(child=serializers.CharField(), help_text="parent node names")
+    error = TaskErrorSerializer(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+# What workflows.workflow_status answers for a whole graph.
+WORKFLOW_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class WorkflowDetailSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    object = object_kind("workflow")
+    created_at = serializers.DateTimeField()
+    status = serializers.ChoiceField(choices=WORKFLOW_STATUSES)
+    tasks = serializers.DictField(child=WorkflowNodeStateSerializer(), help_text="by node name")

@@ -6,7 +6,6 @@ import re
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
@@ -14,11 +13,18 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.openapi import BODY_ERRORS, RATE_LIMIT_HEADERS, api_responses
 from apps.tasks import services, workflows
 from apps.tasks.api.serializers import (
+    StreamTokenSerializer,
     TaskCreateSerializer,
+    TaskDetailSerializer,
     TaskListQuerySerializer,
+    TaskPageSerializer,
+    TaskSummarySerializer,
+    WorkflowCreatedSerializer,
     WorkflowCreateSerializer,
+    WorkflowDetailSerializer,
     task_detail,
     task_summary,
     workflow_created,
@@ -90,7 +96,7 @@ class TaskViewSet(viewsets.ViewSet):
             OpenApiParameter("page_size", int),
         ],
         operation_id="tasks_list",
-        responses=OpenApiTypes.OBJECT,
+        responses=api_responses({200: TaskPageSerializer}, 400),
     )
     def list(self, request: Request) -> Response:
         query = TaskListQuerySerializer(data=request.query_params.dict())
@@ -108,8 +114,15 @@ class TaskViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=TaskCreateSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="retry-safe submission")],
-        responses={201: OpenApiTypes.OBJECT},
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="retry-safe submission"),
+            OpenApiParameter(
+                "Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[201], enum=["true"],
+                description="the task an earlier request with this Idempotency-Key made",
+            ),
+            *RATE_LIMIT_HEADERS,
+        ],
+        responses=api_responses({201: TaskDetailSerializer}, BODY_ERRORS, 402, 409, 429),
     )
     def create(self, request: Request) -> Response:
         serializer = TaskCreateSerializer(data=request.data)
@@ -125,22 +138,22 @@ class TaskViewSet(viewsets.ViewSet):
             response[name] = value
         return response
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=api_responses({200: TaskDetailSerializer}, 404))
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(task_detail(self._get_task(request, pk)))
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses=api_responses({204: None}, 404))
     def destroy(self, request: Request, pk: str) -> Response:
         services.erase_task(self._get_task(request, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=api_responses({200: TaskSummarySerializer}, 404))
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         task = services.cancel_task(self._get_task(request, pk))
         return Response(task_summary(task))
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=api_responses({200: StreamTokenSerializer}, 404))
     @action(detail=True, methods=["post"], url_path="stream-token")
     def stream_token(self, request: Request, pk: str) -> Response:
         """A short-lived token a browser passes as the subprotocol ``token.<token>``."""
@@ -166,7 +179,11 @@ class WorkflowViewSet(viewsets.ViewSet):
             raise NotFound("no workflow with this id", code="workflow_not_found")
         return workflow
 
-    @extend_schema(request=WorkflowCreateSerializer, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=WorkflowCreateSerializer,
+        parameters=RATE_LIMIT_HEADERS,
+        responses=api_responses({201: WorkflowCreatedSerializer}, BODY_ERRORS, 402, 429),
+    )
     def create(self, request: Request) -> Response:
         serializer = WorkflowCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -176,11 +193,11 @@ class WorkflowViewSet(viewsets.ViewSet):
             response[name] = value
         return response
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=api_responses({200: WorkflowDetailSerializer}, 404))
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(workflow_detail(self._get_workflow(request, pk)))
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=api_responses({200: WorkflowDetailSerializer}, 404))
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         workflow = self._get_workflow(request, pk)

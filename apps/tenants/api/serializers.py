@@ -7,7 +7,8 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.scheduler.admission import UsageReport
-from apps.tasks.api.serializers import StrictSerializer
+from apps.core.openapi import object_kind
+from apps.core.serializers import StrictSerializer
 from apps.tenants.models import BudgetPeriod, Plan, PriorityClass, Tenant
 
 MAX_INT = 2**31 - 1  # PositiveIntegerField's range on every database
@@ -77,3 +78,85 @@ def usage_representation(report: UsageReport) -> dict[str, Any]:
             for key in budget.by_key
         ],
     }
+
+
+# --- Response shapes: what the functions above build, as /api/schema/ describes it -----------
+
+
+class PlanLimitsSerializer(serializers.Serializer):
+    """A plan's limits (Plan.limits()); null: no limit."""
+
+    rpm = serializers.IntegerField(allow_null=True, help_text="requests per minute")
+    tpm = serializers.IntegerField(allow_null=True, help_text="tokens per minute")
+    budget_tokens = serializers.IntegerField(allow_null=True, help_text="tokens per budget period")
+    budget_period = serializers.ChoiceField(choices=BudgetPeriod.choices)
+    max_running = serializers.IntegerField(allow_null=True)
+    max_queued = serializers.IntegerField(allow_null=True)
+    weight = serializers.FloatField(help_text="fair-share weight")
+    max_priority = serializers.ChoiceField(choices=PriorityClass.choices, help_text="the highest class allowed")
+
+
+class NamedPlanSerializer(PlanLimitsSerializer):
+    name = serializers.CharField()
+
+
+class TenantPlanSerializer(PlanLimitsSerializer):
+    """A tenant's plan, as set_plan prints it."""
+
+    tenant = serializers.SlugField()
+    plan = serializers.CharField(help_text="the plan's name")
+
+
+class BudgetPeriodWindowSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=BudgetPeriod.choices)
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField(allow_null=True, help_text='null for the "none" period')
+
+
+class RateLimitBucketSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(allow_null=True, help_text="null: no limit")
+    remaining = serializers.IntegerField(allow_null=True)
+    reset_seconds = serializers.IntegerField(help_text="until the full limit is back")
+
+
+class RateLimitsSerializer(serializers.Serializer):
+    requests_per_minute = RateLimitBucketSerializer()
+    tokens_per_minute = RateLimitBucketSerializer()
+
+
+class TaskCountsSerializer(serializers.Serializer):
+    queued = serializers.IntegerField(help_text="queued or waiting")
+    max_queued = serializers.IntegerField(allow_null=True)
+    running = serializers.IntegerField()
+    max_running = serializers.IntegerField(allow_null=True)
+
+
+class KeyUsageSerializer(serializers.Serializer):
+    key_prefix = serializers.CharField(allow_null=True, help_text="null: tasks of a key deleted since")
+    name = serializers.CharField(allow_blank=True)
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    reserved_tokens = serializers.IntegerField()
+    tasks = serializers.IntegerField()
+
+
+class UsageSerializer(serializers.Serializer):
+    """A tenant's budget in its period, its rate limits and its queue, per key too."""
+
+    object = object_kind("usage")
+    plan = NamedPlanSerializer()
+    period = BudgetPeriodWindowSerializer()
+    budget_tokens = serializers.IntegerField(allow_null=True)
+    spent_tokens = serializers.IntegerField()
+    reserved_tokens = serializers.IntegerField()
+    remaining_tokens = serializers.IntegerField(allow_null=True)
+    rate_limits = RateLimitsSerializer()
+    tasks = TaskCountsSerializer()
+    by_key = KeyUsageSerializer(many=True)
+
+
+class TenantUsageSerializer(UsageSerializer):
+    """The usage of the tenant named in the path (operators)."""
+
+    tenant = serializers.SlugField()

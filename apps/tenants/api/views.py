@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.openapi import BODY_ERRORS, api_responses
 from apps.scheduler.admission import usage_report
 from apps.security.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
 from apps.tenants import services
-from apps.tenants.api.serializers import PlanChangeSerializer, plan_representation, usage_representation
+from apps.tenants.api.serializers import (
+    PlanChangeSerializer,
+    TenantPlanSerializer,
+    TenantUsageSerializer,
+    UsageSerializer,
+    plan_representation,
+    usage_representation,
+)
 from apps.tenants.models import Tenant
 from apps.tenants.permissions import tenant_of
 from apps.core.errors import NotFound
@@ -20,7 +27,7 @@ from apps.core.errors import NotFound
 class UsageView(APIView):
     """GET /api/v1/usage: the calling tenant's budget, rate limits and queue, per key too."""
 
-    @extend_schema(tags=["usage"], responses=OpenApiTypes.OBJECT)
+    @extend_schema(tags=["usage"], responses=api_responses({200: UsageSerializer}))
     def get(self, request: Request) -> Response:
         return Response(usage_representation(usage_report(tenant_of(request))))
 
@@ -40,12 +47,14 @@ class OperatorTenantView(APIView):
 
 
 class OperatorPlanView(OperatorTenantView):
-    @extend_schema(tags=["ops"], responses=OpenApiTypes.OBJECT)
+    @extend_schema(tags=["ops"], responses=api_responses({200: TenantPlanSerializer}, 404))
     def get(self, request: Request, slug: str) -> Response:
         tenant = self.tenant(slug)
         return Response(plan_representation(tenant, tenant.plan))
 
-    @extend_schema(tags=["ops"], request=PlanChangeSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        tags=["ops"], request=PlanChangeSerializer, responses=api_responses({200: TenantPlanSerializer}, 404, BODY_ERRORS)
+    )
     def patch(self, request: Request, slug: str) -> Response:
         tenant = self.tenant(slug)
         change = PlanChangeSerializer(data=request.data)
@@ -55,7 +64,7 @@ class OperatorPlanView(OperatorTenantView):
 
 
 class OperatorUsageView(OperatorTenantView):
-    @extend_schema(tags=["ops"], responses=OpenApiTypes.OBJECT)
+    @extend_schema(tags=["ops"], responses=api_responses({200: TenantUsageSerializer}, 404))
     def get(self, request: Request, slug: str) -> Response:
         tenant = self.tenant(slug)
         return Response({"tenant": tenant.slug, **usage_representation(usage_report(tenant))})

@@ -6,9 +6,11 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.catalog.devices import Device
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.tasks.api.serializers import StrictSerializer
-from apps.workers.models import RUNNING_STATES, ReplicaTarget, Worker
+from apps.core.openapi import list_of, object_kind
+from apps.core.serializers import StrictSerializer
+from apps.workers.models import LOST, RUNNING_STATES, ReplicaTarget, Worker, WorkerState
 
 
 class WorkerListQuerySerializer(StrictSerializer):
@@ -97,3 +99,104 @@ def _version_representation(
         "placement_checked_at": version.placement_checked_at,
         "created_at": version.created_at,
     }
+
+
+# --- Response shapes: what the functions above build, as /api/schema/ describes it -----------
+
+
+class WorkerGpuSerializer(serializers.Serializer):
+    """A GPU as the worker's last heartbeat reported it (null: the device did not say)."""
+
+    index = serializers.IntegerField()
+    name = serializers.CharField(allow_blank=True)
+    memory_total = serializers.IntegerField(allow_null=True, help_text="bytes")
+    memory_free = serializers.IntegerField(allow_null=True, help_text="bytes")
+    utilization = serializers.IntegerField(allow_null=True, help_text="percent")
+
+
+class WorkerVersionSerializer(serializers.Serializer):
+    """A model version placed on the worker."""
+
+    model = serializers.CharField(help_text="name@version")
+    gpu = serializers.IntegerField(allow_null=True, help_text="the GPU's index; null: on the CPU")
+    gpu_memory_bytes = serializers.IntegerField()
+
+
+class WorkerSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    object = object_kind("worker")
+    name = serializers.CharField()
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=WorkerState.choices, help_text="what the worker and operators set")
+    status = serializers.ChoiceField(
+        choices=[*WorkerState.values, LOST], help_text='the state, or "lost" when its heartbeats stopped'
+    )
+    lost = serializers.BooleanField()
+    slots = serializers.IntegerField()
+    in_flight = serializers.IntegerField()
+    models = serializers.ListField(child=serializers.CharField())
+    versions = WorkerVersionSerializer(many=True)
+    serves_all_models = serializers.BooleanField()
+    gpus = WorkerGpuSerializer(many=True)
+    cpu_count = serializers.IntegerField(allow_null=True)
+    ram_total = serializers.IntegerField(allow_null=True, help_text="bytes")
+    ram_available = serializers.IntegerField(allow_null=True, help_text="bytes")
+    started_at = serializers.DateTimeField()
+    last_heartbeat_at = serializers.DateTimeField()
+    stopped_at = serializers.DateTimeField(allow_null=True)
+
+
+WorkerListSerializer = list_of(WorkerSerializer)
+
+
+class VersionPlacementSerializer(serializers.Serializer):
+    """A copy of a version on a worker."""
+
+    worker = serializers.CharField(help_text="the worker's name")
+    gpu = serializers.IntegerField(allow_null=True, help_text="the GPU's index; null: on the CPU")
+    gpu_memory_bytes = serializers.IntegerField()
+
+
+class ReplicaChangeSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    reason = serializers.CharField(allow_blank=True)
+
+
+class PlacedVersionSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    model = serializers.CharField(help_text="name@version")
+    current = serializers.BooleanField()
+    artifact_uri = serializers.CharField(allow_blank=True)
+    sha256 = serializers.CharField(allow_blank=True)
+    size_bytes = serializers.IntegerField(allow_null=True)
+    device = serializers.ChoiceField(choices=Device.choices, allow_null=True)
+    gpu_memory_bytes = serializers.IntegerField(allow_null=True)
+    unfinished_tasks = serializers.IntegerField()
+    placements = VersionPlacementSerializer(many=True)
+    replicas = serializers.IntegerField(help_text="copies placed now")
+    desired_replicas = serializers.IntegerField(
+        allow_null=True, help_text="copies the replica scaler wants; null: not scaled (a CPU version runs everywhere)"
+    )
+    replica_change = ReplicaChangeSerializer(allow_null=True, help_text="the scaler's last change")
+    placement_error = serializers.CharField(allow_null=True, help_text="why no worker can host it")
+    placement_checked_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ModelPlacementSerializer(serializers.Serializer):
+    """A model, its versions and where they run."""
+
+    object = object_kind("model")
+    name = serializers.CharField()
+    adapter = serializers.CharField()
+    enabled = serializers.BooleanField()
+    is_public = serializers.BooleanField()
+    current_version = serializers.CharField(allow_null=True)
+    workers = serializers.ListField(child=serializers.CharField(), help_text="names of the running workers serving it")
+    unfinished_tasks = serializers.IntegerField()
+    placement_error = serializers.CharField(allow_null=True)
+    versions = PlacedVersionSerializer(many=True)
+
+
+ModelPlacementListSerializer = list_of(ModelPlacementSerializer)

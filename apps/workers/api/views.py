@@ -5,17 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.catalog.models import LLMModel
+from apps.core.openapi import api_responses
 from apps.security.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
 from apps.workers import services
 from apps.workers.api.serializers import (
+    ModelPlacementListSerializer,
     WorkerListQuerySerializer,
+    WorkerListSerializer,
+    WorkerSerializer,
     model_placement_representation,
     worker_representation,
 )
@@ -32,7 +35,7 @@ class WorkerListView(OperatorView):
     @extend_schema(
         tags=["ops"],
         parameters=[OpenApiParameter("model", str, description="only workers taking this model's tasks now")],
-        responses=OpenApiTypes.OBJECT,
+        responses=api_responses({200: WorkerListSerializer}, 400),
     )
     def get(self, request: Request) -> Response:
         query = WorkerListQuerySerializer(data=request.query_params.dict())
@@ -52,7 +55,8 @@ class WorkerChangeView(OperatorView):
 
     change: Callable[[Worker], Worker]
 
-    @extend_schema(tags=["ops"], request=None, responses=OpenApiTypes.OBJECT)
+    # 409: the worker is stopped.
+    @extend_schema(tags=["ops"], request=None, responses=api_responses({200: WorkerSerializer}, 404, 409))
     def post(self, request: Request, worker_id: uuid.UUID) -> Response:
         worker = Worker.objects.filter(pk=worker_id).first()
         if worker is None:
@@ -77,7 +81,7 @@ class ModelPlacementListView(OperatorView):
     copies the replica scaler wants), and why one that no worker can host is left out
     (``placement_error``)."""
 
-    @extend_schema(tags=["ops"], responses=OpenApiTypes.OBJECT)
+    @extend_schema(tags=["ops"], responses=api_responses({200: ModelPlacementListSerializer}))
     def get(self, request: Request) -> Response:
         models = LLMModel.objects.select_related("current_version").prefetch_related(
             "versions__placements__worker", "placements__worker"

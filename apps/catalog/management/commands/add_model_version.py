@@ -58,7 +58,7 @@ class Command(BaseCommand):
             )
         except services.VersionError as exc:
             raise CommandError(str(exc)) from exc
-        # Placement ran when the version was committed (apps.workers.signals).
+        # Placement ran when the version was committed (apps.catalog.services.catalog_changed).
         created = ModelVersion.objects.select_related("model").get(pk=created.pk)
         if created.is_current:
             self.stderr.write(f"{created.spec} is now the current version of {name}")

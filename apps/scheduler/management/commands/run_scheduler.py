@@ -20,7 +20,7 @@ from django.db import close_old_connections
 
 from apps.scheduler import wakeup
 from apps.scheduler.dispatcher import Dispatcher
-from apps.workers.services import apply_placement
+from apps.scheduler.placer import apply_placement
 
 logger = logging.getLogger(__name__)
 

@@ -7,22 +7,30 @@ until SIGTERM or Ctrl-C: the ASGI server; the scheduler (the dispatcher
 loop and the periodic jobs: lease reaper, stale dispatches, placement); and one worker serving every enabled model. HOST, PORT
 and DATA_DIR come from the environment; WORKER_THREADS sets the worker's
 slots, WORKER_NAME its name (default "<host>-embedded").
+
+The supervisor is what stays resident for the platform's whole life, so it
+is kept small: the tiny model's build (torch, transformers: ~300 MB once
+imported) runs in a child process, and once the preparations are done this
+process execs into the standard-library-only supervisor (same pid), leaving
+Django behind too.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from apps.catalog.services import ensure_tiny_model
 from apps.tenants.seeding import seed_first_run
-from apps.workers.supervisor import Child, Supervisor, die_with_parent
+from apps.workers.supervisor import Child, die_with_parent, exec_supervisor
 
 
 class Command(BaseCommand):
@@ -38,7 +46,15 @@ class Command(BaseCommand):
 
         call_command("migrate", interactive=False, verbosity=0, stdout=sys.stderr)
         call_command("collectstatic", interactive=False, verbosity=0, stdout=sys.stderr)
-        ensure_tiny_model(Path(settings.DATA_DIR) / "models" / "tiny")
+        tiny_path = Path(settings.DATA_DIR) / "models" / "tiny"
+        # In a child: importing torch here would keep its memory for the platform's life.
+        # stdout carries only this command's result lines: the child's path goes to stderr.
+        built = subprocess.run(
+            [sys.executable, manage_py, "build_tiny_model", str(tiny_path)], stdout=sys.stderr, preexec_fn=die_with_parent
+        )
+        if built.returncode != 0:
+            raise CommandError(f"building the tiny model in {tiny_path} failed (exit {built.returncode})")
+        ensure_tiny_model(tiny_path)  # built already: this only registers it
         seeded = seed_first_run()
         if seeded is not None:
             self.stdout.write(f"API_KEY={seeded.api_key}")
@@ -47,7 +63,8 @@ class Command(BaseCommand):
             self.stdout.flush()
         self.stderr.write(f"LLMAgentOS on http://{host}:{port}/ (data in {settings.DATA_DIR}); SIGTERM or Ctrl-C stops it")
 
-        supervisor = Supervisor(
+        connections.close_all()  # nothing of this process's state outlives the exec
+        exec_supervisor(
             [
                 Child(
                     "server",
@@ -60,6 +77,7 @@ class Command(BaseCommand):
                 # SIGTERM: finish in-flight tasks, take no new ones, mark itself stopped.
                 Child("worker", [sys.executable, manage_py, "run_worker", "--name", worker_name,
                                  "--slots", threads]),
-            ]
+            ],
+            log_level=settings.LOGGING["root"]["level"],
+            import_root=str(settings.BASE_DIR),
         )
-        sys.exit(supervisor.run())

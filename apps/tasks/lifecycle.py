@@ -1,0 +1,94 @@
+"""The one place that runs what follows a task's changes of state.
+
+Services of this app call ``announce_*`` where a task is submitted, becomes
+ready, ends or is erased; the apps above register the effects they own in
+their ``AppConfig.ready()``:
+
+==================  ==========================  ===================================
+hook                when it runs                registered by
+==================  ==========================  ===================================
+``ending``          in the ending transaction   scheduler: settle the charge
+``ended``           after commit                streaming: end the stream;
+                                                tasks: release or fail dependants;
+                                                scheduler: wake the dispatcher
+``ready``           after commit                scheduler: wake the dispatcher
+``submitted``       after commit                scheduler: place an idle pinned version
+``erased``          after commit                streaming: purge the chunk logs
+``admit``           in the submitting           scheduler: quotas, budget
+                    transaction (a Port)        reservation, rate limits
+``estimate_wait``   on read (a Port)            scheduler: queue position and
+                                                estimated start
+==================  ==========================  ===================================
+
+After-commit effects are ``robust``: one that fails is logged and the others
+still run; the periodic jobs (settlement sweep, stranded dependants, the
+dispatcher's tick) catch up on what a lost effect left undone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from django.db import transaction
+
+from apps.core.hooks import Hook, Port
+
+if TYPE_CHECKING:
+    from apps.catalog.models import LLMModel
+    from apps.tasks.models import Task
+    from apps.tasks.services import TaskRequest
+    from apps.tenants.models import ApiKey, Tenant
+    from apps.tenants.ratelimit import RateLimits
+
+
+class Admission(Protocol):
+    """What admitting a task returns: the id to insert it with, the buckets after it."""
+
+    @property
+    def task_id(self) -> uuid.UUID: ...
+
+    @property
+    def rate_limits(self) -> RateLimits: ...
+
+
+Usage = dict[str, int]
+
+ending: Hook[[uuid.UUID, Usage | None]] = Hook("task ending (in its transaction)")
+ended: Hook[[uuid.UUID, "Task | None"]] = Hook("task ended (after commit)")
+ready: Hook[[]] = Hook("task ready (after commit)")
+submitted: Hook[["Task"]] = Hook("task submitted (after commit)")
+erased: Hook[[Sequence[uuid.UUID]]] = Hook("tasks erased (after commit)")
+
+admit: Port[["Tenant", "ApiKey | None", "LLMModel", "TaskRequest"], Admission] = Port("task admission")
+estimate_wait: Port[["Task"], Any] = Port("task wait estimate")
+
+
+def announce_end(task_id: uuid.UUID, usage: Usage | None = None, ended_task: Task | None = None) -> None:
+    """A task reached a terminal state in the current transaction.
+
+    ``usage``: what the caller just recorded, if anything (saves reading it
+    back); ``ended_task``: the task as the caller's UPDATE left it, tenant
+    loaded (saves reading the row after the commit)."""
+    ending(task_id, usage)
+    for effect in ended.effects():
+        transaction.on_commit(partial(effect, task_id, ended_task), robust=True)
+
+
+def announce_ready(task: Task | None = None) -> None:
+    """A task became ``queued`` (submitted without parents, or released)."""
+    for effect in ready.effects():
+        transaction.on_commit(effect, robust=True)
+
+
+def announce_submitted(task: Task) -> None:
+    for effect in submitted.effects():
+        transaction.on_commit(partial(effect, task), robust=True)
+
+
+def announce_erased(task_ids: Sequence[uuid.UUID]) -> None:
+    ids = list(task_ids)
+    for effect in erased.effects():
+        transaction.on_commit(partial(effect, ids), robust=True)

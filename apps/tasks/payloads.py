@@ -1,0 +1,34 @@
+"""Reading what a tenant wrote and a model generated: the task's encrypted
+input, metadata and output, and a workflow's node names. Decrypted only here,
+on demand, with the tenant's data key; nothing decrypted is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.tasks.models import Task, Workflow
+
+
+def read_input(task: Task) -> dict[str, Any] | None:
+    if task.input_ciphertext is None:
+        return None
+    return task.tenant.cipher.decrypt_json(task.input_ciphertext)
+
+
+def read_meta(task: Task) -> dict[str, Any]:
+    if task.meta_ciphertext is None:
+        return {"metadata": {}, "client_ref": None}
+    return task.tenant.cipher.decrypt_json(task.meta_ciphertext)
+
+
+def read_output(task: Task) -> str | None:
+    if task.output_ciphertext is None:
+        return None
+    return task.tenant.cipher.decrypt_json(task.output_ciphertext)["text"]
+
+
+def node_ids(workflow: Workflow) -> dict[str, str]:
+    """Node name → task id (as text), in submission order."""
+    if workflow.nodes_ciphertext is None:
+        return {}
+    return workflow.tenant.cipher.decrypt_json(bytes(workflow.nodes_ciphertext))["nodes"]

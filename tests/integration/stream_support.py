@@ -1,0 +1,80 @@
+"""Open a task's stream as a client does, through the project's real ASGI application
+(Channels' WebsocketCommunicator): routing, the handshake's auth, the consumer, the
+hub and the stream log, all in this process.
+
+The consumer reads the database from other threads, so tests using these helpers
+need committed rows: ``pytest.mark.django_db(transaction=True, serialized_rollback=True)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+
+from llmagentos.asgi import application
+
+# A guard against a hung test, not a measurement: a stream silent for this long has failed.
+SILENCE_LIMIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Handshake:
+    accepted: bool
+    # Refused: the close code the server sent before accepting (Channels answers the
+    # handshake with HTTP 403 then). Accepted: the subprotocol the server chose.
+    detail: int | str | None
+
+
+def _communicator(
+    task_id: uuid.UUID | str, *, key: str | None = None, stream_token: str | None = None, after: int | None = None
+) -> WebsocketCommunicator:
+    headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
+    # What a browser sends: the protocol name and the token, as two subprotocols.
+    subprotocols = ["llmagentos", f"token.{stream_token}"] if stream_token else None
+    query = f"?after={after}" if after is not None else ""
+    return WebsocketCommunicator(application, f"/ws/tasks/{task_id}/{query}", headers=headers, subprotocols=subprotocols)
+
+
+def handshake(task_id: uuid.UUID | str, *, key: str | None = None, stream_token: str | None = None) -> Handshake:
+    """Open the task's stream and close it again; what the handshake answered."""
+
+    async def attempt() -> Handshake:
+        communicator = _communicator(task_id, key=key, stream_token=stream_token)
+        accepted, detail = await communicator.connect(timeout=SILENCE_LIMIT_SECONDS)
+        if accepted:
+            await communicator.disconnect(timeout=SILENCE_LIMIT_SECONDS)
+        return Handshake(accepted, detail)
+
+    return asyncio.run(attempt())
+
+
+def read_to_end(
+    task_id: uuid.UUID | str, *, key: str | None = None, stream_token: str | None = None, after: int | None = None
+) -> list[dict[str, Any]]:
+    """Every message of the stream of an ended task, up to the server's normal close."""
+
+    async def read() -> list[dict[str, Any]]:
+        communicator = _communicator(task_id, key=key, stream_token=stream_token, after=after)
+        accepted, detail = await communicator.connect(timeout=SILENCE_LIMIT_SECONDS)
+        assert accepted, f"the stream was refused (close code {detail})"
+        messages: list[dict[str, Any]] = []
+        try:
+            while True:
+                output = await communicator.receive_output(timeout=SILENCE_LIMIT_SECONDS)
+                if output["type"] == "websocket.close":
+                    assert output.get("code", 1000) == 1000, output
+                    return messages
+                messages.append(json.loads(output["text"]))
+        finally:
+            await communicator.disconnect(timeout=SILENCE_LIMIT_SECONDS)
+
+    return asyncio.run(read())
+
+
+def chunks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [message for message in messages if message["type"] == "chunk"]
