@@ -77,9 +77,10 @@ INSTALLED_APPS = [
     "apps.tenants",
     "apps.catalog",
     "apps.tasks",
-    "apps.scheduler",
     "apps.workers",
+    "apps.scheduler",
     "apps.streaming",
+    "apps.runtime",
 ]
 
 MIDDLEWARE = [
@@ -119,7 +120,7 @@ if DATABASE_URL:
     DB_CONN_MAX_AGE = env.whole_seconds("DB_CONN_MAX_AGE", 0)
     # Connections per process kept in a pool (PostgreSQL; 0: none). A worker's
     # slot threads give theirs back while a generation streams
-    # (apps.workers.execution), so a worker with hundreds of slots needs a few
+    # (apps.runtime.execution), so a worker with hundreds of slots needs a few
     # connections, not one per slot. Django's pool needs CONN_MAX_AGE 0.
     DB_POOL_MAX_SIZE = env.integer("DB_POOL_MAX_SIZE", 16, minimum=0, expected="a number of connections")
     _database = env.parsed(

@@ -10,7 +10,7 @@ same kind of storage as ``settings.HUEY``: SqliteHuey on the same SQLite file
 (its rows are keyed by queue name) or PriorityRedisHuey on the same Redis
 connection pool. ``settings.HUEY`` itself keeps only the periodic scheduler
 jobs. Queues are created on first use and cached for the process; the
-``run_task`` job is registered on each under the same name, so a message
+``run_task`` job below is registered on each under the same name, so a message
 names the same job whichever queue carries it.
 """
 
@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from huey import Huey
 from huey.api import TaskWrapper
+from huey.contrib.djhuey import close_db
 from huey.storage import RedisStorage
+
+from apps.core.hooks import Port
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,18 @@ def created_queues() -> list[ModelQueue]:
         return list(_queues.values())
 
 
-def _create(model_name: str) -> ModelQueue:
-    # Imported here: the job runs the worker's execution code, which dispatches
-    # (retries) through the scheduler, which imports this module.
-    from apps.workers.jobs import run_task
+# Running a task is the worker runtime's (apps.runtime, above this app): it
+# registers its executor here at start-up.
+task_executor: Port[[uuid.UUID], None] = Port("task executor")
 
+
+@close_db  # fresh database connections for each run, as djhuey's db_task would give
+def run_task(task_id: str) -> None:
+    """The Huey job on every model's queue; the message carries the task id only."""
+    task_executor(uuid.UUID(task_id))
+
+
+def _create(model_name: str) -> ModelQueue:
     base = settings.HUEY
     storage_kwargs = dict(base.storage_kwargs)
     if isinstance(base.storage, RedisStorage):

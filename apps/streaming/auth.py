@@ -47,7 +47,7 @@ def authorised_task(scope: dict, task_id: uuid.UUID) -> Task | None:
     tenant = _tenant_from_header(scope) or _tenant_from_token(scope, task_id)
     if tenant is None or not tenant.active:
         return None
-    return Task.objects.select_related("tenant", "model").filter(pk=task_id).first()
+    return Task.objects.for_tenant(tenant).select_related("tenant", "model").filter(pk=task_id).first()
 
 
 def _tenant_from_header(scope: dict) -> Tenant | None:

@@ -208,7 +208,7 @@ def renew_leases(attempts: Mapping[uuid.UUID, int]) -> set[uuid.UUID]:
 
     One UPDATE per distinct attempt number (almost always one) and one SELECT,
     whatever the number of tasks: a worker renews all of its running tasks at
-    once (apps.workers.leases) instead of one query per task per second.
+    once (apps.runtime.leases) instead of one query per task per second.
     """
     by_attempt: dict[int, list[uuid.UUID]] = {}
     for task_id, attempt in attempts.items():

@@ -128,7 +128,7 @@ SHAPE_TASKS = """
 from datetime import timedelta
 from django.utils import timezone
 from apps.tasks.models import Task, TaskState
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 now = timezone.now()
 ids = {queue_ids!r}

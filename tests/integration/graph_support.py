@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from apps.tasks.models import Task
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 TASKS = "/api/v1/tasks"
 WORKFLOWS = "/api/v1/workflows"

@@ -37,7 +37,8 @@ def _communicator(
     # What a browser sends: the protocol name and the token, as two subprotocols.
     subprotocols = ["llmagentos", f"token.{stream_token}"] if stream_token else None
     query = f"?after={after}" if after is not None else ""
-    return WebsocketCommunicator(application, f"/ws/tasks/{task_id}/{query}", headers=headers, subprotocols=subprotocols)
+    path = f"/ws/tasks/{task_id}/{query}"
+    return WebsocketCommunicator(application, path, headers=headers, subprotocols=subprotocols)
 
 
 def handshake(task_id: uuid.UUID | str, *, key: str | None = None, stream_token: str | None = None) -> Handshake:

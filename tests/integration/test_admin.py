@@ -11,7 +11,7 @@ from django.test import Client
 from apps.tenants.models import ApiKey
 from apps.tasks.models import Task
 from apps.tenants.services import find_api_key, issue_api_key
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

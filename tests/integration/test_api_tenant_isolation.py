@@ -13,7 +13,7 @@ import pytest
 from apps.catalog.models import LLMModel
 from apps.tasks.models import Task
 from apps.tasks.services import claim_task
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 
 from apps.tasks.models import Task
 from apps.tenants.services import change_tenant_plan
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

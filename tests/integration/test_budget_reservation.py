@@ -17,7 +17,7 @@ from apps.tasks import services
 from apps.tasks.models import Task, TaskState
 from apps.tenants.models import BudgetLedger, TaskCharge
 from apps.tenants.services import change_tenant_plan
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from apps.tasks import dependencies
 from apps.tasks import payloads
 from apps.tasks import services, workflows
 from apps.tasks.models import Task, TaskState
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 from tests.integration.graph_support import node, ready, run, state, submit_task, submit_workflow
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from apps.tasks.models import Task
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 SECRET_PROMPT = "zebra-quasar confidential merger plans"
 SECRET_META = "meta-value-platypus"

@@ -13,7 +13,7 @@ from apps.tasks import payloads
 from apps.catalog.models import LLMModel
 from apps.tasks import services
 from apps.tasks.models import Task, TaskState
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 SLOW_PROMPT = " ".join(f"secret{i}" for i in range(200))  # 10 s at 20 words/s
 

@@ -58,7 +58,8 @@ def test_the_key_is_stored_only_as_a_digest(acme, globex, acme_api, globex_api):
     # so only the key itself, not a digest, could contain it).
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT * FROM {IdempotencyKey._meta.db_table}")
-        stored = " ".join(str(bytes(value) if isinstance(value, memoryview) else value) for row in cursor for value in row)
+        rows = cursor.fetchall()
+    stored = " ".join(str(bytes(value) if isinstance(value, memoryview) else value) for row in rows for value in row)
     assert "order-secret-77" not in stored
 
     # Each tenant's digest is keyed with its own data key: the same key gives two

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from apps.tasks import services
 from apps.tasks.models import Task
-from apps.workers.leases import LeaseKeeper
+from apps.runtime.leases import LeaseKeeper
 
 pytestmark = pytest.mark.django_db
 

@@ -165,7 +165,7 @@ def test_redispatch_leaves_running_and_cancelled_tasks_alone(acme_api, huey):
 
 
 def test_a_redispatched_task_runs_once_even_with_a_duplicate_message(acme_api, huey, dispatcher):
-    from apps.workers.execution import execute_task
+    from apps.runtime.execution import execute_task
 
     task = _submit(acme_api, "only once")
     dispatcher.run_once()

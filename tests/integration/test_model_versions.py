@@ -13,7 +13,7 @@ from apps.catalog.artifacts import digest
 from apps.catalog.models import LLMModel, ModelVersion
 from apps.tasks.models import Task, TaskState
 from apps.tasks import services as task_services
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

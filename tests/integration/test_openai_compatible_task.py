@@ -13,7 +13,7 @@ import pytest
 
 from apps.catalog.models import LLMModel
 from apps.catalog.plugins import registry
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 from tests.stubs.openai_stub import serve_openai_stub, stub_stats
 
 pytestmark = pytest.mark.django_db

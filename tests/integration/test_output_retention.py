@@ -16,7 +16,7 @@ from apps.streaming.log import stream_log
 from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
 from apps.tenants.models import Tenant
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

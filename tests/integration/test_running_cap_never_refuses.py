@@ -41,7 +41,8 @@ def test_tasks_submitted_at_the_cap_are_admitted_and_wait_their_turn(acme_api, a
     assert dispatcher.run_once() == 0  # the worker has free slots; the cap holds them back
 
     usage = {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
-    assert services.finish_task(acme_at_its_running_cap, state=TaskState.SUCCEEDED, output="already running", usage=usage)
+    finished = services.finish_task(acme_at_its_running_cap, state=TaskState.SUCCEEDED, output="done", usage=usage)
+    assert finished
     assert dispatcher.run_once() == 1  # one of them gets its turn
     assert Task.objects.filter(pk__in=waiting, dispatched_at__isnull=False).count() == 1
 

@@ -17,12 +17,12 @@ import pytest
 import redis
 from django.db import connection
 
+from apps.runtime.execution import execute_task
 from apps.streaming import log as log_module
 from apps.streaming.events import CHUNK, client_message
 from apps.streaming.log import DatabaseStreamLog, RedisStreamLog, StreamLog
 from apps.streaming.models import StreamEvent
 from apps.tasks.models import Task, TaskState
-from apps.workers.execution import execute_task
 
 # The log is read back from another thread (the database log's reader): rows must be committed.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

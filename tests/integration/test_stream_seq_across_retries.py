@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 
+from apps.runtime.execution import execute_task
 from apps.streaming.services import open_publisher
 from apps.tasks import services
-from apps.workers.execution import execute_task
 from tests.integration.stream_support import chunks, read_to_end
 
 # The consumer reads the database from other threads: rows must be committed.

@@ -18,8 +18,8 @@ from apps.catalog.adapters import AdapterError, GenerationRequest, ModelAdapter,
 from apps.catalog.models import LLMModel
 from apps.tasks import services
 from apps.tasks.models import Task, TaskState
-from apps.workers.execution import execute_task
-from apps.workers.leases import LeaseKeeper
+from apps.runtime.execution import execute_task
+from apps.runtime.leases import LeaseKeeper
 
 SLOW_PROMPT = " ".join(f"word{i}" for i in range(200))  # 10 s at 20 words/s
 
@@ -59,7 +59,7 @@ def remote_model(monkeypatch):
     """Serve every model from the given broken adapter (the outside world's failure)."""
 
     def install(adapter: ModelAdapter) -> ModelAdapter:
-        monkeypatch.setattr("apps.workers.execution.adapter_for", lambda model, version=None: adapter)
+        monkeypatch.setattr("apps.runtime.execution.adapter_for", lambda model, version=None: adapter)
         return adapter
 
     return install
@@ -343,7 +343,7 @@ def test_a_worker_that_lost_its_lease_does_not_record_over_the_new_attempt(acme_
 
 @pytest.mark.django_db
 def test_a_cancelled_task_whose_adapter_fails_is_not_retried(acme_api):
-    from apps.workers.execution import _record_failure
+    from apps.runtime.execution import _record_failure
 
     task_id = acme_api.post("/api/v1/tasks", {"model": "echo", "prompt": "a b c"}).body["id"]
     task = services.claim_task(task_id, "w")

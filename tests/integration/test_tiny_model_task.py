@@ -15,7 +15,7 @@ import pytest
 from apps.catalog.adapters import GenerationRequest, TextChunk, Usage
 from apps.catalog.models import LLMModel
 from apps.catalog.plugins import registry
-from apps.workers.execution import execute_task
+from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

@@ -11,12 +11,13 @@ import pytest
 from apps.tasks import payloads
 from apps.catalog import services as catalog
 from apps.catalog.models import LLMModel
+from apps.runtime import adapters as loaded_adapters
 from apps.scheduler.dispatch import hand_to_workers
 from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
 from apps.workers import services as worker_services
-from apps.workers.execution import execute_task
-from apps.workers.runner import WorkerOptions, WorkerRunner
+from apps.runtime.execution import execute_task
+from apps.runtime.runner import WorkerOptions, WorkerRunner
 
 pytestmark = pytest.mark.django_db
 
@@ -26,9 +27,9 @@ CPU_ONLY = {"gpus": [], "cpu_count": 2, "ram_total": None, "ram_available": None
 @pytest.fixture(autouse=True)
 def empty_adapter_cache():
     """This process plays the worker: its adapter cache starts and ends empty."""
-    catalog.retire_adapters(keep=())
+    loaded_adapters.retire_adapters(keep=())
     yield
-    catalog.retire_adapters(keep=())
+    loaded_adapters.retire_adapters(keep=())
 
 
 def artifact(tmp_path: Path, name: str) -> str:
@@ -64,7 +65,7 @@ def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
     queues = {spec: model_queues(spec) for spec in ("roll@v1", "roll@v2")}
     old = [acme_api.post("/api/v1/tasks", {"model": "roll", "prompt": f"old {i}"}).body["id"] for i in range(3)]
     assert beat(runner, worker) == ("echo", "roll@v1")
-    assert catalog.loaded_specs() == []  # loading is lazy: at the first task
+    assert loaded_adapters.loaded_specs() == []  # loading is lazy: at the first task
 
     with django_capture_on_commit_callbacks(execute=True):  # the commit replans (apps.catalog.services.catalog_changed)
         catalog.make_version_current(v2)
@@ -76,13 +77,13 @@ def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
 
     # A new task runs on v2 (and loads only v2); an old one, after the move, still on v1.
     assert run(new[0]).state == TaskState.SUCCEEDED
-    assert catalog.loaded_specs() == ["roll@v2"]
+    assert loaded_adapters.loaded_specs() == ["roll@v2"]
     assert run(old[0]).state == TaskState.SUCCEEDED
-    assert catalog.loaded_specs() == ["roll@v1", "roll@v2"]
+    assert loaded_adapters.loaded_specs() == ["roll@v1", "roll@v2"]
 
     # Two old tasks are still queued: the worker keeps serving v1 and keeps it loaded.
     assert beat(runner, worker) == ("echo", "roll@v1", "roll@v2")
-    assert catalog.loaded_specs() == ["roll@v1", "roll@v2"]
+    assert loaded_adapters.loaded_specs() == ["roll@v1", "roll@v2"]
 
     for task_id in old[1:] + new[1:]:
         task = run(task_id)
@@ -97,7 +98,7 @@ def test_old_tasks_finish_on_the_old_version_new_ones_run_on_the_new(
 
     # v1 has nothing left to do: the next heartbeat drops its queue and unloads it.
     assert beat(runner, worker) == ("echo", "roll@v2")
-    assert catalog.loaded_specs() == ["roll@v2"]
+    assert loaded_adapters.loaded_specs() == ["roll@v2"]
     v1.refresh_from_db()
     assert v1.placement_error == ""
 
@@ -106,19 +107,19 @@ def test_a_version_still_streaming_is_unloaded_only_after_its_stream_ends(tiny_m
     # The transformers adapter reports health() False once unloaded.
     model = LLMModel.objects.create(name="tiny-roll", adapter="transformers")
     v1 = catalog.create_version(model, "v1", tiny_model_path, device="cpu", make_current=True)
-    streaming = catalog.adapter_for(model, v1)  # a stream holds it
+    streaming = loaded_adapters.adapter_for(model, v1)  # a stream holds it
     assert streaming.health()
 
-    assert catalog.retire_adapters(keep=()) == ["tiny-roll@v1"]
-    assert catalog.loaded_specs() == []
+    assert loaded_adapters.retire_adapters(keep=()) == ["tiny-roll@v1"]
+    assert loaded_adapters.loaded_specs() == []
     assert streaming.health()  # still serving the stream that holds it
 
     # A task for v1 arriving meanwhile loads a fresh instance, not the retiring one.
-    again = catalog.adapter_for(model, v1)
+    again = loaded_adapters.adapter_for(model, v1)
     assert again is not streaming and again.health()
-    catalog.release_adapter(again)
+    loaded_adapters.release_adapter(again)
     assert again.health()  # cached and not retired: released, still loaded
 
-    catalog.release_adapter(streaming)  # the stream ends
+    loaded_adapters.release_adapter(streaming)  # the stream ends
     assert not streaming.health()
-    assert catalog.loaded_specs() == ["tiny-roll@v1"]
+    assert loaded_adapters.loaded_specs() == ["tiny-roll@v1"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from apps.core.openapi import object_kind
@@ -344,6 +344,7 @@ class TaskDetailSerializer(TaskSummarySerializer):
     estimated_start_seconds = serializers.FloatField(allow_null=True)
 
 
+@extend_schema_serializer(many=False)  # the page itself, though the list action returns it
 class TaskPageSerializer(serializers.Serializer):
     """One page of tasks, newest first; follow ``next`` for the rest."""
 

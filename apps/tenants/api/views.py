@@ -53,7 +53,9 @@ class OperatorPlanView(OperatorTenantView):
         return Response(plan_representation(tenant, tenant.plan))
 
     @extend_schema(
-        tags=["ops"], request=PlanChangeSerializer, responses=api_responses({200: TenantPlanSerializer}, 404, BODY_ERRORS)
+        tags=["ops"],
+        request=PlanChangeSerializer,
+        responses=api_responses({200: TenantPlanSerializer}, 404, BODY_ERRORS),
     )
     def patch(self, request: Request, slug: str) -> Response:
         tenant = self.tenant(slug)

@@ -30,7 +30,7 @@ from django.db import connections
 
 from apps.catalog.services import ensure_tiny_model
 from apps.tenants.seeding import seed_first_run
-from apps.workers.supervisor import Child, die_with_parent, exec_supervisor
+from apps.runtime.supervisor import Child, die_with_parent, exec_supervisor
 
 
 class Command(BaseCommand):

@@ -36,11 +36,11 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from huey.api import Task as HueyMessage
 
-from apps.catalog.services import retire_adapters
+from apps.runtime.adapters import retire_adapters
 from apps.scheduler.queues import ModelQueue, model_queue
 from apps.workers import inventory, services
 from apps.workers.models import Worker, WorkerState
-from apps.workers.leases import KEEPER
+from apps.runtime.leases import KEEPER
 
 logger = logging.getLogger(__name__)
 

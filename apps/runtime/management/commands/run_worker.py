@@ -2,7 +2,7 @@
 
 Prints the worker's id on stdout once registered (its only output there);
 runs until SIGTERM or SIGINT, finishes the tasks in flight, marks itself
-stopped and exits 0. The work is in apps.workers.runner.
+stopped and exits 0. The work is in apps.runtime.runner.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.workers.models import Worker
-from apps.workers.runner import WorkerOptions, WorkerRunner
+from apps.runtime.runner import WorkerOptions, WorkerRunner
 from apps.workers.services import UnknownModels, WorkerNameInUse
 
 NAME_MAX_LENGTH = Worker._meta.get_field("name").max_length

@@ -24,13 +24,13 @@ from apps.catalog.adapters import (
     TextChunk,
     Usage,
 )
-from apps.catalog.services import adapter_for, release_adapter
+from apps.runtime.adapters import adapter_for, release_adapter
 from apps.scheduler.wakeup import wake_dispatcher
 from apps.streaming.services import open_publisher
 from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
 from apps.tasks.payloads import read_input
-from apps.workers.leases import KEEPER, LeaseKeeper
+from apps.runtime.leases import KEEPER, LeaseKeeper
 
 logger = logging.getLogger(__name__)
 
