@@ -4,4 +4,4 @@ Named ``llmagentos`` and not ``platform``: a top-level package called
 ``platform`` would shadow the standard library module that ``uuid`` imports.
 """
 
-VERSION = "0.1.0"
+from apps.core.version import VERSION  # noqa: F401  (the version, defined once)

@@ -11,9 +11,10 @@ that silently means something other than what the operator wrote.
 
 An unset variable and an empty one both give the default (an empty value is
 what ``VAR= make run`` or a blank entry in an env file leaves), except for
-``string``, which returns whatever is there, and ``comma_list``, for which a
-set but empty value is the empty list. Surrounding whitespace is ignored by
-every reader but ``string``.
+``string``, which returns whatever is there, ``comma_list``, for which a set
+but empty value is the empty list, and ``url``, for which it is "" (no URL:
+``RATE_LIMIT_REDIS_URL=`` keeps rate limits in the database even with a
+REDIS_URL). Surrounding whitespace is ignored by every reader but ``string``.
 """
 
 from __future__ import annotations
@@ -117,7 +118,9 @@ def integer(name: str, default: int, *, minimum: int | None = None, expected: st
 def number(name: str, default: float, *, minimum: float | None = ..., expected: str = ...) -> float: ...
 @overload
 def number(name: str, default: None, *, minimum: float | None = ..., expected: str = ...) -> float | None: ...
-def number(name: str, default: float | None, *, minimum: float | None = None, expected: str = "a number") -> float | None:
+def number(
+    name: str, default: float | None, *, minimum: float | None = None, expected: str = "a number"
+) -> float | None:
     """A finite decimal number (``minimum`` or more, when given); ``default`` None: None when unset."""
 
     def parse(raw: str) -> float:
@@ -151,7 +154,12 @@ def comma_list(name: str, default: str = "") -> list[str]:
 
 
 def url(name: str, schemes: Collection[str], example: str, default: str = "") -> str:
-    """A URL with one of ``schemes`` (and a numeric port, if it has one), as it is written."""
+    """A URL with one of ``schemes`` (and a numeric port, if it has one), as it is written.
+
+    Unset: ``default``; set but empty: "" (no URL).
+    """
+    if os.environ.get(name) is None:
+        return default
 
     def parse(raw: str) -> str:
         parts = urlsplit(raw)
@@ -161,7 +169,7 @@ def url(name: str, schemes: Collection[str], example: str, default: str = "") ->
         return raw
 
     value = parsed(name, parse, f"a URL such as {example}")
-    return default if value is None else value
+    return "" if value is None else value
 
 
 def json_value(name: str, default: str, *, valid: Callable[[Any], bool], expected: str) -> Any:

@@ -56,6 +56,7 @@ for _key in MASTER_KEYS:
 DEBUG = env.boolean("DEBUG") and PROFILE == "local"
 
 HOST = env.string("HOST", "127.0.0.1")
+PORT = env.integer("PORT", 8000, minimum=1, expected="a TCP port number")  # where `make run` serves
 ALLOWED_HOSTS = sorted({HOST, "127.0.0.1", "localhost", "[::1]", "testserver"} | set(env.comma_list("ALLOWED_HOSTS")))
 CSRF_TRUSTED_ORIGINS = env.comma_list("CSRF_TRUSTED_ORIGINS")
 
@@ -140,7 +141,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "llmagentos.sqlite3",
+            "NAME": str(DATA_DIR / "llmagentos.sqlite3"),
             "OPTIONS": {
                 # WAL lets the server read while the consumer writes; IMMEDIATE
                 # takes the write lock at BEGIN so concurrent writers queue on
@@ -212,7 +213,7 @@ SPECTACULAR_SETTINGS = {
     # One name per choice set used by several fields (else the names collide).
     "ENUM_NAME_OVERRIDES": {
         "TaskStateEnum": "apps.tasks.models.TaskState",
-        "PriorityEnum": "apps.tasks.models.Priority",
+        "PriorityEnum": "apps.tenants.models.PriorityClass",
         "BudgetPeriodEnum": "apps.tenants.models.BudgetPeriod",
         "WorkerStateEnum": "apps.workers.models.WorkerState",
     },
@@ -238,6 +239,8 @@ TASK_MAX_ATTEMPTS = env.integer("TASK_MAX_ATTEMPTS", 3, minimum=1, expected="a n
 # (the database is the source of truth; a lost queue message must not strand it).
 DISPATCH_STALE_SECONDS = env.whole_seconds("DISPATCH_STALE_SECONDS", 300)
 WORKER_NAME = env.string("WORKER_NAME")
+# Slots of the worker `make run` starts (run_worker --slots).
+WORKER_THREADS = env.integer("WORKER_THREADS", 4, minimum=1, expected="a number of slots")
 # The dispatcher's round when nothing wakes it, and how long a queued task
 # waits before it competes one priority class higher (docs/scheduling.md).
 SCHEDULER_TICK_SECONDS = env.seconds("SCHEDULER_TICK_SECONDS", 0.05)
@@ -250,7 +253,7 @@ SCHEDULER_AGING_SECONDS = env.seconds("SCHEDULER_AGING_SECONDS", 300)
 REPLICA_SCALING = {
     name: value
     for name, value in {
-        "up_queue_per_slot": env.number("REPLICA_UP_QUEUE_PER_SLOT", None, expected="a number of queued tasks per slot"),
+        "up_queue_per_slot": env.number("REPLICA_UP_QUEUE_PER_SLOT", None, expected="a number of tasks per slot"),
         "up_after_seconds": env.number("REPLICA_UP_AFTER_SECONDS", None, minimum=0, expected=env.SECONDS),
         "down_utilisation": env.number("REPLICA_DOWN_UTILISATION", None, expected="a fraction of slots in use, 0 to 1"),
         "down_after_seconds": env.number("REPLICA_DOWN_AFTER_SECONDS", None, minimum=0, expected=env.SECONDS),
@@ -287,11 +290,12 @@ USE_TZ = True
 
 # The names logging accepts (it refuses other spellings, "info" included, only when configured).
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL", "NOTSET")
+LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", LOG_LEVELS)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["stderr"], "level": env.choice("LOG_LEVEL", "INFO", LOG_LEVELS)},
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     # run_huey adds its own handler to "huey"; propagating would print each line twice.
     "loggers": {"huey": {"propagate": False}},
 }

@@ -10,11 +10,13 @@ handler500 = "llmagentos.api_errors.server_error_view"
 
 api_v1 = [
     path("", include("apps.tasks.api.urls")),
+    path("", include("apps.streaming.api.urls")),
     path("", include("apps.catalog.api.urls")),
-    path("", include("apps.tenants.api.urls")),
-    # Operators: staff sessions or operator tokens (apps.security.permissions).
+    path("", include("apps.scheduler.api.urls")),
+    # Operators: staff sessions or operator tokens (apps.tenants.permissions).
     path("ops/", include("apps.workers.api.urls")),
     path("ops/", include("apps.tenants.api.ops_urls")),
+    path("ops/", include("apps.scheduler.api.ops_urls")),
 ]
 
 urlpatterns = [

@@ -17,8 +17,8 @@ from typing import Any, Mapping
 
 from django.core.exceptions import ImproperlyConfigured
 
-import llmagentos
 from apps.catalog.adapters import ModelAdapter
+from apps.core.version import VERSION
 
 ENTRY_POINT_GROUP = "llmagentos.plugins"
 
@@ -123,15 +123,15 @@ def _validate(dotted: str, config: PluginConfig) -> None:
     if not config.name or not isinstance(config.name, str):
         raise ImproperlyConfigured(f"plugin {dotted!r} is malformed: it has no name")
     try:
-        platform = _version_tuple(llmagentos.VERSION)
+        platform = _version_tuple(VERSION)
         _version_tuple(config.version)
         if platform < _version_tuple(config.min_platform_version):
             raise ImproperlyConfigured(
-                f"{label} needs platform >= {config.min_platform_version}, this is {llmagentos.VERSION}"
+                f"{label} needs platform >= {config.min_platform_version}, this is {VERSION}"
             )
         if config.max_platform_version and platform > _version_tuple(config.max_platform_version):
             raise ImproperlyConfigured(
-                f"{label} supports platform <= {config.max_platform_version}, this is {llmagentos.VERSION}"
+                f"{label} supports platform <= {config.max_platform_version}, this is {VERSION}"
             )
     except ValueError as exc:
         raise ImproperlyConfigured(f"{label} is malformed: {exc}") from exc

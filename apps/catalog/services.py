@@ -18,6 +18,7 @@ from apps.catalog.adapters import AdapterConfigError, ModelAdapter
 from apps.catalog.artifacts import ArtifactError, artifact_path, digest
 from apps.catalog.models import LLMModel, ModelVersion
 from apps.catalog.resources import VersionError, effective_adapter_config
+from apps.catalog.tiny_model import build_tiny_model
 from apps.catalog.plugins import registry
 from apps.tenants.models import Tenant
 from apps.core.errors import Unavailable
@@ -180,7 +181,6 @@ def ensure_tiny_model(path) -> LLMModel:
 
     An existing "tiny" model is left as the operator configured it.
     """
-    from apps.catalog.tiny_model import build_tiny_model  # imports torch: only when asked
 
     built = build_tiny_model(path)
     model, created = LLMModel.objects.get_or_create(

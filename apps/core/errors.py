@@ -11,7 +11,6 @@ a human ``message`` and the ``param`` at fault (a field name, or None).
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Self
 
 
@@ -28,9 +27,12 @@ class DomainError(Exception):
 
     def relocated(self, message: str, param: str | None) -> Self:
         """The same refusal pointed elsewhere (a workflow node's ``model`` → ``nodes.2.model``)."""
-        moved = copy.copy(self)
-        moved.message, moved.param = message, param
+        # Not copy.copy: it re-creates the error from its args, and kinds with
+        # required keywords (RateLimited's retry_after_seconds) would not rebuild.
+        moved = type(self).__new__(type(self))
+        moved.__dict__.update(self.__dict__)
         moved.args = (message,)
+        moved.message, moved.param = message, param
         return moved
 
 

@@ -98,7 +98,7 @@ def list_of(item: type[serializers.Serializer]) -> type[serializers.Serializer]:
     )
 
 
-def _int_header(name: str, description: str, statuses: list[int] | bool, required: bool = False) -> OpenApiParameter:
+def _int_header(name: str, description: str, statuses: list[int], required: bool = False) -> OpenApiParameter:
     return OpenApiParameter(
         name, int, OpenApiParameter.HEADER, response=statuses, required=required, description=description
     )
@@ -110,12 +110,12 @@ _RATE_LIMIT_BUCKETS = (("", "requests per minute"), ("-Tokens", "tokens per minu
 
 # On the routes that admit tasks; a limit the plan does not set sends no headers.
 RATE_LIMIT_HEADERS: list[OpenApiParameter] = [
-    _int_header(f"X-RateLimit-{field}{suffix}", f"{meaning} of the plan's {bucket}", RATE_LIMITED_STATUSES)
+    _int_header(f"X-RateLimit-{field}{suffix}", f"{meaning} ({bucket})", RATE_LIMITED_STATUSES)
     for suffix, bucket in _RATE_LIMIT_BUCKETS
     for field, meaning in (
-        ("Limit", "the limit"),
-        ("Remaining", "what is left"),
-        ("Reset", "seconds until the full limit is back"),
+        ("Limit", "the plan's limit"),
+        ("Remaining", "what is left of it now"),
+        ("Reset", "seconds until all of it is back"),
     )
 ]
 

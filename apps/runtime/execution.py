@@ -28,7 +28,7 @@ from apps.runtime.adapters import adapter_for, release_adapter
 from apps.scheduler.wakeup import wake_dispatcher
 from apps.streaming.services import open_publisher
 from apps.tasks import services as task_services
-from apps.tasks.models import Task, TaskState
+from apps.tasks.models import EndReason, Task, TaskState
 from apps.tasks.payloads import read_input
 from apps.runtime.leases import KEEPER, LeaseKeeper
 
@@ -63,14 +63,14 @@ def execute_task(task_id: uuid.UUID, keeper: LeaseKeeper = KEEPER) -> None:
         return  # cancelled, finished, or claimed by another worker: nothing to do
     if task.erased_at is not None:
         task_services.finish_task(task, state=TaskState.CANCELLED, output="", usage=None,
-                                  error_code="erased", error_message="the task was erased")
+                                  error_code=EndReason.ERASED, error_message=EndReason.ERASED.label)
         return
     try:
         # The version the task was given at submission, whatever the alias says now.
         adapter = adapter_for(task.model, task.model_version)
     except (AdapterConfigError, LookupError) as exc:
         task_services.finish_task(task, state=TaskState.FAILED, output="", usage=None,
-                                  error_code="model_unavailable", error_message=str(exc))
+                                  error_code=EndReason.MODEL_UNAVAILABLE, error_message=str(exc))
         return
     except AdapterError as exc:  # the model failed to load here (engine start, missing weights)
         _record_failure(task, exc, "")
@@ -121,7 +121,7 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
     task.refresh_from_db(fields=["cancel_requested", "state"])
     if task.cancel_requested:
         task_services.finish_task(task, state=TaskState.CANCELLED, output=output, usage=usage_dict,
-                                  error_code="cancelled", error_message="cancelled by the tenant")
+                                  error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label)
     elif task.state == TaskState.RUNNING:
         task_services.finish_task(task, state=TaskState.SUCCEEDED, output=output, usage=usage_dict)
     # else: the lease was lost and another attempt owns the task now.
@@ -149,7 +149,7 @@ def _record_failure(task: Task, error: AdapterError, partial_output: str) -> Non
         task.refresh_from_db(fields=["cancel_requested"])  # a cancel may have arrived meanwhile
     if task.cancel_requested:
         task_services.finish_task(task, state=TaskState.CANCELLED, output=partial_output, usage=None,
-                                  error_code="cancelled", error_message="cancelled by the tenant")
+                                  error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label)
     else:
         task_services.finish_task(task, state=TaskState.FAILED, output=partial_output, usage=None,
-                                  error_code="generation_failed", error_message=str(error))
+                                  error_code=EndReason.GENERATION_FAILED, error_message=str(error))

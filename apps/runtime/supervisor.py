@@ -105,18 +105,18 @@ class Supervisor:
         child.next_start = now + delay
 
     def _stop_all(self) -> int:
-        running = [c for c in self.children if c.process is not None and c.process.poll() is None]
-        for child in running:
+        running = [(c, c.process) for c in self.children if c.process is not None and c.process.poll() is None]
+        for child, process in running:
             logger.info("stopping %s", child.name)
-            child.process.send_signal(child.stop_signal)
+            process.send_signal(child.stop_signal)
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        for child in running:
+        for child, process in running:
             try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 logger.error("%s did not stop in %.0fs; killing it", child.name, STOP_TIMEOUT_SECONDS)
-                child.process.kill()
-                child.process.wait()
+                process.kill()
+                process.wait()
         return 0
 
 

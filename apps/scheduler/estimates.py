@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.catalog.models import LLMModel
 from apps.tasks.models import Task, TaskState
-from apps.tasks.services import PRIORITY_ORDER
+from apps.core import priorities
 from apps.workers.services import workers_for_model
 
 SAMPLE = 50
@@ -78,7 +78,7 @@ def _counts(model_id, task: Task | None = None) -> dict[str, int]:
     select = [f"SUM(CASE WHEN {state} = %s THEN 1 ELSE 0 END)", f"SUM(CASE WHEN {state} = %s THEN 1 ELSE 0 END)"]
     params: list = [TaskState.QUEUED, TaskState.RUNNING]
     if task is not None:
-        higher = PRIORITY_ORDER[: PRIORITY_ORDER.index(task.priority)]
+        higher = priorities.CLASSES[: priorities.rank(task.priority)]
         ahead = f"({column('priority')} = %s AND {column('queued_at')} < %s)"
         ahead_params = [task.priority, value("queued_at", task.queued_at)]
         if higher:
@@ -170,7 +170,7 @@ def waits_of(task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, dict[s
             continue
         order = sorted(
             Task.objects.filter(model=model, state=TaskState.QUEUED).values_list("priority", "queued_at", "pk"),
-            key=lambda row: (PRIORITY_ORDER.index(row[0]), row[1], row[2]),  # the order _counts counts in
+            key=lambda row: (priorities.rank(row[0]), row[1], row[2]),  # the order _counts counts in
         )
         stats = queue_stats(model)
         for position, (_, _, pk) in enumerate(order, start=1):

@@ -69,7 +69,9 @@ from collections.abc import Hashable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-CLASSES: tuple[str, ...] = ("interactive", "normal", "batch")
+from apps.core import priorities
+
+CLASSES: tuple[str, ...] = priorities.CLASSES
 """Priority classes, highest first; a class's index is its level (0 = top)."""
 
 _LEVELS = len(CLASSES)
@@ -525,11 +527,11 @@ class FairScheduler:
         twin._clock = self._clock
         twin._level_virtual = list(self._level_virtual)
         twin._capped = self._capped
-        for mine, theirs in zip(self._classes, twin._classes):
+        for mine, theirs in zip(self._classes, twin._classes, strict=True):
             theirs.virtual, theirs.offset, theirs.level = mine.virtual, mine.offset, mine.level
         for name, state in self._tenants.items():
             copy = twin._tenants[name] = _Tenant(name, state.seq, state.weight, state.capped)
-            for flow, flow_copy in zip(state.flows, copy.flows):
+            for flow, flow_copy in zip(state.flows, copy.flows, strict=True):
                 flow_copy.tag = flow.tag
                 for neg_rank, enqueued_at, seq, task in flow.tasks:
                     if task.alive:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from apps.core.secrets import bearer
 from apps.security.models import OperatorToken
 from apps.security.services import find_operator_token, is_operator_token
 
@@ -27,9 +28,8 @@ class OperatorTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request):
-        scheme, _, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        raw = raw.strip()
-        if scheme.lower() != "bearer" or not is_operator_token(raw):
+        raw = bearer(request.META.get("HTTP_AUTHORIZATION"))
+        if raw is None or not is_operator_token(raw):
             return None
         token: OperatorToken | None = find_operator_token(raw)
         if token is None:

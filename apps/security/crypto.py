@@ -69,7 +69,8 @@ class TenantCipher:
         return hmac.new(self._index_key, value.encode(), hashlib.sha256).hexdigest()
 
 
-def cipher_for_wrapped_key(wrapped: bytes) -> TenantCipher:
+def cipher_for_wrapped_key(wrapped: bytes | memoryview) -> TenantCipher:
+    # A BinaryField reads as memoryview on PostgreSQL: bytes() makes it hashable for the cache.
     return _cipher_cache(bytes(wrapped), tuple(settings.MASTER_KEYS))
 
 

@@ -1,13 +1,14 @@
 """OpenAPI description of operator-token authentication (drf-spectacular extension)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
 
 
 class OperatorTokenScheme(OpenApiAuthenticationExtension):
     target_class = "apps.security.authentication.OperatorTokenAuthentication"
     name = "OperatorToken"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, str]:
         return {
             "type": "http",
             "scheme": "bearer",

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
+from apps.core.secrets import SecretKind
 from apps.security.models import OperatorToken
 
-TOKEN_PREFIX = "llo"
+OPERATOR_TOKENS = SecretKind("llo")
 # As for API keys: a hint for operators, not an audit trail.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -28,22 +26,17 @@ class IssuedToken:
     secret: str  # the full token, to show once
 
 
-def _hash(raw_token: str) -> str:
-    return hashlib.sha256(raw_token.encode()).hexdigest()
-
-
 def issue_operator_token(user: AbstractBaseUser, *, name: str = "") -> IssuedToken:
     if not (user.is_active and user.is_staff):
         raise OperatorTokenError(f"{user.get_username()!r} is not an active staff user; operator tokens are for staff")
-    prefix = secrets.token_hex(6)
-    raw_token = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    token = OperatorToken.objects.create(user=user, name=name, prefix=prefix, token_hash=_hash(raw_token))
-    return IssuedToken(token=token, secret=raw_token)
+    new = OPERATOR_TOKENS.issue()
+    token = OperatorToken.objects.create(user=user, name=name, prefix=new.public_id, token_hash=new.digest)
+    return IssuedToken(token=token, secret=new.value)
 
 
 def is_operator_token(raw: str) -> bool:
     """Whether ``raw`` is shaped like an operator token (not whether it is valid)."""
-    return raw.startswith(f"{TOKEN_PREFIX}_")
+    return OPERATOR_TOKENS.owns(raw)
 
 
 def find_operator_token(raw_token: str) -> OperatorToken | None:
@@ -51,13 +44,13 @@ def find_operator_token(raw_token: str) -> OperatorToken | None:
 
     Whether the user may still act as an operator is the permission's call.
     """
-    parts = raw_token.split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+    public_id = OPERATOR_TOKENS.public_id(raw_token)
+    if public_id is None:
         return None
-    token = OperatorToken.objects.select_related("user").filter(prefix=parts[1]).first()
-    # Compare even when no row matched, so timing does not tell a known prefix apart.
-    expected = token.token_hash if token else "0" * 64
-    if not hmac.compare_digest(expected, _hash(raw_token)) or token is None or token.revoked_at is not None:
+    token = OperatorToken.objects.select_related("user").filter(prefix=public_id).first()
+    if not OPERATOR_TOKENS.matches(token.token_hash if token else None, raw_token) or token is None:
+        return None
+    if token.revoked_at is not None:
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:

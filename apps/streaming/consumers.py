@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from apps.streaming.auth import SUBPROTOCOL, authorised_task, origin_allowed
+from apps.streaming.auth import SUBPROTOCOL, StreamAccess, authorised_task, origin_allowed
 from apps.streaming.events import CHUNK, DONE, client_message, done_message, end_of
 from apps.streaming.hub import Subscription, hub
 from apps.streaming.log import stream_log
@@ -36,6 +36,7 @@ DONE_FALLBACK_SECONDS = 2.0
 
 class TaskStreamConsumer(AsyncWebsocketConsumer):
     task: Task | None = None
+    access: StreamAccess | None = None
     subscription: Subscription | None = None
     pump: asyncio.Task | None = None
 
@@ -48,10 +49,11 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
         if not origin_allowed(self.scope):
             await self.close()
             return
-        self.task = await authorised_task(self.scope, task_id)
-        if self.task is None:
+        self.access = await authorised_task(self.scope, task_id)
+        if self.access is None:
             await self.close()  # before accept: the handshake is answered with HTTP 403
             return
+        self.task = self.access.task
         after = _after_param(self.scope)
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None)
         if after is None:
@@ -73,6 +75,9 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "error", "message": "messages must be JSON objects"})
             return
         if isinstance(message, dict) and message.get("type") == "cancel":
+            if self.access is None or not self.access.may_cancel:
+                await self._send({"type": "error", "message": "cancelling needs a key with the tasks:write scope"})
+                return
             await database_sync_to_async(task_services.cancel_task)(self.task)
             return
         await self._send({"type": "error", "message": "unknown message; the only client message is {\"type\": \"cancel\"}"})

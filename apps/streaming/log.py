@@ -29,6 +29,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.streaming.events import CHUNK, StoredEvent
+from apps.streaming.models import StreamEvent
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ class DatabaseStreamLog:
     POLL_SECONDS = 0.05
 
     def append(self, task_id: uuid.UUID, events: list[StoredEvent]) -> None:
-        from apps.streaming.models import StreamEvent
-
         StreamEvent.objects.bulk_create(
             [StreamEvent(task_id=task_id, kind=e.kind, seq=e.seq, payload=e.payload) for e in events]
         )
@@ -70,18 +69,12 @@ class DatabaseStreamLog:
     def last_seq(self, task_id: uuid.UUID) -> int:
         from django.db.models import Max
 
-        from apps.streaming.models import StreamEvent
-
         return StreamEvent.objects.filter(task_id=task_id, kind=CHUNK).aggregate(m=Max("seq"))["m"] or 0
 
     def purge(self, task_id: uuid.UUID) -> None:
-        from apps.streaming.models import StreamEvent
-
         StreamEvent.objects.filter(task_id=task_id).delete()
 
     def _rows_after(self, cursors: dict[uuid.UUID, Cursor]) -> list[tuple[uuid.UUID, Cursor, StoredEvent]]:
-        from apps.streaming.models import StreamEvent
-
         if not cursors:
             return []
         lowest = min(cursor[0] for cursor in cursors.values())

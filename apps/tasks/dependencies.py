@@ -32,10 +32,10 @@ from django.utils import timezone
 
 from apps.core.errors import InvalidInput
 from apps.tasks import graph, lifecycle
-from apps.tasks.models import Task, TaskDependency, TaskState
+from apps.tasks.models import EndReason, Task, TaskDependency, TaskState
 from apps.tasks.payloads import node_ids, read_input, read_output
 
-DEPENDENCY_FAILED = "dependency_failed"
+DEPENDENCY_FAILED = EndReason.DEPENDENCY_FAILED
 MAX_PARENTS = 100
 UNFINISHED_STATES = (TaskState.WAITING, TaskState.QUEUED, TaskState.RUNNING)
 DOOMING_STATES = (TaskState.FAILED, TaskState.CANCELLED)

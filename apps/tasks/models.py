@@ -19,7 +19,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.tenants.models import ApiKey, Tenant
+from apps.tenants.models import ApiKey, PriorityClass, Tenant
 
 
 class TaskState(models.TextChoices):
@@ -31,14 +31,29 @@ class TaskState(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+class EndReason(models.TextChoices):
+    """Why a task ended without succeeding: its ``error.code`` in the API and in
+    the stream's ``done`` event (the one list). The label is the stored message
+    where the reason needs no detail."""
+
+    CANCELLED = "cancelled", "cancelled by the tenant"
+    ERASED = "erased", "the task was erased"
+    MODEL_UNAVAILABLE = "model_unavailable", "the model could not be loaded"
+    GENERATION_FAILED = "generation_failed", "the model failed while generating"
+    WORKER_LOST = "worker_lost", "the worker stopped responding"
+    DEPENDENCY_FAILED = "dependency_failed", "a dependency failed or was cancelled"
+
+
+# Not an end: the error of an attempt given back to the queue for a retry.
+RETRYING = "retrying"
+
+
 TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
 CANCELLABLE_BEFORE_START = frozenset({TaskState.WAITING, TaskState.QUEUED})
 
 
-class Priority(models.TextChoices):
-    INTERACTIVE = "interactive"
-    NORMAL = "normal"
-    BATCH = "batch"
+# A task's class: the Contracts' priority classes (apps.core.priorities), as plans know them.
+Priority = PriorityClass
 
 
 class TaskQuerySet(models.QuerySet):

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -24,9 +25,9 @@ from django.utils import timezone
 from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
 from apps.tenants.ratelimit import RateLimits
 from apps.tasks import dependencies, lifecycle
-from apps.tasks.models import CANCELLABLE_BEFORE_START, TERMINAL_STATES, IdempotencyKey, Priority, Task, TaskState
+from apps.tasks.models import RETRYING, CANCELLABLE_BEFORE_START, EndReason, TERMINAL_STATES, IdempotencyKey, Priority, Task, TaskState
 from apps.tenants.models import ApiKey, Tenant
-from apps.core.errors import Conflict, UnknownModel
+from apps.core.errors import Conflict, NotFound, UnknownModel
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,20 @@ def _earlier_submission(tenant: Tenant, key_digest: str, request_digest: str) ->
     return Submission(task=earlier.task, replayed=True)
 
 
+def task_of(tenant: Tenant, task_id: str) -> Task:
+    """The tenant's task with this id, model, version and tenant loaded. A missing
+    task and another tenant's are refused alike (NotFound)."""
+    try:
+        task = (
+            Task.objects.for_tenant(tenant).select_related("model", "model_version", "tenant").filter(pk=task_id).first()
+        )
+    except (ValueError, ValidationError):  # not a UUID
+        task = None
+    if task is None:
+        raise NotFound("no task with this id", code="task_not_found")
+    return task
+
+
 def tasks_with_client_ref(tenant: Tenant, client_ref: str):
     return Task.objects.for_tenant(tenant).filter(client_ref_digest=tenant.cipher.blind_index(client_ref))
 
@@ -141,7 +156,7 @@ def cancel_task(task: Task) -> Task:
     """
     now = timezone.now()
     cancelled = Task.objects.filter(pk=task.pk, state__in=CANCELLABLE_BEFORE_START).update(
-        state=TaskState.CANCELLED, finished_at=now, error_code="cancelled", error_message="cancelled by the tenant"
+        state=TaskState.CANCELLED, finished_at=now, error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label
     )
     if cancelled:
         lifecycle.announce_end(task.pk)
@@ -273,7 +288,7 @@ def release_for_retry(task: Task, reason: str) -> bool:
         lease_expires_at=None,
         worker_name="",
         dispatched_at=None,
-        error_code="retrying",
+        error_code=RETRYING,
         error_message=reason,
     )
     return bool(released)
@@ -291,14 +306,14 @@ def reap_expired_leases() -> tuple[list[Task], int]:
         if task.cancel_requested:
             ended = owned.update(
                 state=TaskState.CANCELLED, finished_at=now, lease_expires_at=None,
-                error_code="cancelled", error_message="cancelled by the tenant",
+                error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label,
             )
         elif task.attempt >= settings.TASK_MAX_ATTEMPTS:
             ended = owned.update(
                 state=TaskState.FAILED,
                 finished_at=now,
                 lease_expires_at=None,
-                error_code="worker_lost",
+                error_code=EndReason.WORKER_LOST,
                 error_message=f"the worker stopped responding on attempt {task.attempt} of {settings.TASK_MAX_ATTEMPTS}",
             )
             failed += ended
@@ -309,11 +324,6 @@ def reap_expired_leases() -> tuple[list[Task], int]:
         if ended:
             lifecycle.announce_end(task.pk)
     return requeued, failed
-
-
-# Highest first. A queued task runs after those of a higher class and those of
-# its own class queued before it (apps.scheduler.estimates counts them).
-PRIORITY_ORDER = (Priority.INTERACTIVE, Priority.NORMAL, Priority.BATCH)
 
 
 def claim_for_dispatch(task_id: uuid.UUID) -> bool:

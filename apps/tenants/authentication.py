@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from apps.core.secrets import bearer
 from apps.tenants.models import ApiKey, Tenant
 from apps.tenants.services import find_api_key
 
@@ -32,12 +33,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        scheme, _, raw_key = header.partition(" ")
-        if scheme.lower() != "bearer" or not raw_key.strip():
+        raw_key = bearer(header)
+        if raw_key is None:
             raise exceptions.AuthenticationFailed(
                 "malformed Authorization header; expected 'Bearer <api key>'", code="invalid_api_key"
             )
-        api_key = find_api_key(raw_key.strip())
+        api_key = find_api_key(raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed(
                 "invalid, revoked or expired API key", code="invalid_api_key"

@@ -11,6 +11,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from apps.core import priorities
 from apps.security.crypto import TenantCipher, cipher_for_wrapped_key, new_wrapped_data_key
 
 
@@ -110,18 +111,15 @@ class ApiKey(models.Model):
 
 
 class PriorityClass(models.TextChoices):
-    """The Contracts' priority classes, highest first.
+    """The Contracts' priority classes, highest first, as Django choices (values
+    from apps.core.priorities, their one definition); tasks and plans use these."""
 
-    ``apps.tasks.models.Priority`` holds the same values for tasks; it cannot be
-    imported here (tasks depend on tenants), so a unit test keeps the two equal.
-    """
-
-    INTERACTIVE = "interactive"
-    NORMAL = "normal"
-    BATCH = "batch"
+    INTERACTIVE = priorities.INTERACTIVE
+    NORMAL = priorities.NORMAL
+    BATCH = priorities.BATCH
 
 
-PRIORITY_CLASSES_HIGHEST_FIRST = (PriorityClass.INTERACTIVE, PriorityClass.NORMAL, PriorityClass.BATCH)
+PRIORITY_CLASSES_HIGHEST_FIRST = priorities.CLASSES
 
 
 class BudgetPeriod(models.TextChoices):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +16,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.core.errors import InvalidInput
+from apps.core.secrets import SecretKind
+from apps.security.crypto import DecryptionError, rewrap_data_key
 from apps.tenants.models import (
     ALL_SCOPES,
     DEFAULT_PLAN_NAME,
@@ -34,7 +33,7 @@ from apps.tenants.models import (
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "lla"
+API_KEYS = SecretKind("lla")
 # last_used_at is a hint for operators, not an audit trail: writing it on every
 # request would turn each read into a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -48,10 +47,6 @@ class TenantError(InvalidInput):
 class IssuedKey:
     api_key: ApiKey
     secret: str  # the full key, to show once
-
-
-def _hash_key(raw_key: str) -> str:
-    return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
 def create_tenant(name: str, slug: str | None = None) -> Tenant:
@@ -78,17 +73,16 @@ def issue_api_key(
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
     if unknown:
         raise TenantError(f"unknown scopes: {', '.join(unknown)}")
-    prefix = secrets.token_hex(6)
-    raw_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    new = API_KEYS.issue()
     api_key = ApiKey.objects.create(
         tenant=tenant,
         name=name,
-        prefix=prefix,
-        key_hash=_hash_key(raw_key),
+        prefix=new.public_id,
+        key_hash=new.digest,
         scopes=scopes,
         expires_at=expires_at,
     )
-    return IssuedKey(api_key=api_key, secret=raw_key)
+    return IssuedKey(api_key=api_key, secret=new.value)
 
 
 def revoke_api_key(api_key: ApiKey) -> None:
@@ -97,13 +91,11 @@ def revoke_api_key(api_key: ApiKey) -> None:
 
 def find_api_key(raw_key: str) -> ApiKey | None:
     """The usable key matching ``raw_key``, or None (unknown, wrong, revoked, expired)."""
-    parts = raw_key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    public_id = API_KEYS.public_id(raw_key)
+    if public_id is None:
         return None
-    api_key = ApiKey.objects.select_related("tenant").filter(prefix=parts[1]).first()
-    # Compare even when no row matched, so timing does not tell a known prefix apart.
-    expected = api_key.key_hash if api_key else "0" * 64
-    if not hmac.compare_digest(expected, _hash_key(raw_key)) or api_key is None:
+    api_key = ApiKey.objects.select_related("tenant").filter(prefix=public_id).first()
+    if not API_KEYS.matches(api_key.key_hash if api_key else None, raw_key) or api_key is None:
         return None
     now = timezone.now()
     if not api_key.is_usable(now):
@@ -115,8 +107,6 @@ def find_api_key(raw_key: str) -> ApiKey | None:
 
 def rewrap_all_data_keys() -> int:
     """Re-wrap every tenant's data key with the primary master key; returns the count."""
-    from apps.security.crypto import DecryptionError, rewrap_data_key
-
     count = 0
     with transaction.atomic():  # all or nothing: one unreadable key re-wraps none
         for tenant in Tenant.objects.select_for_update().only("id", "slug", "wrapped_data_key"):

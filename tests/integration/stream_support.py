@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.testing import WebsocketCommunicator
 
@@ -20,6 +22,27 @@ from llmagentos.asgi import application
 
 # A guard against a hung test, not a measurement: a stream silent for this long has failed.
 SILENCE_LIMIT_SECONDS = 30.0
+
+T = TypeVar("T")
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def on_stream_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on this process's one long-lived event loop and wait for its result.
+
+    One loop for every stream, as in a server process: the per-loop parts (the hub,
+    the Redis stream log's clients and notice listener) are made once and live on.
+    A loop per call (asyncio.run) would close them each time, and closing a loop
+    can wait for the Redis notice listener to go idle (up to 10 s: a cancellation
+    that lands as its read times out is lost), which tests nothing more.
+    """
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="stream-test-loop", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coroutine, _loop).result()
 
 
 @dataclass(frozen=True)
@@ -51,7 +74,7 @@ def handshake(task_id: uuid.UUID | str, *, key: str | None = None, stream_token:
             await communicator.disconnect(timeout=SILENCE_LIMIT_SECONDS)
         return Handshake(accepted, detail)
 
-    return asyncio.run(attempt())
+    return on_stream_loop(attempt())
 
 
 def read_to_end(
@@ -74,7 +97,7 @@ def read_to_end(
         finally:
             await communicator.disconnect(timeout=SILENCE_LIMIT_SECONDS)
 
-    return asyncio.run(read())
+    return on_stream_loop(read())
 
 
 def chunks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

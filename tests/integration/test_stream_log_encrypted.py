@@ -102,7 +102,8 @@ def test_the_stream_log_holds_generated_text_only_encrypted(acme, acme_api, stre
     assert marker.encode() not in stored
 
     # The scan looked where the text went: the log holds the task's chunks, and the
-    # tenant's key turns them back into the model's text.
+    # tenant's key turns them back into the model's text. (A loop of its own: closing it
+    # ends the database log's reader threads, and with them their database connections.)
     events = asyncio.run(stream_log_backend.read_all(task_id))
     texts = [client_message(acme.cipher, event)["text"] for _, event in events if event.kind == CHUNK]
     assert "".join(texts) == prompt

@@ -14,12 +14,6 @@ from tests.integration.stream_support import handshake
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="stream tokens name the task and the tenant, not the issuing key (apps/streaming/tokens.py), "
-    "so revoking the key does not end them; remove this mark with the fix",
-)
 def test_revoking_the_issuing_key_ends_its_stream_tokens(acme, acme_key):
     browser_backend = issue_api_key(acme, name="issues stream tokens")
     api = ApiClient(browser_backend.secret)

@@ -1,13 +1,13 @@
 """The prompt-token estimate admission reserves by, and the priority classes
-the plans cap (kept equal to the tasks' own)."""
+the plans cap and tasks use (one vocabulary)."""
 
 from __future__ import annotations
 
 from apps.catalog.models import LLMModel
 from apps.scheduler.admission import estimate_prompt_tokens
-from apps.tasks.models import Priority
 from apps.tenants.models import PRIORITY_CLASSES_HIGHEST_FIRST, PriorityClass
-from apps.tasks.services import PRIORITY_ORDER
+from apps.core import priorities
+from apps.scheduler import policy
 
 ECHO = LLMModel(name="echo", adapter="echo")
 REMOTE = LLMModel(name="gpt", adapter="openai_compatible")
@@ -28,6 +28,10 @@ def test_other_models_count_characters_over_four_rounded_up():
     assert estimate_prompt_tokens(REMOTE, None, messages) == 2  # 8 characters
 
 
-def test_plan_priority_classes_are_the_task_priority_classes_in_the_same_order():
-    assert sorted(PriorityClass.values) == sorted(Priority.values)
-    assert list(PRIORITY_CLASSES_HIGHEST_FIRST) == list(PRIORITY_ORDER)
+def test_every_priority_vocabulary_is_the_contracts_classes_highest_first():
+    contracts = ["interactive", "normal", "batch"]
+    assert list(priorities.CLASSES) == contracts
+    assert list(PriorityClass.values) == contracts  # plans' caps and tasks' classes (one choices class)
+    assert list(PRIORITY_CLASSES_HIGHEST_FIRST) == contracts
+    assert list(policy.CLASSES) == contracts
+    assert [priorities.rank(name) for name in contracts] == [0, 1, 2]

@@ -143,6 +143,13 @@ def test_a_comma_list_strips_items_and_drops_empty_ones(setenv):
     assert env.comma_list(VAR) == ["a.example", "b.example"]
 
 
+def test_a_url_set_empty_is_no_url_not_the_default(setenv):
+    """RATE_LIMIT_REDIS_URL= keeps the rate limits in the database while REDIS_URL is set."""
+    setenv("")
+
+    assert env.url(VAR, ("redis",), "redis://host:6379/0", default="redis://cache:6379/0") == ""
+
+
 def test_a_url_needs_one_of_its_schemes_and_a_numeric_port(setenv):
     schemes = ("redis", "rediss", "unix")
     setenv("rediss://:pw@cache.internal:6380/2")

@@ -353,11 +353,6 @@ class TaskPageSerializer(serializers.Serializer):
     results = TaskSummarySerializer(many=True)
 
 
-class StreamTokenSerializer(serializers.Serializer):
-    token = serializers.CharField(help_text="send as the WebSocket subprotocol token.<token>")
-    expires_in = serializers.IntegerField(help_text="seconds")
-
-
 class WorkflowCreatedSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     object = object_kind("workflow")

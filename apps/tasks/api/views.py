@@ -16,7 +16,6 @@ from rest_framework.response import Response
 from apps.core.openapi import BODY_ERRORS, RATE_LIMIT_HEADERS, api_responses
 from apps.tasks import services, workflows
 from apps.tasks.api.serializers import (
-    StreamTokenSerializer,
     TaskCreateSerializer,
     TaskDetailSerializer,
     TaskListQuerySerializer,
@@ -30,7 +29,6 @@ from apps.tasks.api.serializers import (
     workflow_created,
     workflow_detail,
 )
-from apps.streaming.tokens import issue_stream_token
 from apps.tasks.models import Task, Workflow
 from apps.tenants.permissions import tenant_of
 from apps.core.errors import InvalidInput, NotFound
@@ -72,21 +70,13 @@ class TaskViewSet(viewsets.ViewSet):
         "create": "tasks:write",
         "destroy": "tasks:write",
         "cancel": "tasks:write",
-        "stream_token": "tasks:read",
     }
 
     def _tenant_tasks(self, request: Request):
         return Task.objects.for_tenant(tenant_of(request)).select_related("model", "model_version", "tenant")
 
     def _get_task(self, request: Request, pk: str) -> Task:
-        try:
-            task = self._tenant_tasks(request).filter(pk=pk).first()
-        except (ValueError, exceptions.ValidationError):
-            task = None
-        if task is None:
-            # Another tenant's task is answered exactly like a missing one.
-            raise NotFound("no task with this id", code="task_not_found")
-        return task
+        return services.task_of(tenant_of(request), pk)
 
     @extend_schema(
         parameters=[
@@ -152,15 +142,6 @@ class TaskViewSet(viewsets.ViewSet):
     def cancel(self, request: Request, pk: str) -> Response:
         task = services.cancel_task(self._get_task(request, pk))
         return Response(task_summary(task))
-
-    @extend_schema(request=None, responses=api_responses({200: StreamTokenSerializer}, 404))
-    @action(detail=True, methods=["post"], url_path="stream-token")
-    def stream_token(self, request: Request, pk: str) -> Response:
-        """A short-lived token a browser passes as the subprotocol ``token.<token>``."""
-        task = self._get_task(request, pk)
-        return Response(
-            {"token": issue_stream_token(task.id, task.tenant_id), "expires_in": settings.STREAM_TOKEN_SECONDS}
-        )
 
 
 class WorkflowViewSet(viewsets.ViewSet):

@@ -2,9 +2,8 @@
 
 from django.urls import path
 
-from apps.tenants.api.views import OperatorPlanView, OperatorUsageView
+from apps.tenants.api.views import OperatorPlanView
 
 urlpatterns = [
     path("tenants/<slug:slug>/plan", OperatorPlanView.as_view(), name="ops-tenant-plan"),
-    path("tenants/<slug:slug>/usage", OperatorUsageView.as_view(), name="ops-tenant-usage"),
 ]

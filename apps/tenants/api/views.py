@@ -1,4 +1,4 @@
-"""Usage (tenants) and plans (operators): validation in serializers, work in services."""
+"""Plans (operators): validation in serializers, work in services."""
 
 from __future__ import annotations
 
@@ -8,28 +8,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.openapi import BODY_ERRORS, api_responses
-from apps.scheduler.admission import usage_report
-from apps.security.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
+from apps.tenants.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
 from apps.tenants import services
 from apps.tenants.api.serializers import (
     PlanChangeSerializer,
     TenantPlanSerializer,
-    TenantUsageSerializer,
-    UsageSerializer,
     plan_representation,
-    usage_representation,
 )
 from apps.tenants.models import Tenant
 from apps.tenants.permissions import tenant_of
 from apps.core.errors import NotFound
-
-
-class UsageView(APIView):
-    """GET /api/v1/usage: the calling tenant's budget, rate limits and queue, per key too."""
-
-    @extend_schema(tags=["usage"], responses=api_responses({200: UsageSerializer}))
-    def get(self, request: Request) -> Response:
-        return Response(usage_representation(usage_report(tenant_of(request))))
 
 
 class OperatorTenantView(APIView):
@@ -63,10 +51,3 @@ class OperatorPlanView(OperatorTenantView):
         change.is_valid(raise_exception=True)
         plan = services.change_tenant_plan(tenant, change.changes(), plan_name=change.validated_data.get("plan"))
         return Response(plan_representation(tenant, plan))
-
-
-class OperatorUsageView(OperatorTenantView):
-    @extend_schema(tags=["ops"], responses=api_responses({200: TenantUsageSerializer}, 404))
-    def get(self, request: Request, slug: str) -> Response:
-        tenant = self.tenant(slug)
-        return Response({"tenant": tenant.slug, **usage_representation(usage_report(tenant))})

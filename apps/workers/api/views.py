@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from apps.catalog.models import LLMModel
 from apps.core.openapi import api_responses
-from apps.security.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
+from apps.tenants.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
 from apps.workers import services
 from apps.workers.api.serializers import (
     ModelPlacementListSerializer,

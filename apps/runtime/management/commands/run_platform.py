@@ -4,9 +4,10 @@ Migrates, builds the tiny local model once (served as the public model
 "tiny"), seeds on the first run (printing API_KEY=… and the admin login once
 on stdout), then runs three children under one supervisor in the foreground
 until SIGTERM or Ctrl-C: the ASGI server; the scheduler (the dispatcher
-loop and the periodic jobs: lease reaper, stale dispatches, placement); and one worker serving every enabled model. HOST, PORT
-and DATA_DIR come from the environment; WORKER_THREADS sets the worker's
-slots, WORKER_NAME its name (default "<host>-embedded").
+loop and the periodic jobs: lease reaper, stale dispatches, placement); and
+one worker serving every enabled model. HOST, PORT and DATA_DIR come from the
+environment; WORKER_THREADS sets the worker's slots, WORKER_NAME its name
+(default "<host>-embedded").
 
 The supervisor is what stays resident for the platform's whole life, so it
 is kept small: the tiny model's build (torch, transformers: ~300 MB once
@@ -17,7 +18,6 @@ Django behind too.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -29,8 +29,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from apps.catalog.services import ensure_tiny_model
-from apps.tenants.seeding import seed_first_run
 from apps.runtime.supervisor import Child, die_with_parent, exec_supervisor
+from apps.tenants.seeding import seed_first_run
 
 
 class Command(BaseCommand):
@@ -38,9 +38,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         die_with_parent()
-        host = os.environ.get("HOST", "127.0.0.1")
-        port = os.environ.get("PORT", "8000")
-        threads = os.environ.get("WORKER_THREADS", "4")
+        host = settings.HOST
+        port = str(settings.PORT)
+        threads = str(settings.WORKER_THREADS)
         worker_name = settings.WORKER_NAME or f"{socket.gethostname()}-embedded"
         manage_py = str(Path(settings.BASE_DIR) / "manage.py")
 
@@ -50,7 +50,9 @@ class Command(BaseCommand):
         # In a child: importing torch here would keep its memory for the platform's life.
         # stdout carries only this command's result lines: the child's path goes to stderr.
         built = subprocess.run(
-            [sys.executable, manage_py, "build_tiny_model", str(tiny_path)], stdout=sys.stderr, preexec_fn=die_with_parent
+            [sys.executable, manage_py, "build_tiny_model", str(tiny_path)],
+            stdout=sys.stderr,
+            preexec_fn=die_with_parent,
         )
         if built.returncode != 0:
             raise CommandError(f"building the tiny model in {tiny_path} failed (exit {built.returncode})")
@@ -61,7 +63,9 @@ class Command(BaseCommand):
             self.stdout.write(f"ADMIN_USER={seeded.admin_username}")
             self.stdout.write(f"ADMIN_PASSWORD={seeded.admin_password}")
             self.stdout.flush()
-        self.stderr.write(f"LLMAgentOS on http://{host}:{port}/ (data in {settings.DATA_DIR}); SIGTERM or Ctrl-C stops it")
+        self.stderr.write(
+            f"LLMAgentOS on http://{host}:{port}/ (data in {settings.DATA_DIR}); SIGTERM or Ctrl-C stops it"
+        )
 
         connections.close_all()  # nothing of this process's state outlives the exec
         exec_supervisor(
@@ -78,6 +82,6 @@ class Command(BaseCommand):
                 Child("worker", [sys.executable, manage_py, "run_worker", "--name", worker_name,
                                  "--slots", threads]),
             ],
-            log_level=settings.LOGGING["root"]["level"],
+            log_level=settings.LOG_LEVEL,
             import_root=str(settings.BASE_DIR),
         )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.tenants.api.views import UsageView
+from apps.scheduler.api.views import UsageView
 
 urlpatterns = [
     path("usage", UsageView.as_view(), name="usage"),
