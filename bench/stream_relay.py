@@ -582,7 +582,7 @@ async def _follow(stack: Stack, task_id: str, stream: Stream, gate: asyncio.Sema
         async with gate:
             ws = await websockets.connect(f"{stack.ws_url}/ws/tasks/{task_id}/", additional_headers=headers,
                                           open_timeout=START_TIMEOUT, max_size=None)
-    except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as exc:
+    except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
         stream.refused = repr(exc)  # the run goes on; this stream counts as lost
         return
     else:
@@ -641,7 +641,7 @@ async def _platform_run(
     ]
     try:
         await asyncio.wait_for(all_opened.wait(), CONNECT_DEADLINE_SECONDS)  # every connection made (or refused)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass  # start anyway: a slower client sees a replay first, so its figures are left out
     for stream in streams:
         stream.late = not stream.opened and not stream.refused

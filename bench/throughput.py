@@ -61,7 +61,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,8 +69,8 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import httpx  # noqa: E402
-
 from huey_baseline import Jobs, Rows, open_huey  # noqa: E402
+
 from tests.e2e.harness import add_echo_model, manage  # noqa: E402
 from tests.support import fresh_postgres_database  # noqa: E402
 
@@ -422,7 +422,7 @@ async def submit_all(urls: list[str], api_key: str, tasks: int, concurrency: int
 def epoch(value) -> float:
     """A timestamp from either database as epoch seconds (SQLite: text, UTC)."""
     if isinstance(value, str):
-        value = datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
     return value.timestamp()
 
 

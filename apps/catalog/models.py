@@ -26,7 +26,7 @@ version_label_validator = RegexValidator(
 
 
 class LLMModelQuerySet(models.QuerySet):
-    def visible_to(self, tenant: Tenant) -> "LLMModelQuerySet":
+    def visible_to(self, tenant: Tenant) -> LLMModelQuerySet:
         """Enabled models this tenant may use: public ones and those granted to it."""
         return self.filter(enabled=True).filter(
             models.Q(is_public=True) | models.Q(allowed_tenants=tenant)

@@ -10,10 +10,11 @@ unknown or malformed stops start-up with an error that names the plugin.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 

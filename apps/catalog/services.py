@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,14 +12,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.catalog import hooks
-from apps.catalog.adapters import AdapterConfigError, ModelAdapter
 from apps.catalog.artifacts import ArtifactError, artifact_path, digest
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.catalog.resources import VersionError, effective_adapter_config
+from apps.catalog.resources import VersionError
 from apps.catalog.tiny_model import build_tiny_model
-from apps.catalog.plugins import registry
-from apps.tenants.models import Tenant
 from apps.core.errors import Unavailable
+from apps.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from apps.catalog.adapters import (
     Usage,
 )
 from apps.runtime.adapters import adapter_for, release_adapter
+from apps.runtime.leases import KEEPER, LeaseKeeper
 from apps.scheduler.wakeup import wake_dispatcher
 from apps.streaming.services import open_publisher
 from apps.tasks import services as task_services
 from apps.tasks.models import EndReason, Task, TaskState
 from apps.tasks.payloads import read_input
-from apps.runtime.leases import KEEPER, LeaseKeeper
 
 logger = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ from django.db import close_old_connections, connection
 from huey.api import Task as HueyMessage
 
 from apps.runtime.adapters import retire_adapters
+from apps.runtime.leases import KEEPER
 from apps.scheduler.queues import ModelQueue, model_queue
 from apps.workers import inventory, services
 from apps.workers.models import Worker, WorkerState
-from apps.runtime.leases import KEEPER
 
 logger = logging.getLogger(__name__)
 

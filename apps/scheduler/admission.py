@@ -33,11 +33,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.catalog.models import LLMModel
+from apps.core.errors import OverBudget, PermissionRefused, RateLimited
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
 from apps.tenants import ratelimit
 from apps.tenants import services as tenant_services
 from apps.tenants.models import PRIORITY_CLASSES_HIGHEST_FIRST, ApiKey, Plan, Tenant
-from apps.core.errors import OverBudget, PermissionRefused, RateLimited
 
 if TYPE_CHECKING:
     from apps.tasks.services import TaskRequest

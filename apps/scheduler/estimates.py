@@ -20,8 +20,8 @@ from django.db.models import Sum
 from django.utils.dateparse import parse_datetime
 
 from apps.catalog.models import LLMModel
-from apps.tasks.models import Task, TaskState
 from apps.core import priorities
+from apps.tasks.models import Task, TaskState
 from apps.workers.services import workers_for_model
 
 SAMPLE = 50

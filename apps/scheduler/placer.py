@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -27,7 +27,7 @@ from apps.scheduler import autoscale, placement
 from apps.tasks.models import Task, TaskState
 from apps.workers import services as worker_services
 from apps.workers.models import Placement, VersionPlacement, Worker, WorkerState
-from apps.workers.services import LiveModel, live_models
+from apps.workers.services import live_models
 
 logger = logging.getLogger(__name__)
 

@@ -331,7 +331,7 @@ class RedisStreamLog:
             bell.rung.clear()  # no await since news was looked at: no notice can slip between
             try:
                 await asyncio.wait_for(bell.rung.wait(), min(deadline, bell.next_sweep) - now)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _xread(

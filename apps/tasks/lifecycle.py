@@ -57,13 +57,13 @@ class Admission(Protocol):
 Usage = dict[str, int]
 
 ending: Hook[[uuid.UUID, Usage | None]] = Hook("task ending (in its transaction)")
-ended: Hook[[uuid.UUID, "Task | None"]] = Hook("task ended (after commit)")
+ended: Hook[[uuid.UUID, Task | None]] = Hook("task ended (after commit)")
 ready: Hook[[]] = Hook("task ready (after commit)")
-submitted: Hook[["Task"]] = Hook("task submitted (after commit)")
+submitted: Hook[[Task]] = Hook("task submitted (after commit)")
 erased: Hook[[Sequence[uuid.UUID]]] = Hook("tasks erased (after commit)")
 
-admit: Port[["Tenant", "ApiKey | None", "LLMModel", "TaskRequest"], Admission] = Port("task admission")
-estimate_wait: Port[["Task"], Any] = Port("task wait estimate")
+admit: Port[[Tenant, ApiKey | None, LLMModel, TaskRequest], Admission] = Port("task admission")
+estimate_wait: Port[[Task], Any] = Port("task wait estimate")
 
 
 def announce_end(task_id: uuid.UUID, usage: Usage | None = None, ended_task: Task | None = None) -> None:

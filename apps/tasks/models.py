@@ -57,13 +57,13 @@ Priority = PriorityClass
 
 
 class TaskQuerySet(models.QuerySet):
-    def for_tenant(self, tenant: Tenant) -> "TaskQuerySet":
+    def for_tenant(self, tenant: Tenant) -> TaskQuerySet:
         """The only way tenant-facing code reaches tasks."""
         return self.filter(tenant=tenant)
 
 
 class WorkflowQuerySet(models.QuerySet):
-    def for_tenant(self, tenant: Tenant) -> "WorkflowQuerySet":
+    def for_tenant(self, tenant: Tenant) -> WorkflowQuerySet:
         """The only way tenant-facing code reaches workflows."""
         return self.filter(tenant=tenant)
 

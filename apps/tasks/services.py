@@ -9,8 +9,8 @@ workers claiming after a re-dispatch) cannot both win.
 from __future__ import annotations
 
 import copy
-import uuid
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -23,11 +23,20 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
-from apps.tenants.ratelimit import RateLimits
-from apps.tasks import dependencies, lifecycle
-from apps.tasks.models import RETRYING, CANCELLABLE_BEFORE_START, EndReason, TERMINAL_STATES, IdempotencyKey, Priority, Task, TaskState
-from apps.tenants.models import ApiKey, Tenant
 from apps.core.errors import Conflict, NotFound, UnknownModel
+from apps.tasks import dependencies, lifecycle
+from apps.tasks.models import (
+    CANCELLABLE_BEFORE_START,
+    RETRYING,
+    TERMINAL_STATES,
+    EndReason,
+    IdempotencyKey,
+    Priority,
+    Task,
+    TaskState,
+)
+from apps.tenants.models import ApiKey, Tenant
+from apps.tenants.ratelimit import RateLimits
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.core.errors import DomainError
 from apps.workers import services
 from apps.workers.models import Worker
-from apps.core.errors import DomainError
 
 GIB = 1024**3
 

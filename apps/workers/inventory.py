@@ -37,7 +37,7 @@ class Nvml:
         self._lib = library
 
     @classmethod
-    def open(cls, path: str = NVML_LIBRARY) -> "Nvml | None":
+    def open(cls, path: str = NVML_LIBRARY) -> Nvml | None:
         try:
             library = ctypes.CDLL(path)
         except OSError:

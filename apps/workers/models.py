@@ -36,10 +36,10 @@ def lost_cutoff(now: datetime | None = None) -> datetime:
 
 
 class WorkerQuerySet(models.QuerySet):
-    def alive(self) -> "WorkerQuerySet":
+    def alive(self) -> WorkerQuerySet:
         return self.filter(state__in=RUNNING_STATES, last_heartbeat_at__gte=lost_cutoff())
 
-    def lost(self) -> "WorkerQuerySet":
+    def lost(self) -> WorkerQuerySet:
         return self.filter(state__in=RUNNING_STATES, last_heartbeat_at__lt=lost_cutoff())
 
 

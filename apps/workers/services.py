@@ -24,21 +24,19 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from apps.catalog.hooks import placement_inputs_changed
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.tasks.models import TERMINAL_STATES, Task, TaskState
-from apps.workers.models import Placement, ReplicaTarget, VersionPlacement, Worker, WorkerState
 from apps.core.errors import Conflict
+from apps.tasks.models import TERMINAL_STATES, Task
+from apps.workers.models import ReplicaTarget, VersionPlacement, Worker, WorkerState
 
 logger = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import REPO_ROOT
-from tests.integration.manage_cli import describe, manage, shell
 from tests.e2e.harness import wait_for_readyz
+from tests.integration.manage_cli import describe, manage, shell
 
 pytestmark = pytest.mark.e2e
 
@@ -189,7 +189,7 @@ LLMModel.objects.create(name={SLOW_MODEL!r}, adapter="echo", adapter_config={{"w
         # SIGTERM mid-task: B finishes its task in flight and takes no new one.
         in_flight = _submit(client, _prompt("in-flight"))
         _wait_for_status(client, in_flight, ("running",))
-        signalled_at = datetime.now(timezone.utc)
+        signalled_at = datetime.now(UTC)
         worker_b.process.send_signal(signal.SIGTERM)
         worker_b.wait_for_log("SIGTERM: taking no new tasks")
         left_over = _submit(client, _prompt("left-over"))

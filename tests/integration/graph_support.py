@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from apps.tasks.models import Task
 from apps.runtime.execution import execute_task
+from apps.tasks.models import Task
 
 TASKS = "/api/v1/tasks"
 WORKFLOWS = "/api/v1/workflows"

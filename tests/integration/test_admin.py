@@ -8,10 +8,10 @@ import re
 import pytest
 from django.test import Client
 
-from apps.tenants.models import ApiKey
-from apps.tasks.models import Task
-from apps.tenants.services import find_api_key, issue_api_key
 from apps.runtime.execution import execute_task
+from apps.tasks.models import Task
+from apps.tenants.models import ApiKey
+from apps.tenants.services import find_api_key, issue_api_key
 
 pytestmark = pytest.mark.django_db
 

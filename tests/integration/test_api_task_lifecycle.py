@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from apps.runtime.execution import execute_task
 from apps.tasks.models import Task
 from apps.tasks.services import claim_task
-from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

@@ -11,9 +11,9 @@ import uuid
 import pytest
 
 from apps.catalog.models import LLMModel
+from apps.runtime.execution import execute_task
 from apps.tasks.models import Task
 from apps.tasks.services import claim_task
-from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from apps.runtime.execution import execute_task
 from apps.tasks.models import Task
 from apps.tenants.services import change_tenant_plan
-from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

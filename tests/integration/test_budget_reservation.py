@@ -12,12 +12,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.runtime.execution import execute_task
 from apps.scheduler.admission import settle_forgotten, settle_task
 from apps.tasks import services
 from apps.tasks.models import Task, TaskState
 from apps.tenants.models import BudgetLedger, TaskCharge
 from apps.tenants.services import change_tenant_plan
-from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

@@ -7,11 +7,10 @@ import uuid
 
 import pytest
 
-from apps.tasks import dependencies
 from apps.catalog.models import LLMModel
-from apps.tasks import services, workflows
-from apps.tasks.models import Task, TaskState
 from apps.runtime.execution import execute_task
+from apps.tasks import dependencies, services
+from apps.tasks.models import Task, TaskState
 from tests.integration.graph_support import WORKFLOWS, node, ready, run, state, submit_task, submit_workflow
 
 pytestmark = pytest.mark.django_db

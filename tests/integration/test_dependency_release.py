@@ -10,11 +10,9 @@ import uuid
 import pytest
 from django.db import connection
 
-from apps.tasks import dependencies
-from apps.tasks import payloads
-from apps.tasks import services, workflows
-from apps.tasks.models import Task, TaskState
 from apps.runtime.execution import execute_task
+from apps.tasks import dependencies, payloads, services
+from apps.tasks.models import Task, TaskState
 from tests.integration.graph_support import node, ready, run, state, submit_task, submit_workflow
 
 pytestmark = pytest.mark.django_db

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from apps.runtime.execution import execute_task
 from apps.scheduler.dispatcher import Dispatcher
 from apps.tasks import services
 from apps.tasks.models import Task, TaskState
 from apps.tenants.services import change_tenant_plan
-from apps.runtime.execution import execute_task
 from apps.workers.services import register_worker
 
 pytestmark = pytest.mark.django_db

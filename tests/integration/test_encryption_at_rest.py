@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from apps.tasks.models import Task
 from apps.runtime.execution import execute_task
+from apps.tasks.models import Task
 
 SECRET_PROMPT = "zebra-quasar confidential merger plans"
 SECRET_META = "meta-value-platypus"

@@ -9,11 +9,10 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from apps.tasks import payloads
 from apps.catalog.models import LLMModel
-from apps.tasks import services
-from apps.tasks.models import Task, TaskState
 from apps.runtime.execution import execute_task
+from apps.tasks import payloads, services
+from apps.tasks.models import Task, TaskState
 
 SLOW_PROMPT = " ".join(f"secret{i}" for i in range(200))  # 10 s at 20 words/s
 

@@ -9,9 +9,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from apps.runtime.leases import LeaseKeeper
 from apps.tasks import services
 from apps.tasks.models import Task
-from apps.runtime.leases import LeaseKeeper
 
 pytestmark = pytest.mark.django_db
 

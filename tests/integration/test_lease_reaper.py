@@ -9,9 +9,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from apps.tasks import payloads
 from apps.scheduler.dispatch import reap_and_requeue, redispatch_stale
-from apps.tasks import services
+from apps.tasks import payloads, services
 from apps.tasks.models import Task, TaskState
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,9 @@ import pytest
 
 from apps.catalog import services as catalog
 from apps.catalog.models import LLMModel, ModelVersion
+from apps.scheduler import placer
 from apps.scheduler.placement import GIB
 from apps.tasks.models import Task
-from apps.scheduler import placer
 from apps.workers import services
 from apps.workers.models import VersionPlacement, Worker
 

@@ -8,11 +8,10 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from apps.tasks import payloads
 from apps.catalog.models import LLMModel
 from apps.scheduler.dispatch import redispatch_stale
 from apps.scheduler.queues import queue_name
-from apps.tasks import services
+from apps.tasks import payloads
 from apps.tasks.models import Task, TaskState
 
 pytestmark = pytest.mark.django_db

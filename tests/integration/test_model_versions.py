@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from apps.tasks import payloads
 from apps.catalog import services as catalog
 from apps.catalog.artifacts import digest
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.tasks.models import Task, TaskState
-from apps.tasks import services as task_services
 from apps.runtime.execution import execute_task
+from apps.tasks import payloads
+from apps.tasks.models import Task, TaskState
 
 pytestmark = pytest.mark.django_db
 

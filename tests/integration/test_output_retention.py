@@ -11,12 +11,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from apps.tasks import payloads
+from apps.runtime.execution import execute_task
 from apps.streaming.log import stream_log
-from apps.tasks import services as task_services
+from apps.tasks import payloads
 from apps.tasks.models import Task, TaskState
 from apps.tenants.models import Tenant
-from apps.runtime.execution import execute_task
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from apps.tasks import payloads
-from apps.tasks import services
 from apps.tasks.models import Task
 from tests.integration.graph_support import node, run, submit_task, submit_workflow
 

@@ -14,10 +14,9 @@ import pytest
 from django.utils import timezone
 
 from apps.catalog.models import ModelVersion
+from apps.scheduler import placer
 from apps.scheduler.autoscale import COOLDOWN_SECONDS, DOWN_AFTER_SECONDS, UP_AFTER_SECONDS
 from apps.tasks.models import Task, TaskState
-from apps.scheduler import placer
-from apps.workers import services
 from apps.workers.models import ReplicaTarget, Worker
 from tests.integration.test_model_placement import beat, devices, gpu_model, placements, register
 

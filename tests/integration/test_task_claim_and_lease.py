@@ -8,8 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from apps.tasks import payloads
-from apps.tasks import services
+from apps.tasks import payloads, services
 from apps.tasks.models import Task, TaskState
 
 pytestmark = pytest.mark.django_db

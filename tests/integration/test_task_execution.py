@@ -13,13 +13,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from apps.tasks import payloads
 from apps.catalog.adapters import AdapterError, GenerationRequest, ModelAdapter, TextChunk, Usage
 from apps.catalog.models import LLMModel
-from apps.tasks import services
-from apps.tasks.models import Task, TaskState
 from apps.runtime.execution import execute_task
 from apps.runtime.leases import LeaseKeeper
+from apps.tasks import payloads, services
+from apps.tasks.models import Task, TaskState
 
 SLOW_PROMPT = " ".join(f"word{i}" for i in range(200))  # 10 s at 20 words/s
 

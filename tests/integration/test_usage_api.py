@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from apps.tenants.services import change_tenant_plan, issue_api_key, revoke_api_key
 from apps.runtime.execution import execute_task
+from apps.tenants.services import change_tenant_plan, issue_api_key, revoke_api_key
 from tests.conftest import ApiClient
 
 pytestmark = pytest.mark.django_db

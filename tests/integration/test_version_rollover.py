@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from apps.tasks import payloads
 from apps.catalog import services as catalog
 from apps.catalog.models import LLMModel
 from apps.runtime import adapters as loaded_adapters
-from apps.scheduler.dispatch import hand_to_workers
-from apps.tasks import services as task_services
-from apps.tasks.models import Task, TaskState
-from apps.workers import services as worker_services
 from apps.runtime.execution import execute_task
 from apps.runtime.runner import WorkerOptions, WorkerRunner
+from apps.scheduler.dispatch import hand_to_workers
+from apps.tasks import payloads
+from apps.tasks.models import Task, TaskState
+from apps.workers import services as worker_services
 
 pytestmark = pytest.mark.django_db
 

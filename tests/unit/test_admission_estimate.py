@@ -4,10 +4,10 @@ the plans cap and tasks use (one vocabulary)."""
 from __future__ import annotations
 
 from apps.catalog.models import LLMModel
-from apps.scheduler.admission import estimate_prompt_tokens
-from apps.tenants.models import PRIORITY_CLASSES_HIGHEST_FIRST, PriorityClass
 from apps.core import priorities
 from apps.scheduler import policy
+from apps.scheduler.admission import estimate_prompt_tokens
+from apps.tenants.models import PRIORITY_CLASSES_HIGHEST_FIRST, PriorityClass
 
 ECHO = LLMModel(name="echo", adapter="echo")
 REMOTE = LLMModel(name="gpt", adapter="openai_compatible")

@@ -20,8 +20,8 @@ from apps.catalog.adapters import AdapterConfigError, AdapterError, ChatMessage,
 from apps.catalog.plugins import PluginRegistry
 from plugins.openai_compatible import plugin
 from plugins.openai_compatible.adapter import DEFAULT_SETTINGS, OpenAICompatibleAdapter, _retry_after, sse_data
-from tests.stubs.openai_stub import serve_openai_stub, stub_stats
 from tests.adapter_contract import split_stream, stream_and_cancel_after_first_chunk
+from tests.stubs.openai_stub import serve_openai_stub, stub_stats
 
 SETTINGS = dict(plugin.default_settings)
 FAST_RETRY = {"retry_backoff": 0.01}  # keeps retry tests quick; the logic is the same

@@ -10,8 +10,8 @@ from rest_framework import serializers
 from apps.core.openapi import object_kind
 from apps.core.serializers import StrictSerializer
 from apps.tasks import dependencies, graph, lifecycle, services, workflows
-from apps.tasks.payloads import read_input, read_meta, read_output
 from apps.tasks.models import Priority, Task, TaskState, Workflow
+from apps.tasks.payloads import read_input, read_meta, read_output
 
 MAX_PROMPT_CHARS = 200_000
 MAX_MESSAGES = 256

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
@@ -13,6 +12,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.errors import InvalidInput, NotFound
 from apps.core.openapi import BODY_ERRORS, RATE_LIMIT_HEADERS, api_responses
 from apps.tasks import services, workflows
 from apps.tasks.api.serializers import (
@@ -31,7 +31,6 @@ from apps.tasks.api.serializers import (
 )
 from apps.tasks.models import Task, Workflow
 from apps.tenants.permissions import tenant_of
-from apps.core.errors import InvalidInput, NotFound
 from llmagentos.api_errors import rate_limit_headers
 
 

@@ -7,8 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.errors import NotFound
 from apps.core.openapi import BODY_ERRORS, api_responses
-from apps.tenants.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
 from apps.tenants import services
 from apps.tenants.api.serializers import (
     PlanChangeSerializer,
@@ -16,8 +16,7 @@ from apps.tenants.api.serializers import (
     plan_representation,
 )
 from apps.tenants.models import Tenant
-from apps.tenants.permissions import tenant_of
-from apps.core.errors import NotFound
+from apps.tenants.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
 
 
 class OperatorTenantView(APIView):

@@ -11,7 +11,6 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
-
 DEFAULT_PLAN_NAME = "default"
 
 

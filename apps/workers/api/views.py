@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.catalog.models import LLMModel
+from apps.core.errors import NotFound, UnknownModel
 from apps.core.openapi import api_responses
 from apps.tenants.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
 from apps.workers import services
@@ -23,7 +24,6 @@ from apps.workers.api.serializers import (
     worker_representation,
 )
 from apps.workers.models import Worker
-from apps.core.errors import NotFound, UnknownModel
 
 
 class OperatorView(APIView):

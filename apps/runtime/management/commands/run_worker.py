@@ -11,8 +11,8 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.workers.models import Worker
 from apps.runtime.runner import WorkerOptions, WorkerRunner
+from apps.workers.models import Worker
 from apps.workers.services import UnknownModels, WorkerNameInUse
 
 NAME_MAX_LENGTH = Worker._meta.get_field("name").max_length
