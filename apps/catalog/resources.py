@@ -10,16 +10,17 @@ from apps.catalog.adapters import ResourceNeeds
 from apps.catalog.artifacts import ArtifactError, artifact_path
 from apps.catalog.devices import Device
 from apps.catalog.plugins import registry
+from apps.core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from apps.catalog.models import LLMModel, ModelVersion
 
 
-class VersionError(ValueError):
+class VersionError(InvalidInput):
     """A version cannot be created as asked; ``field`` names the culprit."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, param=field)
         self.field = field
 
 

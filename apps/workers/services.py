@@ -34,22 +34,22 @@ from django.utils import timezone
 
 from apps.catalog.hooks import placement_inputs_changed
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.core.errors import Conflict
+from apps.core.errors import Conflict, InvalidInput, NotFound
 from apps.tasks.models import TERMINAL_STATES, Task
 from apps.workers.models import ReplicaTarget, VersionPlacement, Worker, WorkerState
 
 logger = logging.getLogger(__name__)
 
 
-class WorkerNameInUse(Exception):
+class WorkerNameInUse(Conflict):
     """Another live process already runs under this worker name."""
 
 
-class UnknownModels(ValueError):
+class UnknownModels(InvalidInput):
     """Some of the model names a worker was asked to serve do not exist or are disabled."""
 
 
-class WorkerGone(Exception):
+class WorkerGone(NotFound):
     """The worker's row no longer exists: it cannot heartbeat."""
 
 
