@@ -34,11 +34,12 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	PY=$(PY) bash scripts/test_all.sh
 
-## lint: the layer contracts (import-linter), ruff, then mypy; the first failure stops it
+## lint: the layer contracts (import-linter, no imports inside functions), ruff, then mypy; the first failure stops it
 # mypy's Django plugin loads the settings, which create DATA_DIR (and local
 # secrets in it): give it one inside the virtualenv so linting never writes into ./var.
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports --config .importlinter
+	$(PY) scripts/check_local_imports.py
 	$(VENV)/bin/ruff check .
 	DATA_DIR=$(VENV)/lint-data $(VENV)/bin/mypy
 

@@ -191,7 +191,7 @@ def figures(label: str, streams: list[Stream], interval: float, first_chunk_at: 
         label=label,
         streams=len(streams),
         added=added,
-        ttfc=[first - stream.start for stream, first in zip(streams, first_chunk_at)
+        ttfc=[first - stream.start for stream, first in zip(streams, first_chunk_at, strict=True)
               if not math.isnan(first) and not stream.late],
         words=sum(len(stream.word_arrivals()) for stream in streams),
         seconds=seconds,
@@ -466,7 +466,7 @@ class Stack:
             )
             self.workers.append(process)
             started.append(process)
-        for name, process in zip(names, started):
+        for name, process in zip(names, started, strict=True):
             ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
             if not ready or not process.stdout.readline().strip():  # a registered worker prints its id
                 raise RuntimeError(f"worker {name} did not start:\n{self.log_tail(name)}")
@@ -515,10 +515,12 @@ class Stack:
         code = (
             "import json\n"
             "from apps.tasks.models import Task\n"
-            f"rows = Task.objects.filter(model__name={model_name(size)!r}).values_list('id', 'started_at', 'finished_at')\n"
+            f"rows = Task.objects.filter(model__name={model_name(size)!r})"
+            ".values_list('id', 'started_at', 'finished_at')\n"
             "print(json.dumps({str(i): [s and s.timestamp(), f and f.timestamp()] for i, s, f in rows}))\n"
         )
-        return {k: tuple(v) for k, v in json.loads(manage(self.env, "shell", "--no-imports", "-v", "0", "-c", code)).items()}
+        answer = manage(self.env, "shell", "--no-imports", "-v", "0", "-c", code)
+        return {k: tuple(v) for k, v in json.loads(answer).items()}
 
 
 def spare_connections(database_url: str) -> int:
@@ -564,7 +566,8 @@ async def _submit_all(stack: Stack, model: str, texts: list[str], words: int) ->
 
         async def submit(prompt: str) -> str:
             while True:
-                response = await http.post("/api/v1/tasks", json={"model": model, "prompt": prompt, "max_tokens": words})
+                body = {"model": model, "prompt": prompt, "max_tokens": words}
+                response = await http.post("/api/v1/tasks", json=body)
                 if response.status_code == 429:  # a plan's limit after all: wait as told
                     await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
                     continue
@@ -637,7 +640,7 @@ async def _platform_run(
     all_opened = asyncio.Event()
     followers = [
         asyncio.create_task(_follow(stack, task_id, stream, gate, opened, all_opened, size))
-        for task_id, stream in zip(task_ids, streams)
+        for task_id, stream in zip(task_ids, streams, strict=True)
     ]
     try:
         await asyncio.wait_for(all_opened.wait(), CONNECT_DEADLINE_SECONDS)  # every connection made (or refused)
@@ -669,7 +672,7 @@ async def _platform_run(
 
     times = await asyncio.to_thread(stack.task_times, size)
     wall_offset = time.time() - time.monotonic()
-    for task_id, stream in zip(task_ids, streams):
+    for task_id, stream in zip(task_ids, streams, strict=True):
         started_at = times.get(task_id, (None, None))[0]
         stream.start = (started_at - wall_offset) if started_at else math.nan
     starts = sorted(s.start for s in streams if not math.isnan(s.start))
@@ -732,7 +735,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--keep-logs", type=Path, help="copy the platform processes' logs into this folder")
     parser.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
-                        help=f"on a shared host, wait up to this long for it to be under {QUIET_SHARE:.0%} busy before each platform run")
+                        help=f"on a shared host, wait up to this long for it to be under {QUIET_SHARE:.0%} busy "
+                             "before each platform run")
     args = parser.parse_args()
     # SIGTERM (timeout, a CI runner) unwinds like Ctrl-C: everything started is stopped and removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -760,7 +764,8 @@ def main() -> int:
                     if spare < needed:
                         print(f"[{mode}] N={size}: SKIPPED, needs {needed} PostgreSQL connections and the server "
                               f"has {spare} spare (--database-url: a server with more)", file=sys.stderr, flush=True)
-                        rows.append({"run": "platform", "streams": size, "skipped": f"needs {needed} connections, {spare} spare"})
+                        skipped = f"needs {needed} connections, {spare} spare"
+                        rows.append({"run": "platform", "streams": size, "skipped": skipped})
                         continue
                 print(f"[{mode}] N={size}: platform run", file=sys.stderr, flush=True)
                 try:

@@ -56,7 +56,15 @@ _STATUS_BY_KIND: tuple[tuple[type[errors.DomainError], int], ...] = (
 )
 
 
-def status_of(exc: errors.DomainError) -> int:
+# The OpenAI-compatible API (apps.gateway): where OpenAI's own statuses differ
+# from /api/v1's, routes under this prefix answer as OpenAI does.
+OPENAI_PREFIX = "/v1/"
+
+
+def status_of(exc: errors.DomainError, path: str = "") -> int:
+    """The status for ``exc`` on the route at ``path``."""
+    if isinstance(exc, errors.UnknownModel) and path.startswith(OPENAI_PREFIX):
+        return 404  # OpenAI: 404 model_not_found; /api/v1 keeps 400 (param "model")
     for kind, status in _STATUS_BY_KIND:
         if isinstance(exc, kind):
             return status
@@ -89,8 +97,8 @@ def rate_limit_headers(limits: RateLimits | None) -> dict[str, str]:
     return headers
 
 
-def domain_error_response(exc: errors.DomainError) -> Response:
-    status = status_of(exc)
+def domain_error_response(exc: errors.DomainError, path: str = "") -> Response:
+    status = status_of(exc, path)
     response = Response(error_body(status, exc.code, exc.message, exc.param), status=status)
     for name, value in headers_of(exc).items():
         response[name] = value
@@ -139,19 +147,19 @@ def _validation_error_response(exc: exceptions.ValidationError) -> Response:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, errors.DomainError):
-        return domain_error_response(exc)
+        return domain_error_response(exc, getattr(context.get("request"), "path", ""))
     if isinstance(exc, exceptions.ValidationError):
         return _validation_error_response(exc)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body(413, "request_too_large", "the request body is too large"), status=413)
     if isinstance(exc, (OperationalError, InterfaceError)) or _is_queue_down(exc):
         logger.warning("dependency unavailable: %s", exc)
-        response = Response(
+        unavailable = Response(
             error_body(503, "dependency_unavailable", "a dependency (database or queue) is unavailable; retry later"),
             status=503,
         )
-        response["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_SECONDS)
-        return response
+        unavailable["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_SECONDS)
+        return unavailable
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -175,6 +183,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         message = str(exc)
     response.data = error_body(response.status_code, code, message)
+    return response
+
+
+def error_response(exc: Exception, request: HttpRequest) -> JsonResponse:
+    """What ``exception_handler`` answers, as a plain Django response: for the
+    views outside DRF (the OpenAI-compatible /v1 views of apps.gateway, async)."""
+    answer = exception_handler(exc, {"request": request, "view": None})
+    assert answer is not None  # exception_handler answers every exception
+    response = JsonResponse(answer.data, status=answer.status_code)
+    for name, value in answer.items():
+        if name.lower() != "content-type":
+            response[name] = value
+    if answer.status_code == 401:
+        # What DRF's views add to a 401 (APIView.handle_exception), for the same clients.
+        response["WWW-Authenticate"] = "Bearer"
     return response
 
 
@@ -208,7 +231,7 @@ def server_error_view(request: HttpRequest):
     return server_error(request)
 
 
-def bad_request_view(request: HttpRequest, exception: Exception | None = None):  # noqa: ARG001
+def bad_request_view(request: HttpRequest, exception: Exception):  # Django always passes the exception
     if _is_api_path(request.path):
         return JsonResponse(error_body(400, "bad_request", "the request could not be read"), status=400)
     from django.views.defaults import bad_request

@@ -20,7 +20,6 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        request.request_id = request_id
         response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response

@@ -9,6 +9,7 @@ without real secrets).
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -57,6 +58,14 @@ DEBUG = env.boolean("DEBUG") and PROFILE == "local"
 
 HOST = env.string("HOST", "127.0.0.1")
 PORT = env.integer("PORT", 8000, minimum=1, expected="a TCP port number")  # where `make run` serves
+# ASGI server processes `make run` starts on that port (one listening socket,
+# shared): one per core this process may use, at most 4 (each holds ~100 MB).
+SERVER_PROCESSES = env.integer(
+    "SERVER_PROCESSES",
+    min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
+    minimum=1,
+    expected="a number of processes",
+)
 ALLOWED_HOSTS = sorted({HOST, "127.0.0.1", "localhost", "[::1]", "testserver"} | set(env.comma_list("ALLOWED_HOSTS")))
 CSRF_TRUSTED_ORIGINS = env.comma_list("CSRF_TRUSTED_ORIGINS")
 
@@ -82,6 +91,7 @@ INSTALLED_APPS = [
     "apps.scheduler",
     "apps.streaming",
     "apps.runtime",
+    "apps.gateway",
 ]
 
 MIDDLEWARE = [
@@ -241,9 +251,10 @@ DISPATCH_STALE_SECONDS = env.whole_seconds("DISPATCH_STALE_SECONDS", 300)
 WORKER_NAME = env.string("WORKER_NAME")
 # Slots of the worker `make run` starts (run_worker --slots).
 WORKER_THREADS = env.integer("WORKER_THREADS", 4, minimum=1, expected="a number of slots")
-# The dispatcher's round when nothing wakes it, and how long a queued task
-# waits before it competes one priority class higher (docs/scheduling.md).
-SCHEDULER_TICK_SECONDS = env.seconds("SCHEDULER_TICK_SECONDS", 0.05)
+# The dispatcher's round when nothing wakes it (a safety net: submissions and
+# ends wake it, apps.scheduler.wakeup), and how long a queued task waits
+# before it competes one priority class higher (docs/scheduling.md).
+SCHEDULER_TICK_SECONDS = env.seconds("SCHEDULER_TICK_SECONDS", 1.0)
 SCHEDULER_AGING_SECONDS = env.seconds("SCHEDULER_AGING_SECONDS", 300)
 # Tokens (at weight 1) of work a tenant returning from idleness may have served
 # ahead of the backlogged tenants of its class (policy.FairScheduler's

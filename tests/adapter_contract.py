@@ -35,3 +35,13 @@ def stream_and_cancel_after_first_chunk(adapter: ModelAdapter, request: Generati
     consumer.join(10)
     assert not consumer.is_alive(), "the stream did not stop after cancel"
     return items
+
+
+def assert_counts_prompts_as_it_reports_them(counter: ModelAdapter, streamer: ModelAdapter,
+                                             requests: list[GenerationRequest]) -> None:
+    """``counter`` (created, never loaded, as the API process has it) counts each request's
+    prompt exactly as ``streamer`` (loaded, as a worker has it) reports it in ``Usage``."""
+    for request in requests:
+        _, usage = split_stream(list(streamer.stream(request)))
+        counted = counter.count_prompt_tokens(request.prompt, request.messages)
+        assert counted == usage.prompt_tokens, (request.prompt, request.messages, counted, usage)

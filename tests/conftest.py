@@ -48,7 +48,8 @@ class ApiClient:
 
     def _wrap(self, response) -> ApiResponse:
         content = response.content
-        body = json.loads(content) if content and response.get("Content-Type", "").startswith("application/json") else content
+        is_json = response.get("Content-Type", "").startswith("application/json")
+        body = json.loads(content) if content and is_json else content
         return ApiResponse(response.status_code, dict(response.headers), body)
 
     def get(self, path: str, params: dict | None = None, **headers) -> ApiResponse:

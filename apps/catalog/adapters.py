@@ -11,7 +11,7 @@ attempt limit. Everything else in the platform is private to it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -57,6 +57,12 @@ class Usage:
         }
 
 
+# What ``stream`` returns: a generator (write it with ``yield``), not any
+# iterator. The runtime closes it when a task ends early, which runs the
+# adapter's ``finally`` blocks then rather than whenever it is collected.
+TokenStream = Generator[TextChunk | Usage, None, None]
+
+
 @dataclass(frozen=True)
 class ResourceNeeds:
     device: str = "cpu"  # "cpu" or "gpu"
@@ -95,18 +101,34 @@ class ModelAdapter(ABC):
     def resources(self) -> ResourceNeeds:
         return ResourceNeeds()
 
-    def load(self, device: str = "cpu") -> None:
+    # load, cancel and unload are optional hooks, not abstract: an adapter with
+    # nothing to load or free (echo) inherits these no-ops.
+    def load(self, device: str = "cpu") -> None:  # noqa: B027 - optional hook, see above
         """Bring the model onto ``device``; called once before the first stream."""
 
     @abstractmethod
-    def stream(self, request: GenerationRequest) -> Iterator[TextChunk | Usage]:
+    def stream(self, request: GenerationRequest) -> TokenStream:
         """Yield text chunks as they are generated, then one Usage."""
 
-    def cancel(self, request_id: str) -> None:
+    def cancel(self, request_id: str) -> None:  # noqa: B027 - optional hook
         """Ask a running ``stream`` for ``request_id`` to stop early (thread-safe)."""
 
-    def unload(self) -> None:
+    def unload(self) -> None:  # noqa: B027 - optional hook
         """Release what ``load`` took."""
 
     def health(self) -> bool:
         return True
+
+    def count_prompt_tokens(self, prompt: str | None, messages: Sequence[ChatMessage] | None) -> int | None:
+        """The prompt's token count as ``stream`` will report it in ``Usage.prompt_tokens``,
+        or None: this adapter cannot tell before the model has seen it (the default).
+
+        The platform reserves a task's budget by it before the task is queued
+        (prompt count + max_tokens), so it is called in the API process, on
+        an instance that was created but never loaded, from many threads at
+        once. It may read what counting needs (a tokenizer) and keep it, but
+        must never load weights. Exactly one of ``prompt`` and ``messages``
+        is given, as in ``GenerationRequest``. The task is charged what
+        ``Usage`` reports, whatever this said.
+        """
+        return None

@@ -10,8 +10,11 @@ runs again once the change is committed (apps.catalog.services.catalog_changed).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms import ModelChoiceField, ModelForm
 from django.http import HttpRequest
 
 from apps.catalog import services
@@ -19,10 +22,10 @@ from apps.catalog.models import LLMModel, ModelVersion
 
 GIB = 1024**3
 
-VERSION_FIELDS = [
+VERSION_FIELDS = (
     "version", "artifact_uri", "sha256", "size_bytes", "adapter_config", "device", "gpu_memory_bytes",
     "placement_error", "placement_checked_at", "created_at",
-]
+)
 VERSION_READONLY = ["placement_error", "placement_checked_at", "created_at"]
 
 
@@ -73,11 +76,13 @@ class LLMModelAdmin(CatalogChangesReplan):
     def get_queryset(self, request: HttpRequest) -> QuerySet[LLMModel]:
         return super().get_queryset(request).select_related("current_version").prefetch_related("versions")
 
-    def get_form(self, request: HttpRequest, obj: LLMModel | None = None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self, request: HttpRequest, obj: LLMModel | None = None, change: bool = False, **kwargs: Any
+    ) -> type[ModelForm[Any]]:
+        form = super().get_form(request, obj, change, **kwargs)
         # The alias can only name one of this model's own versions (saved ones).
         field = form.base_fields.get("current_version")
-        if field is not None:
+        if isinstance(field, ModelChoiceField):  # absent when the operator may not change it
             field.queryset = obj.versions.all() if obj is not None else ModelVersion.objects.none()
         return form
 

@@ -72,7 +72,7 @@ def digest(path: Path) -> Digest:
 
 def _regular_files(root: Path) -> list[str]:
     found: list[str] = []
-    for directory, subdirectories, names in os.walk(root):  # does not descend into linked directories
+    for directory, _subdirectories, names in os.walk(root):  # does not descend into linked directories
         for name in names:
             full = Path(directory) / name
             if full.is_file() and not full.is_symlink():

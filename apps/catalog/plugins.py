@@ -85,11 +85,21 @@ class PluginRegistry:
         return sorted(self._adapters)
 
     def create_adapter(self, adapter_name: str, config: Mapping[str, Any]) -> ModelAdapter:
-        try:
-            adapter_class, loaded = self._adapters[adapter_name]
-        except KeyError:
-            raise LookupError(f"no adapter named {adapter_name!r} is registered") from None
+        """A new instance, created and never loaded: ``__init__`` validates ``config``
+        (AdapterConfigError names the key at fault). LookupError: no such adapter."""
+        adapter_class, loaded = self._registered(adapter_name)
         return adapter_class(dict(config), dict(loaded.settings))
+
+    def adapter_class(self, adapter_name: str) -> type[ModelAdapter]:
+        """The class registered as ``adapter_name`` (LookupError: none is)."""
+        return self._registered(adapter_name)[0]
+
+    def _registered(self, adapter_name: str) -> tuple[type[ModelAdapter], LoadedPlugin]:
+        try:
+            return self._adapters[adapter_name]
+        except KeyError:
+            registered = ", ".join(self.adapter_names) or "none"
+            raise LookupError(f"no adapter named {adapter_name!r} is registered (registered: {registered})") from None
 
 
 def _import_plugin(dotted: str) -> PluginConfig:

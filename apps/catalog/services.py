@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.catalog import hooks
 from apps.catalog.artifacts import ArtifactError, artifact_path, digest
 from apps.catalog.models import LLMModel, ModelVersion
-from apps.catalog.resources import VersionError
+from apps.catalog.plugins import registry
+from apps.catalog.resources import VersionError, effective_adapter_config
 from apps.catalog.tiny_model import build_tiny_model
-from apps.core.errors import Unavailable
+from apps.core.errors import Conflict, InvalidInput, Unavailable
 from apps.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,117 @@ def refuse_unplaceable(target: ModelTarget) -> None:
             param="model",
             retry_after_seconds=UNPLACEABLE_RETRY_AFTER_SECONDS,
         )
+
+
+# --- Models (operators: manage.py add_model, POST/PATCH /api/v1/ops/models) ---------------------
+
+
+class ModelError(InvalidInput):
+    """A model cannot be registered or changed as asked; ``param`` names the field at fault."""
+
+
+# What update_model may change; the name is the model's identity (tasks and the API name it).
+MODEL_FIELDS = frozenset({"description", "adapter", "adapter_config", "is_public", "enabled", "tenants"})
+
+
+def create_model(
+    name: str,
+    adapter: str,
+    adapter_config: Mapping[str, Any] | None = None,
+    *,
+    description: str = "",
+    is_public: bool = False,
+    tenants: Sequence[str] = (),
+    enabled: bool = True,
+) -> LLMModel:
+    """Register a model served by ``adapter`` with ``adapter_config``, public or granted to the
+    tenants with slugs ``tenants``. The adapter is created (never loaded) to validate the config:
+    its own AdapterConfigError message is the refusal. Raises ModelError, or Conflict for a
+    name in use; nothing is written then. The placement runs once it is committed, and managed
+    workers take it up from their next heartbeat, without a restart."""
+    if adapter_config is not None and not isinstance(adapter_config, Mapping):  # from JSON: a list, a string
+        raise ModelError("adapter_config must be a JSON object", param="adapter_config")
+    config = dict(adapter_config or {})
+    _check_adapter(adapter, config)
+    model = LLMModel(
+        name=name, adapter=adapter, adapter_config=config, description=description, is_public=is_public,
+        enabled=enabled,
+    )
+    _check_fields(model)
+    try:
+        with transaction.atomic():
+            if LLMModel.objects.filter(name=name).exists():
+                raise _name_in_use(name)
+            model.save()
+            model.allowed_tenants.set(_tenants_by_slug(tenants))
+            catalog_changed()
+    except IntegrityError:  # a concurrent registration of the same name won
+        raise _name_in_use(name) from None
+    logger.info("model %s registered (adapter %s)", name, adapter)
+    return model
+
+
+def update_model(model: LLMModel, changes: Mapping[str, Any]) -> LLMModel:
+    """Apply ``changes`` (fields of MODEL_FIELDS; ``tenants``: the slugs granted, replacing
+    the grants) to ``model``. A new adapter or config is validated as create_model does, with
+    the current version's artifact and overrides when the model has one. Tasks already
+    queued run with the config of the moment they start."""
+    unknown = sorted(set(changes) - MODEL_FIELDS)
+    if unknown:
+        raise ModelError(f"{unknown[0]}: not a field that can be changed", param=unknown[0])
+    with transaction.atomic():
+        # of=self: PostgreSQL cannot lock the nullable side of the join (a model without a version).
+        model = LLMModel.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=model.pk)
+        for field in MODEL_FIELDS - {"tenants"}:
+            if field in changes:
+                setattr(model, field, changes[field])
+        if "adapter" in changes or "adapter_config" in changes:
+            if not isinstance(model.adapter_config, dict):
+                raise ModelError("adapter_config must be a JSON object", param="adapter_config")
+            try:
+                config = effective_adapter_config(model, model.current_version)
+            except ArtifactError as exc:
+                raise ModelError(str(exc), param="adapter_config") from exc
+            _check_adapter(model.adapter, config)
+        _check_fields(model)
+        model.save()
+        if "tenants" in changes:
+            model.allowed_tenants.set(_tenants_by_slug(changes["tenants"]))
+        catalog_changed()
+    return model
+
+
+def _check_adapter(adapter: str, config: Any) -> None:
+    if not isinstance(config, dict):
+        raise ModelError("adapter_config must be a JSON object", param="adapter_config")
+    try:
+        registry.create_adapter(adapter, config)
+    except LookupError as exc:
+        raise ModelError(str(exc), param="adapter") from exc
+    except Exception as exc:  # AdapterConfigError ("key: reason"), or whatever a plugin raises: its reason
+        raise ModelError(f"the {adapter!r} adapter refuses this config: {exc}", param="adapter_config") from exc
+
+
+def _check_fields(model: LLMModel) -> None:
+    """The model's own validators (the name's form); uniqueness is the caller's, as a Conflict."""
+    try:
+        model.full_clean(exclude=["current_version"], validate_unique=False)
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        param = None if field == "__all__" else field
+        raise ModelError(f"{field}: {' '.join(messages)}" if param else " ".join(messages), param=param) from None
+
+
+def _tenants_by_slug(slugs: Sequence[str]) -> list[Tenant]:
+    found = {tenant.slug: tenant for tenant in Tenant.objects.filter(slug__in=list(slugs))}
+    missing = [slug for slug in slugs if slug not in found]
+    if missing:
+        raise ModelError(f"no tenant with slug {missing[0]!r}", param="tenants")
+    return [found[slug] for slug in dict.fromkeys(slugs)]
+
+
+def _name_in_use(name: str) -> Conflict:
+    return Conflict(f"a model named {name!r} exists", code="model_exists", param="name")
 
 
 # --- Versions -----------------------------------------------------------------------------

@@ -159,6 +159,9 @@ def build_random_model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    im_end_id = tokenizer.convert_tokens_to_ids(IM_END)
+    if not isinstance(im_end_id, int):  # one token in gives one id out; the signature has both cases
+        raise TypeError(f"expected one id for {IM_END}, got {im_end_id!r}")
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -169,7 +172,7 @@ def build_random_model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
         max_position_embeddings=CONTEXT_LENGTH,
         bos_token_id=tokenizer.bos_token_id,
         # Generation ends at </s> or at the end of an assistant turn.
-        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)],
+        eos_token_id=[tokenizer.eos_token_id, im_end_id],
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )

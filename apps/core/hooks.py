@@ -28,12 +28,14 @@ class Hook(Generic[P]):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._effects: dict[str, Callable[P, None]] = {}
+        # object, not None: what an effect returns is ignored, so a function
+        # that also answers something (settle_task's bool) can be one.
+        self._effects: dict[str, Callable[P, object]] = {}
 
-    def register(self, key: str, effect: Callable[P, None]) -> None:
+    def register(self, key: str, effect: Callable[P, object]) -> None:
         self._effects[key] = effect
 
-    def effects(self) -> list[Callable[P, None]]:
+    def effects(self) -> list[Callable[P, object]]:
         return list(self._effects.values())
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> None:

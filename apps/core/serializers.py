@@ -12,5 +12,7 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = [key for key in data if key not in self.fields]
             if unknown:
-                raise serializers.ValidationError({unknown[0]: [serializers.ErrorDetail("unknown field", code="unknown_field")]})
+                raise serializers.ValidationError(
+                    {unknown[0]: [serializers.ErrorDetail("unknown field", code="unknown_field")]}
+                )
         return super().to_internal_value(data)

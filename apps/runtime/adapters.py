@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from apps.catalog.adapters import AdapterConfigError, ModelAdapter
@@ -43,15 +43,22 @@ def adapter_for(model: LLMModel, version: ModelVersion | None = None) -> ModelAd
     except ArtifactError as exc:  # a bad URI typed into the admin: the task fails model_unavailable
         raise AdapterConfigError("artifact_uri", str(exc)) from exc
     key = (spec, model.adapter, json.dumps(config, sort_keys=True))
+    stale: list[_Loaded] = []
     with _adapters_lock:
         entry = _adapters.get(key)
         if entry is None:
             adapter = registry.create_adapter(model.adapter, config)
             adapter.load(adapter.resources().device)
             entry = _adapters[key] = _Loaded(adapter=adapter, spec=spec)
+            # Another config for the same spec: an operator changed the model
+            # (PATCH /api/v1/ops/models, the admin). The old adapter takes no
+            # new streams; it is unloaded now, or after its last one.
+            _, stale = _take_out(lambda other_key, other: other.spec == spec and other_key != key)
         entry.users += 1
         _in_use[id(entry.adapter)] = entry
-        return entry.adapter
+    for old in stale:
+        _unload(old)
+    return entry.adapter
 
 
 def release_adapter(adapter: ModelAdapter) -> None:
@@ -73,21 +80,31 @@ def retire_adapters(keep: Collection[str]) -> list[str]:
     """Unload every cached adapter whose spec is not in ``keep`` (the specs placed on this
     worker now); one still streaming is unloaded when its last stream ends. Returns the
     retired specs."""
-    now_unused: list[_Loaded] = []
-    retired: list[str] = []
     with _adapters_lock:
-        for key, entry in list(_adapters.items()):
-            if entry.spec in keep:
-                continue
-            del _adapters[key]
-            retired.append(entry.spec)
-            if entry.users:
-                entry.retired = True
-            else:
-                now_unused.append(entry)
+        retired, now_unused = _take_out(lambda key, entry: entry.spec not in keep)
     for entry in now_unused:
         _unload(entry)
     return retired
+
+
+def _take_out(
+    matches: Callable[[tuple[str, str, str], _Loaded], bool],
+) -> tuple[list[str], list[_Loaded]]:
+    """Under ``_adapters_lock``: remove the matching adapters from the cache. Returns their
+    specs, and those with no stream now (the caller unloads them outside the lock); the
+    others are marked retired, unloaded by ``release_adapter`` after their last stream."""
+    retired: list[str] = []
+    now_unused: list[_Loaded] = []
+    for key, entry in list(_adapters.items()):
+        if not matches(key, entry):
+            continue
+        del _adapters[key]
+        retired.append(entry.spec)
+        if entry.users:
+            entry.retired = True
+        else:
+            now_unused.append(entry)
+    return retired, now_unused
 
 
 def loaded_specs() -> list[str]:

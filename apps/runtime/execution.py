@@ -87,7 +87,9 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
     parts: list[str] = []
     usage: Usage | None = None
     stopped = False
-    held = keeper.hold(task)
+    # A cancel reaches the adapter from the keeper's thread at once, not after
+    # the next token (which a slow model may take long to produce).
+    held = keeper.hold(task, on_stop=lambda: adapter.cancel(request.request_id))
     _release_connection_while_streaming()
     stream = adapter.stream(request)
     try:
@@ -113,18 +115,11 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
         # Chunks reach the log before the end is recorded, so "done" comes last.
         publisher.close()
 
-    output = "".join(parts)
-    usage_dict = usage.as_dict() if usage else None
-    # Not "attempt": this worker must keep finishing as the attempt it claimed,
-    # so finish_task's conditional UPDATE refuses it once another attempt owns
-    # the task.
-    task.refresh_from_db(fields=["cancel_requested", "state"])
-    if task.cancel_requested:
-        task_services.finish_task(task, state=TaskState.CANCELLED, output=output, usage=usage_dict,
-                                  error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label)
-    elif task.state == TaskState.RUNNING:
-        task_services.finish_task(task, state=TaskState.SUCCEEDED, output=output, usage=usage_dict)
-    # else: the lease was lost and another attempt owns the task now.
+    # Succeeded, or cancelled if a cancel was asked for meanwhile; nothing when
+    # the lease was lost and another attempt owns the task now (finish_task's
+    # conditional UPDATE is on the attempt this worker claimed).
+    task_services.finish_task(task, state=TaskState.SUCCEEDED, output="".join(parts),
+                              usage=usage.as_dict() if usage else None, cancel_wins=True)
 
 
 def _release_connection_while_streaming() -> None:

@@ -9,24 +9,32 @@ Here one thread renews every held lease with ``renew_leases`` (a couple of
 queries, whatever the count) and raises the stop flag of each task that must
 stop; a slot thread only looks at its flag, and needs the database only to
 claim and to finish.
+
+A cancel does not wait for the next renewal: ``cancel_task`` wakes the
+task-cancel channel (apps.core.notify) with the task's id, and the keeper of
+the worker holding it checks at once, raises the flag and tells the adapter
+(``Hold.on_stop``), so a generation stops within a token of the request.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import close_old_connections
 
+from apps.core import notify
 from apps.tasks import services as task_services
 from apps.tasks.models import Task
 
 logger = logging.getLogger(__name__)
 
-# How often the leases are renewed and cancel requests looked for: also how
-# long a cancelled task may go on generating before its adapter is told.
+# How often the leases are renewed, and cancel requests looked for even
+# without a wake-up (one lost on the way).
 RENEW_SECONDS = 1.0
 
 
@@ -37,10 +45,25 @@ class Hold:
     task_id: uuid.UUID
     attempt: int
     stop: threading.Event = field(default_factory=threading.Event)
+    # Called (from the keeper's thread) when the flag is raised: the runner
+    # cancels the adapter's stream there, so a generation waiting for its next
+    # token stops without waiting for it.
+    on_stop: Callable[[], None] | None = None
 
     @property
     def must_stop(self) -> bool:
         return self.stop.is_set()
+
+    def raise_stop(self) -> None:
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        on_stop = self.on_stop
+        if on_stop is not None:
+            try:
+                on_stop()
+            except Exception:  # the slot thread still sees the flag after its next token
+                logger.exception("stopping task %s failed", self.task_id)
 
 
 class LeaseKeeper:
@@ -49,11 +72,13 @@ class LeaseKeeper:
         self._holds: dict[uuid.UUID, Hold] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._cancels: notify.Subscription | None = None
         self._stopping = threading.Event()
 
-    def hold(self, task: Task) -> Hold:
-        """Keep ``task``'s lease (as claimed: its current attempt) until ``release``."""
-        held = Hold(task.pk, task.attempt)
+    def hold(self, task: Task, on_stop: Callable[[], None] | None = None) -> Hold:
+        """Keep ``task``'s lease (as claimed: its current attempt) until ``release``;
+        ``on_stop`` is called once if it must stop meanwhile."""
+        held = Hold(task.pk, task.attempt, on_stop=on_stop)
         with self._lock:
             self._holds[task.pk] = held
         return held
@@ -67,11 +92,16 @@ class LeaseKeeper:
         """
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
+                # Subscribed here, before any task is held: no cancel is missed.
+                self._cancels = notify.subscribe(task_services.CANCEL_CHANNEL)
+                self._thread = threading.Thread(
+                    target=self._loop, args=(self._cancels,), name="lease-keeper", daemon=True
+                )
                 self._thread.start()
 
     def release(self, held: Hold) -> None:
         with self._lock:
+            held.on_stop = None  # its stream is over: nothing left to stop
             if self._holds.get(held.task_id) is held:
                 del self._holds[held.task_id]
 
@@ -84,25 +114,42 @@ class LeaseKeeper:
         owned = task_services.renew_leases({h.task_id: h.attempt for h in holds})
         for held in holds:
             if held.task_id not in owned:
-                held.stop.set()
+                held.raise_stop()
+
+    def _held_ids(self) -> list[str]:
+        with self._lock:
+            return [str(task_id) for task_id in self._holds]
 
     def stop(self) -> None:
         """End the background thread (after its current round)."""
         with self._lock:
             thread, self._thread = self._thread, None
+            cancels = self._cancels
         self._stopping.set()
+        if cancels is not None:
+            cancels.poke()
         if thread is not None:
             thread.join()
         self._stopping.clear()
 
-    def _loop(self) -> None:
-        while not self._stopping.wait(self.renew_seconds):
-            try:
-                self.renew_once()
-            except Exception:  # database down: the leases are long; try again next round
-                logger.exception("renewing task leases failed")
-            finally:
-                close_old_connections()  # back to the pool (or closed) between rounds
+    def _loop(self, cancels: notify.Subscription) -> None:
+        next_round = time.monotonic() + self.renew_seconds
+        try:
+            while not self._stopping.is_set():
+                woken = cancels.wait(next_round - time.monotonic())
+                if self._stopping.is_set():
+                    break
+                if time.monotonic() < next_round and (woken is None or not woken.concerns(self._held_ids())):
+                    continue  # a cancel of another worker's task
+                next_round = time.monotonic() + self.renew_seconds
+                try:
+                    self.renew_once()
+                except Exception:  # database down: the leases are long; try again next round
+                    logger.exception("renewing task leases failed")
+                finally:
+                    close_old_connections()  # back to the pool (or closed) between rounds
+        finally:
+            cancels.close()
 
 
 KEEPER = LeaseKeeper()

@@ -14,6 +14,11 @@ Threads:
   placed here (the old version of a rollover once its last task ended, a
   version the placement moved away) is unloaded, after its last stream.
 
+Nothing on a task's way in waits for a tick: the dispatcher wakes the
+workers of the queue it fills (apps.scheduler.wakeup, over apps.core.notify),
+and a freed slot takes the next message at once. The fetcher looks at its
+queues every TICK_SECONDS besides, for a lost wake-up.
+
 Messages are taken only when a slot is free, so nothing waits inside a
 worker: whatever a drained or stopping worker did not take stays on the
 model's queue for the others. Huey's scheduler (periodic jobs, delayed
@@ -28,7 +33,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,23 +40,20 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from huey.api import Task as HueyMessage
 
+from apps.core import notify
 from apps.runtime.adapters import retire_adapters
 from apps.runtime.leases import KEEPER
 from apps.scheduler.queues import ModelQueue, model_queue
+from apps.scheduler.wakeup import queue_channel
 from apps.workers import inventory, services
 from apps.workers.models import Worker, WorkerState
 
 logger = logging.getLogger(__name__)
 
-# The longest the fetcher sleeps: the most an idle worker adds to a task's
-# start, and how soon it notices a stop signal (a handler only sets a flag).
+# The longest the fetcher waits without a wake-up: how soon it notices a stop
+# signal (a handler only sets a flag) and a lost wake-up. Not on a task's path:
+# a dispatch wakes it.
 TICK_SECONDS = 0.5
-FIRST_IDLE_WAIT_SECONDS = 0.02
-# For this long after one of its tasks ends, a worker looks at its queues every
-# FIRST_IDLE_WAIT_SECONDS instead of backing off: the dispatcher refills the
-# freed slot within moments, and the back-off (doubling to TICK_SECONDS) would
-# otherwise leave the slot empty for up to twice the dispatcher's delay.
-REFILL_WINDOW_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,10 @@ class WorkerRunner:
         self._in_flight = 0
         self._queues: list[ModelQueue] = []  # replaced whole by the heartbeat thread, never mutated
         self._next_queue = 0
-        # time.monotonic() when a task last ended here: set by slot threads, read by
-        # the fetcher; a plain float (one assignment is atomic, a stale read harmless).
-        self._last_end = 0.0
         self._free_slots = threading.Semaphore(options.slots)
-        self._wake = threading.Event()  # the fetcher should look again (state or placements changed)
+        # The fetcher should look again: a dispatch onto one of its queues (from
+        # any process), or its own state or placements changed (poked here).
+        self._wakeups = notify.subscribe()
         self._beat_now = threading.Event()  # the heartbeat should report now (e.g. drain confirmed)
         self._finished = threading.Event()  # in-flight work is done; the heartbeat thread ends
         self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
@@ -132,6 +132,7 @@ class WorkerRunner:
         self._finished.set()
         self._beat_now.set()
         self._heartbeat_thread.join()  # no heartbeat may land after the stop is recorded
+        self._wakeups.close()
         if self._gone:
             return 1
         services.mark_stopped(self.worker.id)
@@ -151,7 +152,6 @@ class WorkerRunner:
     # --- fetching ----------------------------------------------------------------------
 
     def _fetch_until_stopped(self, slots: ThreadPoolExecutor) -> None:
-        idle_wait = FIRST_IDLE_WAIT_SECONDS
         while not self._stopping:
             with self._lock:
                 accepting = self._accepting
@@ -160,18 +160,16 @@ class WorkerRunner:
             if became_idle:
                 self._beat_now.set()  # confirm the drain without waiting for the next heartbeat
             if not accepting:
-                self._sleep(TICK_SECONDS)
+                self._wakeups.wait(TICK_SECONDS)
                 continue
             if not self._free_slots.acquire(timeout=TICK_SECONDS):
-                continue  # every slot busy
+                continue  # every slot busy: a task's end frees one at once
             found = self._next_message()
             if found is None:
                 self._free_slots.release()
-                self._sleep(idle_wait)
-                if time.monotonic() - self._last_end > REFILL_WINDOW_SECONDS:
-                    idle_wait = min(idle_wait * 2, TICK_SECONDS)
+                # Subscribed before this look: a dispatch since then returns at once.
+                self._wakeups.wait(TICK_SECONDS)
                 continue
-            idle_wait = FIRST_IDLE_WAIT_SECONDS
             with self._lock:
                 self._in_flight += 1
             slots.submit(self._run, *found)
@@ -190,17 +188,12 @@ class WorkerRunner:
                 return queues[index], message
         return None
 
-    def _sleep(self, seconds: float) -> None:
-        self._wake.wait(min(seconds, TICK_SECONDS))
-        self._wake.clear()
-
     def _run(self, queue: ModelQueue, message: HueyMessage) -> None:  # in a slot thread
         try:
             queue.huey.execute(message)
         except Exception:  # Huey catches the job's own errors; this is its storage failing
             logger.exception("running %s from %s failed", message, queue.huey.name)
         finally:
-            self._last_end = time.monotonic()
             with self._lock:
                 self._in_flight -= 1
                 drained = not self._accepting and self._in_flight == 0
@@ -217,6 +210,7 @@ class WorkerRunner:
             self._beat_now.wait(self.heartbeat_seconds)
 
     def _beat(self) -> None:
+        assert self.worker is not None, "the heartbeat starts once start() has registered"
         with self._lock:
             in_flight = self._in_flight
             idle = self._fetcher_idle and in_flight == 0
@@ -245,10 +239,12 @@ class WorkerRunner:
                         "taking tasks" if accepting else "taking no new tasks")
         placements_changed = reply.model_names != tuple(q.model_name for q in self._queues)
         if placements_changed:
+            # Subscribed before the queues change: a dispatch onto a new queue is not missed.
+            self._wakeups.set_channels(queue_channel(name) for name in reply.model_names)
             self._queues = [model_queue(name) for name in reply.model_names]
             logger.info("worker %s serves: %s", self.options.name, ", ".join(reply.model_names) or "no model")
         if accepting_changed or placements_changed:
-            self._wake.set()
+            self._wakeups.poke()
         retired = retire_adapters(reply.model_names)
         if retired:
             logger.info("worker %s unloads %s (no longer placed here)", self.options.name, ", ".join(retired))

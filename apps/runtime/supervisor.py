@@ -47,23 +47,29 @@ class Child:
     name: str
     argv: list[str]
     stop_signal: int = signal.SIGTERM
+    # File descriptors it inherits (the listening socket the server processes share).
+    pass_fds: tuple[int, ...] = ()
     process: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = field(default=0.0)
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "argv": self.argv, "stop_signal": int(self.stop_signal)}
+        return {"name": self.name, "argv": self.argv, "stop_signal": int(self.stop_signal),
+                "pass_fds": list(self.pass_fds)}
 
     @classmethod
     def from_json(cls, data: dict) -> Child:
-        return cls(data["name"], list(data["argv"]), signal.Signals(data["stop_signal"]))
+        return cls(data["name"], list(data["argv"]), signal.Signals(data["stop_signal"]),
+                   tuple(data.get("pass_fds", ())))
 
     def start(self) -> None:
         logger.info("starting %s: %s", self.name, " ".join(self.argv))
         # stdout belongs to the supervisor's own result lines (API_KEY=… on the
         # first run); whatever a child prints there (run_worker's id) is a message.
-        self.process = subprocess.Popen(self.argv, preexec_fn=die_with_parent, stdout=sys.stderr)
+        self.process = subprocess.Popen(
+            self.argv, preexec_fn=die_with_parent, stdout=sys.stderr, pass_fds=self.pass_fds
+        )
         self.started_at = time.monotonic()
 
 

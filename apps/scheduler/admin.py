@@ -14,6 +14,9 @@ from apps.catalog.admin import LLMModelAdmin
 from apps.catalog.models import LLMModel
 from apps.scheduler.estimates import QueueStats, queue_stats
 
+# Not a field of LLMModel: the admin keeps each listed row's stats on its instance.
+_STATS_ATTRIBUTE = "_admin_queue_stats"
+
 
 class QueuedModelAdmin(LLMModelAdmin):
     list_display = [
@@ -23,9 +26,10 @@ class QueuedModelAdmin(LLMModelAdmin):
 
     # The queue columns: one queue_stats per row (a few queries), shared by its four cells.
     def _queue(self, obj: LLMModel) -> QueueStats:
-        stats = getattr(obj, "_admin_queue_stats", None)
+        stats: QueueStats | None = getattr(obj, _STATS_ATTRIBUTE, None)
         if stats is None:
-            stats = obj._admin_queue_stats = queue_stats(obj)
+            stats = queue_stats(obj)
+            setattr(obj, _STATS_ATTRIBUTE, stats)  # on the row's instance: it lives as long as the page
         return stats
 
     @admin.display(description="queued")

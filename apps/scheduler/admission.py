@@ -3,7 +3,7 @@
 ``admit`` runs inside the transaction that inserts the task, in this order:
 
 1. the plan's priority cap                          → 403 priority_not_allowed
-2. a worst-case cost (prompt estimate + max_tokens)
+2. a worst-case cost (prompt tokens + max_tokens)
    above the whole tokens-per-minute limit          → 429 rate_limited
 3. the tenant's admission lock (one row per tenant), then the count of its
    queued and waiting tasks against ``max_queued``   → 429 queue_full
@@ -15,7 +15,13 @@ A refusal raises; the transaction rolls back, so a refused task reserves
 nothing. The rate limits come last so that a refused task takes nothing from
 them either (Redis does not roll back with the database). Each admitted task has one reservation
 (``TaskCharge``), settled exactly once by ``settle_task`` when the task ends —
-succeeded, failed or cancelled — at its actual usage.
+succeeded, failed or cancelled — at its actual usage, in full: a prompt that
+turned out longer than counted is charged too, so the budget can end a period
+over by that difference (the honest figure; admission refuses the next task).
+
+The prompt's tokens come from the model's own adapter where it can count them
+(``apps.catalog.prompt_tokens``: a tokenizer, the echo adapter's words), counted
+by the caller before its transaction; else from ``estimate_prompt_tokens``.
 
 The running-task cap (``max_running``) is not checked here: the dispatcher
 holds a capped tenant's tasks back, and they wait their turn (Contracts).
@@ -32,7 +38,6 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.utils import timezone
 
-from apps.catalog.models import LLMModel
 from apps.core.errors import OverBudget, PermissionRefused, RateLimited
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
 from apps.tenants import ratelimit
@@ -43,7 +48,6 @@ if TYPE_CHECKING:
     from apps.tasks.services import TaskRequest
 
 PENDING_STATES = (TaskState.QUEUED, TaskState.WAITING)
-ECHO_ADAPTER = "echo"
 CHARS_PER_TOKEN = 4
 
 
@@ -54,27 +58,27 @@ class Admission:
     rate_limits: ratelimit.RateLimits
 
 
-def estimate_prompt_tokens(model: LLMModel, prompt: str | None, messages: list[dict[str, str]] | None) -> int:
-    """The prompt's token count as admission charges it before the model has seen it.
+def estimate_prompt_tokens(prompt: str | None, messages: list[dict[str, str]] | None) -> int:
+    """The prompt's tokens where the model's adapter cannot count them (a remote model, a
+    tokenizer this process cannot read): characters / 4, rounded up, over the prompt or
+    all messages' contents — the usual rule of thumb for English text with BPE tokenizers.
 
-    The echo model counts whitespace-separated words, so for it this is exact.
-    For any other model: characters / 4, rounded up, over the prompt or all
-    messages' contents — the usual rule of thumb for English text with BPE
-    tokenizers. It can be low (code, other scripts); settlement then charges
-    no more than was reserved, so the budget is never overspent, and logs it.
+    It undercounts chat templates, code and other scripts; the task is charged its
+    real usage anyway (``settle_task``), so a low estimate only reserves too little.
     """
     texts = [prompt] if prompt is not None else [message["content"] for message in messages or ()]
-    if model.adapter == ECHO_ADAPTER:
-        return sum(len(text.split()) for text in texts)
     return math.ceil(sum(len(text) for text in texts) / CHARS_PER_TOKEN)
 
 
-def admit(tenant: Tenant, api_key: ApiKey | None, model: LLMModel, request: TaskRequest) -> Admission:
+def admit(tenant: Tenant, api_key: ApiKey | None, request: TaskRequest, prompt_tokens: int | None) -> Admission:
     """Admit one task or refuse it: PermissionRefused, RateLimited or OverBudget. Call it inside the
-    ``transaction.atomic()`` block that inserts the task, with the returned id."""
+    ``transaction.atomic()`` block that inserts the task, with the returned id. ``prompt_tokens``:
+    the model's own count of the prompt (apps.catalog.prompt_tokens), None where it has none."""
     plan = Plan.objects.get(pk=tenant.plan_id)  # fresh: an operator may just have changed it
     _check_priority(plan, request.priority)
-    cost = estimate_prompt_tokens(model, request.prompt, request.messages) + request.max_tokens
+    if prompt_tokens is None:
+        prompt_tokens = estimate_prompt_tokens(request.prompt, request.messages)
+    cost = prompt_tokens + request.max_tokens
     if plan.tpm is not None and cost > plan.tpm:
         raise RateLimited(
             f"this task's worst-case cost ({cost} tokens) exceeds the plan's {plan.tpm} tokens per minute "
@@ -151,6 +155,8 @@ def settle_task(task_id: uuid.UUID, usage: dict[str, int] | None = None) -> bool
     there is one, so the state change and the charge commit together. ``usage``:
     the usage the caller has just recorded on the task; None: read it from the row.
     """
+    prompt_tokens: int | None
+    completion_tokens: int | None
     if usage is not None:
         prompt_tokens, completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
     else:

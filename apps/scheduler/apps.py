@@ -16,7 +16,10 @@ class SchedulerConfig(AppConfig):
         lifecycle.admit.register(admission.admit)
         lifecycle.estimate_wait.register(estimates.task_wait)
         lifecycle.ending.register("scheduler.settle", admission.settle_task)
-        lifecycle.ended.register("scheduler.wake", lambda _task_id, _task: wakeup.wake_dispatcher())
+        lifecycle.ended.register("scheduler.wake", wakeup.slot_freed)
         lifecycle.ready.register("scheduler.wake", wakeup.wake_dispatcher)
         lifecycle.submitted.register("scheduler.place_pinned", placer.place_pinned_version)
         catalog_hooks.placement_inputs_changed.register("scheduler.place", placer.replan)
+        # The fleet or the catalog changed (a worker registered, drained, undrained,
+        # stopped): the slots to fill did too.
+        catalog_hooks.placement_inputs_changed.register("scheduler.wake", wakeup.wake_dispatcher)

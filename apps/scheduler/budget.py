@@ -5,15 +5,18 @@ keeps this state in database rows and updates it with conditional UPDATEs;
 this class states the rule those rows must follow, small enough to check with
 a property test under any interleaving:
 
-- a task reserves its worst-case cost (prompt estimate + max_tokens) before
+- a task reserves its worst-case cost (prompt tokens + max_tokens) before
   it is queued, and only if ``spent + reserved + worst_case <= budget``;
-- when it ends it settles once at its actual cost, releasing the rest;
-- so ``spent + reserved <= budget`` always holds and nothing is charged twice.
+- when it ends it settles once at its actual cost, in full, releasing its
+  reservation; nothing is charged twice.
 
-The worst case is a promise: the worker stops at max_tokens, so actual cost
-cannot exceed it. If a caller reports more anyway, only the reserved amount is
-charged (charging more would break the invariant that admission relies on);
-``settle`` returns the negative difference so the caller can log the overrun.
+The worker stops at max_tokens, so only the prompt part can be larger than
+reserved: where the model's adapter cannot count a prompt, admission reserves
+by an estimate. The actual cost is charged even then — the tenant used those
+tokens — so ``spent + reserved <= budget + overrun`` holds, where ``overrun``
+is the sum of what settled tasks used beyond their reservations; a budget that
+is passed admits nothing more. ``settle`` returns reserved − actual (negative
+for an overrun) so the caller can log it.
 """
 
 from __future__ import annotations
@@ -27,11 +30,10 @@ class BudgetLedger:
     def __init__(self, budget: int, spent: int = 0) -> None:
         if budget < 0 or spent < 0:
             raise ValueError("budget and spent must be non-negative")
-        if spent > budget:
-            raise ValueError(f"spent ({spent}) already exceeds the budget ({budget})")
         self.budget = budget
-        self.spent = spent
+        self.spent = spent  # may pass the budget: actual costs are charged in full
         self.reserved = 0
+        self.overrun = 0  # what settled tasks used beyond their reservations
         self._open: dict[Hashable, int] = {}
         # Keys ever settled, so a second settle is recognised and ignored
         # (completions are delivered at least once). In the database this is
@@ -40,8 +42,8 @@ class BudgetLedger:
 
     @property
     def available(self) -> int:
-        """What a new reservation may still take."""
-        return self.budget - self.spent - self.reserved
+        """What a new reservation may still take (none once an overrun passed the budget)."""
+        return max(self.budget - self.spent - self.reserved, 0)
 
     def reserve(self, key: Hashable, worst_case: int) -> bool:
         """Reserve ``worst_case`` for ``key``; False (nothing reserved) if the budget cannot cover it.
@@ -60,7 +62,7 @@ class BudgetLedger:
         return True
 
     def settle(self, key: Hashable, actual: int) -> int | None:
-        """Close ``key``'s reservation at ``actual``; returns reserved − actual.
+        """Close ``key``'s reservation, charging ``actual`` in full; returns reserved − actual.
 
         Returns None and changes nothing if ``key`` was already settled or was
         never reserved, so a repeated completion cannot charge twice.
@@ -72,5 +74,6 @@ class BudgetLedger:
             return None
         self._settled.add(key)
         self.reserved -= worst_case
-        self.spent += min(actual, worst_case)
+        self.spent += actual
+        self.overrun += max(actual - worst_case, 0)
         return worst_case - actual

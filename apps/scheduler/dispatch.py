@@ -26,14 +26,19 @@ logger = logging.getLogger(__name__)
 
 # Huey runs higher numbers first. The dispatcher already chose the order; this
 # only keeps it when a worker finds several ids waiting on one queue.
-HUEY_PRIORITY = {Priority.INTERACTIVE: 20, Priority.NORMAL: 10, Priority.BATCH: 0}
+# Keyed by str: routes carry the priority as the database returns it (a plain str).
+HUEY_PRIORITY: dict[str, int] = {Priority.INTERACTIVE: 20, Priority.NORMAL: 10, Priority.BATCH: 0}
 
 
-def hand_to_workers(task_id: uuid.UUID, route: tuple[str, str | None, str] | None = None) -> bool:
+def hand_to_workers(
+    task_id: uuid.UUID, route: tuple[str, str | None, str] | None = None, *, wake: bool = True
+) -> bool:
     """Put a ready task's id on its queue; False when it is no longer ready.
 
     ``route``: the task's (model name, version or None, priority) when the caller
     has read them already (the dispatcher does, with the ready tasks); else read here.
+    ``wake``: wake the queue's workers now; False when the caller wakes them
+    itself (the dispatcher, once per queue and round).
     """
     found = route or Task.objects.filter(pk=task_id).values_list(
         "model__name", "model_version__version", "priority"
@@ -41,11 +46,14 @@ def hand_to_workers(task_id: uuid.UUID, route: tuple[str, str | None, str] | Non
     if found is None or not task_services.claim_for_dispatch(task_id):
         return False
     model_name, version, priority = found
+    spec = queue_spec(model_name, version)
     try:
-        model_queue(queue_spec(model_name, version)).enqueue(task_id, priority=HUEY_PRIORITY.get(priority, 10))
+        model_queue(spec).enqueue(task_id, priority=HUEY_PRIORITY.get(priority, 10))
     except Exception:
         task_services.undo_dispatch(task_id)
         raise
+    if wake:
+        wakeup.wake_queue_consumers(spec)
     return True
 
 

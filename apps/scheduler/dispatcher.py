@@ -18,14 +18,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from apps.scheduler import dispatch_reads
 from apps.scheduler.dispatch import hand_to_workers
 from apps.scheduler.policy import FairScheduler
-from apps.tasks.models import TERMINAL_STATES, Task, TaskState
-from apps.tenants.models import TaskCharge, Tenant
-from apps.workers.models import Worker, WorkerState
+from apps.tasks.models import TERMINAL_STATES
+from apps.workers.models import lost_cutoff
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +46,7 @@ class Dispatcher:
         self._ready: dict[uuid.UUID, uuid.UUID] = {}  # task id -> model id, as the policies hold them
         self._routes: dict[uuid.UUID, tuple[str, str | None, str]] = {}  # task id -> its queue (hand_to_workers)
         self._charged: dict[uuid.UUID, _Charged] = {}
+        self._caps: dict[str, int | None] = {}  # tenant id (str) -> running cap, as of the last sync
 
     def run_once(self) -> int:
         """One round: learn what changed, then fill free slots. Returns tasks handed out."""
@@ -59,6 +59,10 @@ class Dispatcher:
         load = _Load.read()
         return sum(self._fill(model_id, policy, now, load) for model_id, policy in waiting)
 
+    def has_waiting(self) -> bool:
+        """Whether, as of the last round, some ready task waits for a free slot."""
+        return any(len(policy) for policy in self._policies.values())
+
     def _policy(self, model_id: uuid.UUID) -> FairScheduler:
         policy = self._policies.get(model_id)
         if policy is None:
@@ -68,44 +72,35 @@ class Dispatcher:
         return policy
 
     def _sync_ready(self, now) -> None:
-        rows = Task.objects.filter(state=TaskState.QUEUED, dispatched_at__isnull=True).values_list(
-            "id", "model_id", "tenant_id", "priority", "max_tokens", "queued_at", "critical_path_rank",
-            "model__name", "model_version__version",
-        )
-        ready = {row[0]: row for row in rows}
+        # One statement for everything a round needs to know of the ready tasks,
+        # new or not: their queue, their reservation, their tenant's weight and
+        # running cap (a round runs after every submission: its fixed cost is
+        # paid per task at low load).
+        ready = {task.id: task for task in dispatch_reads.ready_tasks()}
+        # The running caps of the tenants with ready tasks: the only ones a round can pass over.
+        self._caps = {str(task.tenant_id): task.max_running for task in ready.values()}
         for task_id in self._ready.keys() - ready.keys():  # cancelled, or handed out by another scheduler
             self._policies[self._ready.pop(task_id)].remove(task_id)
             self._routes.pop(task_id, None)
-        new = [row for task_id, row in ready.items() if task_id not in self._ready]
-        if not new:
-            return
-        costs = dict(
-            TaskCharge.objects.filter(task_id__in=[row[0] for row in new]).values_list("task_id", "reserved_tokens")
-        )
-        weights = dict(
-            Tenant.objects.filter(pk__in={row[2] for row in new}).values_list("id", "plan__weight")
-        )
-        for task_id, model_id, tenant_id, priority, max_tokens, queued_at, rank, model_name, version in new:
-            self._policy(model_id).add(
-                task_id,
-                str(tenant_id),
-                weights.get(tenant_id) or 1.0,
-                priority,
+        for task in (task for task_id, task in ready.items() if task_id not in self._ready):
+            self._policy(task.model_id).add(
+                task.id,
+                str(task.tenant_id),
+                task.weight or 1.0,
+                task.priority,
                 # The reserved worst case (prompt + max_tokens); max_tokens when none was reserved.
-                max(1, costs.get(task_id) or max_tokens),
+                max(1, task.reserved_tokens or task.max_tokens),
                 now.timestamp(),
-                rank=rank,
-                enqueued_at=(queued_at or now).timestamp(),
+                rank=task.critical_path_rank,
+                enqueued_at=(task.queued_at or now).timestamp(),
             )
-            self._ready[task_id] = model_id
-            self._routes[task_id] = (model_name, version, priority)
+            self._ready[task.id] = task.model_id
+            self._routes[task.id] = (task.model_name, task.version, task.priority)
 
     def _correct_finished(self) -> None:
         if not self._charged:
             return
-        ended = Task.objects.filter(pk__in=list(self._charged), state__in=TERMINAL_STATES).values_list(
-            "id", "prompt_tokens", "completion_tokens"
-        )
+        ended = dispatch_reads.ended_usage(list(self._charged), TERMINAL_STATES)
         for task_id, prompt_tokens, completion_tokens in ended:
             charged = self._charged.pop(task_id)
             self._policy(charged.model_id).complete(
@@ -117,19 +112,22 @@ class Dispatcher:
         free = load.free_slots(model_id)
         if free <= 0:
             return 0
-        in_flight, caps = load.in_flight, load.caps()
+        in_flight, caps = load.in_flight, self._caps
         capped = {tenant for tenant, cap in caps.items() if cap is not None and in_flight[tenant] >= cap}
         handed = 0
         while handed < free:
             entry = policy.next(now.timestamp(), capped)
             if entry is None:
                 break
-            self._ready.pop(entry.task_id, None)
-            if not hand_to_workers(entry.task_id, self._routes.pop(entry.task_id, None)):
+            task_id = entry.task_id
+            # The policy takes any hashable id; the ones added here are task ids (_sync_ready).
+            assert isinstance(task_id, uuid.UUID), f"not a task id: {task_id!r}"
+            self._ready.pop(task_id, None)
+            if not hand_to_workers(task_id, self._routes.pop(task_id, None)):
                 continue  # cancelled since the last sync
             handed += 1
             load.busy[model_id] += 1
-            self._charged[entry.task_id] = _Charged(model_id, entry.tenant, entry.priority_class, entry.estimated_cost)
+            self._charged[task_id] = _Charged(model_id, entry.tenant, entry.priority_class, entry.estimated_cost)
             in_flight[entry.tenant] += 1
             cap = caps.get(entry.tenant)
             if cap is not None and in_flight[entry.tenant] >= cap:
@@ -137,46 +135,28 @@ class Dispatcher:
         return handed
 
 
-_IN_FLIGHT = Q(state=TaskState.RUNNING) | Q(state=TaskState.QUEUED, dispatched_at__isnull=False)
-
-
 class _Load:
     """What a round fills against, read once per round for all models (a round
     runs after every submission and completion, so its fixed cost is paid per
     task): the tasks running or handed to a queue, by model and by tenant; the
-    slots of each model's active, heartbeating workers; the tenants' running caps
-    (read only when some model has a free slot)."""
+    slots of each model's active, heartbeating workers. (The tenants' running
+    caps come with the ready tasks: Dispatcher._sync_ready.)"""
 
     def __init__(self, busy: Counter, in_flight: Counter, slots: dict[uuid.UUID, int]) -> None:
         self.busy = busy  # model id -> tasks running or handed out
         self.in_flight = in_flight  # tenant id (str) -> the same, all models
         self.slots = slots
-        self._caps: dict[str, int | None] | None = None
 
     @classmethod
     def read(cls) -> _Load:
         busy: Counter = Counter()
         in_flight: Counter = Counter()
-        rows = Task.objects.filter(_IN_FLIGHT).values("model_id", "tenant_id").annotate(n=Count("id"))
-        for model_id, tenant_id, n in rows.values_list("model_id", "tenant_id", "n"):
+        for model_id, tenant_id, n in dispatch_reads.in_flight():
             busy[model_id] += n
             in_flight[str(tenant_id)] += n
-        slots = dict(
-            Worker.objects.alive()
-            .filter(state=WorkerState.ACTIVE)
-            .values("models__id")
-            .annotate(total=Sum("slots"))
-            .values_list("models__id", "total")
-        )
-        return cls(busy, in_flight, slots)
+        return cls(busy, in_flight, dispatch_reads.slots_by_model(lost_cutoff()))
 
     def free_slots(self, model_id: uuid.UUID) -> int:
         """Slots of the active, heartbeating workers placed on the model, minus its
         tasks already running or handed to its queue."""
         return (self.slots.get(model_id) or 0) - self.busy[model_id]
-
-    def caps(self) -> dict[str, int | None]:
-        """Each tenant's running cap."""
-        if self._caps is None:
-            self._caps = {str(tenant_id): cap for tenant_id, cap in Tenant.objects.values_list("id", "plan__max_running")}
-        return self._caps

@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.catalog.models import LLMModel
 from apps.core import priorities
+from apps.core.fields import column_of, concrete_field
 from apps.tasks.models import Task, TaskState
 from apps.workers.services import workers_for_model
 
@@ -58,13 +59,12 @@ class QueueStats:
 def _sql():
     """(connection, quoted column of a Task field, database value of a Task field)."""
     connection = connections[Task.objects.db]
-    field = Task._meta.get_field
 
     def column(name: str) -> str:
-        return connection.ops.quote_name(field(name).column)
+        return connection.ops.quote_name(column_of(Task, name))
 
     def value(name: str, python_value):
-        return field(name).get_db_prep_value(python_value, connection)
+        return concrete_field(Task, name).get_db_prep_value(python_value, connection)
 
     return connection, column, value
 
@@ -99,11 +99,16 @@ def _counts(model_id, task: Task | None = None) -> dict[str, int]:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     names = ("queued", "running", "ahead", "mine")[: len(select)]
-    return {name: int(count or 0) for name, count in zip(names, row)}
+    return {name: int(count or 0) for name, count in zip(names, row, strict=True)}
 
 
-def _as_datetime(raw) -> datetime:
-    return parse_datetime(raw) if isinstance(raw, str) else raw  # SQLite answers plain SQL with text
+def _as_datetime(raw: str | datetime) -> datetime:
+    if isinstance(raw, datetime):
+        return raw
+    parsed = parse_datetime(raw)  # SQLite answers plain SQL with text
+    if parsed is None:
+        raise ValueError(f"not a date and time: {raw!r}")
+    return parsed
 
 
 def _mean_service_seconds(model_id) -> float | None:

@@ -12,8 +12,7 @@ class OperatorTokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "user", "name", "created_at", "revoked_at", "last_used_at"]
     list_filter = ["user"]
     search_fields = ["prefix", "name", "user__username"]
-    fields = ["user", "name", "prefix", "created_at", "revoked_at", "last_used_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("user", "name", "prefix", "created_at", "revoked_at", "last_used_at")
     actions = ["revoke_tokens"]
 
     def has_add_permission(self, request) -> bool:

@@ -39,7 +39,7 @@ def new_wrapped_data_key() -> bytes:
     return _keyring().encrypt(Fernet.generate_key())
 
 
-def rewrap_data_key(wrapped: bytes) -> bytes:
+def rewrap_data_key(wrapped: bytes | memoryview) -> bytes:
     """Re-wrap a tenant data key with the current primary master key."""
     try:
         return _keyring().rotate(bytes(wrapped))
@@ -59,7 +59,7 @@ class TenantCipher:
     def encrypt_json(self, value: Any) -> bytes:
         return self._fernet.encrypt(json.dumps(value, separators=(",", ":")).encode())
 
-    def decrypt_json(self, token: bytes) -> Any:
+    def decrypt_json(self, token: bytes | memoryview) -> Any:  # a BinaryField reads as either
         try:
             return json.loads(self._fernet.decrypt(bytes(token)))
         except InvalidToken as exc:

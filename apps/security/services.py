@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from apps.core.secrets import SecretKind
 from apps.security.models import OperatorToken
+
+if TYPE_CHECKING:
+    # settings.AUTH_USER_MODEL, which OperatorToken.user points to, is the stock User
+    # (code that loads it at run time goes through get_user_model()).
+    from django.contrib.auth.models import User
 
 OPERATOR_TOKENS = SecretKind("llo")
 # As for API keys: a hint for operators, not an audit trail.
@@ -26,7 +31,7 @@ class IssuedToken:
     secret: str  # the full token, to show once
 
 
-def issue_operator_token(user: AbstractBaseUser, *, name: str = "") -> IssuedToken:
+def issue_operator_token(user: User, *, name: str = "") -> IssuedToken:
     if not (user.is_active and user.is_staff):
         raise OperatorTokenError(f"{user.get_username()!r} is not an active staff user; operator tokens are for staff")
     new = OPERATOR_TOKENS.issue()

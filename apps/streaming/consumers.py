@@ -59,8 +59,9 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
         if after is None:
             await self._send({"type": "error", "message": "after must be a non-negative integer"})
             after = 0
+        # The pump is handed what it reads (the attributes are None before connect).
         self.subscription = await hub().subscribe(self.task.id)
-        self.pump = asyncio.get_running_loop().create_task(self._pump(after))
+        self.pump = asyncio.get_running_loop().create_task(self._pump(self.task, self.subscription, after))
 
     async def disconnect(self, code: int) -> None:
         if self.pump is not None:
@@ -80,14 +81,16 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
                 return
             await database_sync_to_async(task_services.cancel_task)(self.task)
             return
-        await self._send({"type": "error", "message": "unknown message; the only client message is {\"type\": \"cancel\"}"})
+        await self._send(
+            {"type": "error", "message": "unknown message; the only client message is {\"type\": \"cancel\"}"}
+        )
 
-    async def _pump(self, after: int) -> None:
-        cipher = self.task.tenant.cipher
+    async def _pump(self, task: Task, subscription: Subscription, after: int) -> None:
+        cipher = task.tenant.cipher
         started = False
         last_sent = time.monotonic()
         quiet_since = time.monotonic()
-        queue = self.subscription.queue
+        queue = subscription.queue
         in_a_row = 0  # events taken without waiting
         while True:
             if in_a_row >= BURST:
@@ -99,16 +102,16 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
                 async with asyncio.timeout(TICK_SECONDS):
                     event = await queue.get()
             except TimeoutError:
-                state, wait = await status_board().current(self.task.id)
+                state, wait = await status_board().current(task.id)
                 now = time.monotonic()
                 if (
                     state in TERMINAL_STATES
                     and now - quiet_since >= DONE_FALLBACK_SECONDS
-                    and not await _log_has_end(self.task.id)
+                    and not await _log_has_end(task.id)
                 ):
                     # Only when the log itself holds no end: a busy hub that is
                     # merely late must not cut the stream short.
-                    await self._finish_from_database()
+                    await self._finish_from_database(task.id)
                     return
                 if not started and state in (TaskState.WAITING, TaskState.QUEUED):
                     await self._send({"type": "status", "state": state, **wait})
@@ -126,8 +129,8 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
                 await self.close(code=1000)
                 return
 
-    async def _finish_from_database(self) -> None:
-        task = await database_sync_to_async(Task.objects.get)(pk=self.task.id)
+    async def _finish_from_database(self, task_id: uuid.UUID) -> None:
+        task = await database_sync_to_async(Task.objects.get)(pk=task_id)
         await self._send(done_message(end_of(task)))
         await self.close(code=1000)
 

@@ -47,6 +47,10 @@ class StreamHub:
         self._cursors[task_id] = subscription.position if current is None else min(current, subscription.position)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+        else:
+            # The read in progress started without this stream: restart it with
+            # it now, or the stream's first events would wait for its timeout.
+            self._log.interrupt()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -70,7 +74,9 @@ class StreamHub:
                 continue
             self._deliver(started_from, batch)
 
-    def _deliver(self, started_from: dict[uuid.UUID, Cursor], batch: list[tuple[uuid.UUID, Cursor, StoredEvent]]) -> None:
+    def _deliver(
+        self, started_from: dict[uuid.UUID, Cursor], batch: list[tuple[uuid.UUID, Cursor, StoredEvent]]
+    ) -> None:
         newest: dict[uuid.UUID, Cursor] = {}
         for task_id, cursor, event in batch:
             start = started_from.get(task_id)

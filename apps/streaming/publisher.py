@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 
 
 class StreamPublisher:
-    def __init__(self, task_id: uuid.UUID, cipher: TenantCipher, log: StreamLog, window: float) -> None:
+    def __init__(
+        self, task_id: uuid.UUID, cipher: TenantCipher, log: StreamLog, window: float, *, resume: bool = True
+    ) -> None:
         self.task_id = task_id
         self._cipher = cipher
         self._log = log
@@ -38,7 +40,8 @@ class StreamPublisher:
         self._pending: list[str] = []
         self._pending_since = 0.0
         self._last_flush = 0.0
-        self._seq = log.last_seq(task_id)  # seq counts on across retries
+        # seq counts on across retries; a first attempt has no earlier chunks to count on from.
+        self._seq = log.last_seq(task_id) if resume else 0
         self._writes: deque[Future] = deque()  # submitted to the log, oldest first
         self._failed = False  # a write failed and add() has raised it
 
@@ -90,10 +93,10 @@ class StreamPublisher:
 
     def _raise_failed_write_locked(self) -> None:
         while self._writes and self._writes[0].done():
-            written = self._writes.popleft()
-            if written.exception() is not None:
+            error = self._writes.popleft().exception()
+            if error is not None:
                 self._failed = True
-                raise written.exception()
+                raise error
 
 
 class _Flusher:
@@ -103,10 +106,12 @@ class _Flusher:
         self._lock = threading.Lock()
         self._publishers: set[StreamPublisher] = set()
         self._thread: threading.Thread | None = None
+        self._watching = threading.Event()  # set while some publisher may have chunks held back
 
     def watch(self, publisher: StreamPublisher) -> None:
         with self._lock:
             self._publishers.add(publisher)
+            self._watching.set()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="stream-flusher", daemon=True)
                 self._thread.start()
@@ -118,9 +123,14 @@ class _Flusher:
     def _run(self) -> None:
         interval = settings.STREAM_COALESCE_SECONDS / 2
         while True:
+            # An idle worker's flusher sleeps until a publisher holds chunks back,
+            # instead of waking every half window for nothing.
+            self._watching.wait()
             time.sleep(interval)
             with self._lock:
                 publishers = list(self._publishers)
+                if not publishers:
+                    self._watching.clear()
             now = time.monotonic()
             for publisher in publishers:
                 try:

@@ -17,7 +17,9 @@ logger = logging.getLogger(__name__)
 
 
 def open_publisher(task) -> StreamPublisher:
-    publisher = StreamPublisher(task.id, task.tenant.cipher, stream_log(), settings.STREAM_COALESCE_SECONDS)
+    publisher = StreamPublisher(
+        task.id, task.tenant.cipher, stream_log(), settings.STREAM_COALESCE_SECONDS, resume=task.attempt > 1
+    )
     publisher.begin_attempt(task.attempt)
     return publisher
 

@@ -7,7 +7,9 @@ from apps.tasks.models import Task
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ["id", "tenant", "model", "state", "priority", "attempt", "total_tokens", "created_at", "finished_at"]
+    list_display = [
+        "id", "tenant", "model", "state", "priority", "attempt", "total_tokens", "created_at", "finished_at"
+    ]
     list_filter = ["state", "priority", "model", "tenant"]
     list_select_related = ["tenant", "model"]
     search_fields = ["id"]

@@ -31,7 +31,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput
-from apps.tasks import graph, lifecycle
+from apps.tasks import graph, lifecycle, statements
 from apps.tasks.models import EndReason, Task, TaskDependency, TaskState
 from apps.tasks.payloads import node_ids, read_input, read_output
 
@@ -100,11 +100,7 @@ def task_ended(task_id: uuid.UUID, _ended: Task | None = None) -> None:
     release its waiting children whose parents have all succeeded, or fail
     all its waiting descendants when it failed or was cancelled."""
     # Children first: most tasks have none, and then the task itself need not be read.
-    children = list(
-        Task.objects.filter(parent_links__parent_id=task_id, state=TaskState.WAITING)
-        .order_by("-critical_path_rank", "created_at")
-        .values_list("pk", flat=True)
-    )
+    children = statements.waiting_children(task_id)
     if not children:
         return
     task = Task.objects.filter(pk=task_id).only("pk", "state", "error_code").first()
@@ -148,7 +144,9 @@ def _settle(task_id: uuid.UUID) -> Task | None:
             if erased:
                 _fail_waiting([task.pk], f"the output of dependency {erased[0].pk} was erased before this task ran")
                 return None
-            fields["input_ciphertext"] = task.tenant.cipher.encrypt_json(graph.substitute_input(payload, outputs))
+            # No referenced output is None past the check above; unreferenced ones are not needed.
+            present = {key: output for key, output in outputs.items() if output is not None}
+            fields["input_ciphertext"] = task.tenant.cipher.encrypt_json(graph.substitute_input(payload, present))
         released = Task.objects.filter(pk=task.pk, state=TaskState.WAITING).update(
             state=TaskState.QUEUED, queued_at=timezone.now(), **fields
         )

@@ -37,7 +37,6 @@ from django.db import transaction
 from apps.core.hooks import Hook, Port
 
 if TYPE_CHECKING:
-    from apps.catalog.models import LLMModel
     from apps.tasks.models import Task
     from apps.tasks.services import TaskRequest
     from apps.tenants.models import ApiKey, Tenant
@@ -62,7 +61,8 @@ ready: Hook[[]] = Hook("task ready (after commit)")
 submitted: Hook[[Task]] = Hook("task submitted (after commit)")
 erased: Hook[[Sequence[uuid.UUID]]] = Hook("tasks erased (after commit)")
 
-admit: Port[[Tenant, ApiKey | None, LLMModel, TaskRequest], Admission] = Port("task admission")
+# (tenant, key, request, the model's own count of the prompt's tokens or None)
+admit: Port[[Tenant, ApiKey | None, TaskRequest, int | None], Admission] = Port("task admission")
 estimate_wait: Port[[Task], Any] = Port("task wait estimate")
 
 

@@ -31,6 +31,8 @@ def purge_expired_outputs(now: datetime | None = None) -> int:
     purged = 0
     tenants = Tenant.objects.filter(output_retention_days__isnull=False).only("pk", "slug", "output_retention_days")
     for tenant in tenants:
+        if tenant.output_retention_days is None:  # keeps outputs forever (the query leaves these out)
+            continue
         cutoff = now - timedelta(days=tenant.output_retention_days)
         expired = Task.objects.for_tenant(tenant).filter(
             state__in=TERMINAL_STATES, finished_at__lt=cutoff, erased_at__isnull=True

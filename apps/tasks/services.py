@@ -14,17 +14,19 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
+from apps.catalog.prompt_tokens import count_prompt_tokens
 from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
+from apps.core import notify
 from apps.core.errors import Conflict, NotFound, UnknownModel
-from apps.tasks import dependencies, lifecycle
+from apps.tasks import dependencies, lifecycle, statements
 from apps.tasks.models import (
     CANCELLABLE_BEFORE_START,
     RETRYING,
@@ -59,6 +61,9 @@ class TaskRequest:
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
+# apps.core.notify channel: a running task's cancel was asked for; payload: its id.
+CANCEL_CHANNEL = "task-cancel"
+
 
 @dataclass(frozen=True)
 class Submission:
@@ -84,11 +89,15 @@ def submit_task(
         if earlier is not None:
             return earlier
     refuse_unplaceable(target)  # 503: no worker can host that version (a replay above still answers)
+    # The budget is reserved by the model's own count where its adapter has one.
+    # Counted before the transaction: a model's first count in this process
+    # reads its tokenizer (a second or so), which must not hold a write lock.
+    prompt_tokens = count_prompt_tokens(model, target.version, request.prompt, request.messages)
     now = timezone.now()
     try:
         with transaction.atomic():
             # Quotas (403/429/402) and the budget reservation, in this transaction.
-            admission = lifecycle.admit(tenant, api_key, model, request)
+            admission = lifecycle.admit(tenant, api_key, request, prompt_tokens)
             task = Task.objects.create(
                 id=admission.task_id,
                 tenant=tenant,
@@ -145,7 +154,10 @@ def task_of(tenant: Tenant, task_id: str) -> Task:
     task and another tenant's are refused alike (NotFound)."""
     try:
         task = (
-            Task.objects.for_tenant(tenant).select_related("model", "model_version", "tenant").filter(pk=task_id).first()
+            Task.objects.for_tenant(tenant)
+            .select_related("model", "model_version", "tenant")
+            .filter(pk=task_id)
+            .first()
         )
     except (ValueError, ValidationError):  # not a UUID
         task = None
@@ -165,12 +177,16 @@ def cancel_task(task: Task) -> Task:
     """
     now = timezone.now()
     cancelled = Task.objects.filter(pk=task.pk, state__in=CANCELLABLE_BEFORE_START).update(
-        state=TaskState.CANCELLED, finished_at=now, error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label
+        state=TaskState.CANCELLED,
+        finished_at=now,
+        error_code=EndReason.CANCELLED,
+        error_message=EndReason.CANCELLED.label,
     )
     if cancelled:
         lifecycle.announce_end(task.pk)
-    else:
-        Task.objects.filter(pk=task.pk, state=TaskState.RUNNING).update(cancel_requested=True)
+    elif Task.objects.filter(pk=task.pk, state=TaskState.RUNNING).update(cancel_requested=True):
+        # The worker holding it checks at once (apps.runtime.leases), not at its next renewal.
+        transaction.on_commit(partial(notify.wake, CANCEL_CHANNEL, str(task.pk)), robust=True)
     task.refresh_from_db()
     return task
 
@@ -211,18 +227,11 @@ def lease_deadline():
 
 
 def claim_task(task_id: uuid.UUID, worker_name: str) -> Task | None:
-    """Take the lease on a queued task; None when another worker has it or it is gone."""
-    now = timezone.now()
-    claimed = Task.objects.filter(pk=task_id, state=TaskState.QUEUED).update(
-        state=TaskState.RUNNING,
-        attempt=F("attempt") + 1,
-        worker_name=worker_name,
-        started_at=now,
-        lease_expires_at=lease_deadline(),
-    )
-    if not claimed:
-        return None
-    return Task.objects.select_related("tenant", "model", "model_version").get(pk=task_id)
+    """Take the lease on a queued task; None when another worker has it or it is gone.
+
+    One statement (apps.tasks.statements): the conditional UPDATE returns the
+    task with its tenant, model and version loaded."""
+    return statements.claim(task_id, worker_name, timezone.now(), lease_deadline())
 
 
 def renew_leases(attempts: Mapping[uuid.UUID, int]) -> set[uuid.UUID]:
@@ -256,33 +265,31 @@ def finish_task(
     usage: dict[str, int] | None,
     error_code: str = "",
     error_message: str = "",
+    cancel_wins: bool = False,
 ) -> bool:
-    """Record the end of this attempt; False when the attempt no longer owns the task."""
-    owned = Task.objects.filter(pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt)
-    fields: dict[str, Any] = {
-        "state": state,
-        "finished_at": timezone.now(),
-        "lease_expires_at": None,
-        "error_code": error_code,
-        "error_message": error_message,
-    }
-    if usage is not None:
-        fields["prompt_tokens"] = usage["prompt_tokens"]
-        fields["completion_tokens"] = usage["completion_tokens"]
+    """Record the end of this attempt; False when the attempt no longer owns the task.
+
+    ``cancel_wins``: if a cancel was asked for while it ran, it ends cancelled
+    instead (decided by the same statement, so no read comes first). An erased
+    task keeps no output, even one that was being generated.
+    """
+    now = timezone.now()
+    output_ciphertext = task.tenant.cipher.encrypt_json({"text": output})
     with transaction.atomic():
-        # An erased task keeps no output, even one that was being generated.
-        updated = owned.filter(erased_at__isnull=True).update(
-            output_ciphertext=task.tenant.cipher.encrypt_json({"text": output}), **fields
+        written = statements.finish(
+            task, state=state, error_code=error_code, error_message=error_message, finished_at=now,
+            usage=usage, output_ciphertext=output_ciphertext, cancel_wins=cancel_wins,
         )
-        if not updated:
-            updated = owned.update(**fields)
-        if updated:
+        if written is not None:
             # The row as this UPDATE left it: the end of its stream needs no read-back.
             ended = copy.copy(task)
-            for name, value in fields.items():
-                setattr(ended, name, value)
+            ended.state, ended.error_code = written.state, written.error_code
+            ended.error_message = written.error_message
+            ended.finished_at, ended.lease_expires_at = now, None
+            if usage is not None:
+                ended.prompt_tokens, ended.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
             lifecycle.announce_end(task.pk, usage, ended)
-    return bool(updated)
+    return written is not None
 
 
 def release_for_retry(task: Task, reason: str) -> bool:
@@ -323,7 +330,9 @@ def reap_expired_leases() -> tuple[list[Task], int]:
                 finished_at=now,
                 lease_expires_at=None,
                 error_code=EndReason.WORKER_LOST,
-                error_message=f"the worker stopped responding on attempt {task.attempt} of {settings.TASK_MAX_ATTEMPTS}",
+                error_message=(
+                    f"the worker stopped responding on attempt {task.attempt} of {settings.TASK_MAX_ATTEMPTS}"
+                ),
             )
             failed += ended
         else:

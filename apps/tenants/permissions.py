@@ -17,6 +17,7 @@ from rest_framework.request import Request
 
 from apps.security.authentication import OperatorTokenAuthentication
 from apps.tenants.authentication import ApiKeyAuthentication, TenantPrincipal
+from apps.tenants.models import ApiKey, Tenant
 
 
 class HasActiveTenantKey(permissions.BasePermission):
@@ -27,9 +28,7 @@ class HasActiveTenantKey(permissions.BasePermission):
     """
 
     def has_permission(self, request: Request, view) -> bool:
-        principal = request.user
-        if not isinstance(principal, TenantPrincipal):
-            raise exceptions.NotAuthenticated("an API key is required: 'Authorization: Bearer <key>'", code="missing_api_key")
+        principal = _principal(request)
         if not principal.tenant.active:
             raise exceptions.PermissionDenied("this tenant is paused", code="tenant_paused")
         scope = _required_scope(request, view)
@@ -41,14 +40,28 @@ class HasActiveTenantKey(permissions.BasePermission):
 def _required_scope(request: Request, view) -> str | None:
     by_action = getattr(view, "required_scopes", None)
     if by_action is not None:
-        action = getattr(view, "action", None) or request.method.lower()
+        action = getattr(view, "action", None) or (request.method or "").lower()
         return by_action.get(action)
     return getattr(view, "required_scope", None)
 
 
-def tenant_of(request: Request):
+def _principal(request: Request) -> TenantPrincipal:
+    principal = request.user
+    if not isinstance(principal, TenantPrincipal):
+        raise exceptions.NotAuthenticated(
+            "an API key is required: 'Authorization: Bearer <key>'", code="missing_api_key"
+        )
+    return principal
+
+
+def tenant_of(request: Request) -> Tenant:
     """The calling tenant; the only way views reach it (never from the body)."""
-    return request.user.tenant
+    return _principal(request).tenant
+
+
+def api_key_of(request: Request) -> ApiKey:
+    """The API key the request was authenticated with."""
+    return _principal(request).api_key
 
 
 # Session first: with no credentials at all, DRF answers as the first class

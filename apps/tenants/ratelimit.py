@@ -76,15 +76,20 @@ def _interval(limit: int | None) -> float | None:
     return PERIOD_SECONDS / limit if limit > 0 else math.inf
 
 
+def _without_inf(bucket: tuple[float | None, int]) -> tuple[float | None, int]:
+    interval, cost = bucket
+    return (None if interval == math.inf else interval, cost)
+
+
 def _apply(tenant: Tenant, plan: Plan, tokens: int, *, take: bool) -> RateLimits:
     costs: Costs = ((_interval(plan.rpm), 1), (_interval(plan.tpm), tokens))
     blocked = any(interval == math.inf for interval, _ in costs)
-    finite: Costs = tuple((None if interval == math.inf else interval, cost) for interval, cost in costs)
+    finite: Costs = (_without_inf(costs[0]), _without_inf(costs[1]))
     allowed, backlogs = _backend().apply(tenant, finite, take=take and not blocked)
     # What each bucket's backlog would be after taking this request.
     wanted = [
         0.0 if interval is None else math.inf if interval == math.inf else max(backlog, 0.0) + interval * cost
-        for backlog, (interval, cost) in zip(backlogs, costs)
+        for backlog, (interval, cost) in zip(backlogs, costs, strict=True)
     ]
     retry_after = 0
     if take and not allowed:
@@ -129,7 +134,7 @@ class _DatabaseBuckets:
         if take:
             new_times = {
                 field: Greatest(F(field), Value(now, output_field=FloatField())) + Value(interval * cost)
-                for field, (interval, cost) in zip(self.FIELDS, costs)
+                for field, (interval, cost) in zip(self.FIELDS, costs, strict=True)
                 if interval is not None
             }
             # Check and change in one statement: a racing process re-evaluates

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -11,13 +12,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.core.errors import InvalidInput
 from apps.core.secrets import SecretKind
 from apps.security.crypto import DecryptionError, rewrap_data_key
+from apps.tenants import statements
 from apps.tenants.models import (
     ALL_SCOPES,
     DEFAULT_PLAN_NAME,
@@ -153,9 +155,10 @@ def change_tenant_plan(tenant: Tenant, changes: Mapping[str, Any], *, plan_name:
         tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=tenant.pk)
         plan = tenant.plan
         if plan_name is not None:
-            plan = Plan.objects.filter(name=plan_name).first()
-            if plan is None:
+            named = Plan.objects.filter(name=plan_name).first()
+            if named is None:
                 raise PlanError("plan", f"no plan named {plan_name!r}")
+            plan = named
         if changes and _is_shared(plan, tenant):
             plan = _copy_for(plan, tenant)
         for field, value in changes.items():
@@ -259,25 +262,29 @@ def reserve_budget(
     BudgetExceeded and change nothing. Unlimited plans reserve too: the ledger
     then still shows what is in flight."""
     now = timezone.now()
-    ledger_id = _current_ledger_id(tenant, plan.budget_period, now)
-    ledger = BudgetLedger.objects.filter(pk=ledger_id)
-    fits = ledger
-    if plan.budget_tokens is not None:
-        # The check and the increment are one statement: a racing process
-        # re-evaluates the condition against the row as the winner left it.
-        fits = ledger.alias(committed=F("spent_tokens") + F("reserved_tokens")).filter(
-            committed__lte=plan.budget_tokens - cost_tokens
-        )
-    if not fits.update(reserved_tokens=F("reserved_tokens") + cost_tokens):
-        current = ledger.get()
-        raise BudgetExceeded(
-            budget_tokens=plan.budget_tokens,
-            spent_tokens=current.spent_tokens,
-            reserved_tokens=current.reserved_tokens,
-            cost_tokens=cost_tokens,
-            period=plan.budget_period,
-            period_end=period_bounds(plan.budget_period, now)[1],
-        )
+    period_start, _ = period_bounds(plan.budget_period, now)
+    # Usually one statement (apps.tenants.statements): the conditional UPDATE of
+    # the period's ledger row, found by its key, returns its id.
+    reserve = functools.partial(
+        statements.reserve, tenant.pk, plan.budget_period, period_start, cost_tokens, plan.budget_tokens
+    )
+    ledger_id = reserve()
+    if ledger_id is None:
+        # The period's first reservation (no row yet), or the cost does not fit.
+        existing = _current_ledger_id(tenant, plan.budget_period, now)  # makes the row if missing
+        ledger_id = reserve()
+        if ledger_id is None:
+            current = BudgetLedger.objects.get(pk=existing)
+            # The row exists now: only a limited plan's condition can refuse.
+            assert plan.budget_tokens is not None
+            raise BudgetExceeded(
+                budget_tokens=plan.budget_tokens,
+                spent_tokens=current.spent_tokens,
+                reserved_tokens=current.reserved_tokens,
+                cost_tokens=cost_tokens,
+                period=plan.budget_period,
+                period_end=period_bounds(plan.budget_period, now)[1],
+            )
     return TaskCharge.objects.create(
         task_id=task_id, tenant=tenant, api_key=api_key, ledger_id=ledger_id, reserved_tokens=cost_tokens
     )
@@ -287,32 +294,26 @@ def settle_charge(task_id: uuid.UUID, prompt_tokens: int, completion_tokens: int
     """Replace the task's reservation with its actual cost; False when there is
     nothing to settle (settled before, or admitted before budgets existed).
 
-    The charge is the actual usage, capped at the reservation: admission
-    promised ``spent + reserved <= budget``, and only the prompt estimate can
-    be low (the worker stops at max_tokens). The charge row keeps the actual
-    counts, so usage reports show them; an overrun is logged.
-    (apps.scheduler.budget states the same rule in pure Python.)
+    The charge is the actual usage, in full, even above the reservation: the
+    worker stops at max_tokens, so only the prompt can be larger than reserved
+    (an estimate where the model's adapter cannot count it), and the tenant
+    used those tokens. ``spent`` may then pass the budget by that difference;
+    admission refuses what no longer fits. (apps.scheduler.budget states the
+    same rule in pure Python.)
     """
     # No savepoint: inside a caller's transaction (a task's end) a failure here
     # must roll the whole of it back anyway, and the savepoint costs two round trips.
     with transaction.atomic(savepoint=False):
-        # The conditional UPDATE is the exactly-once guard: of two racing
-        # settlements, one matches the row and the other matches nothing.
-        claimed = TaskCharge.objects.filter(task_id=task_id, settled_at__isnull=True).update(
-            settled_at=timezone.now(), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-        )
-        if not claimed:
-            return False
-        charge = TaskCharge.objects.only("ledger_id", "reserved_tokens").get(task_id=task_id)
-        actual = prompt_tokens + completion_tokens
-        if actual > charge.reserved_tokens:
-            logger.warning(
-                "task %s used %d tokens, more than the %d reserved for it (a low prompt estimate); charged %d",
-                task_id, actual, charge.reserved_tokens, charge.reserved_tokens,
-            )
-        BudgetLedger.objects.filter(pk=charge.ledger_id).update(
-            reserved_tokens=F("reserved_tokens") - charge.reserved_tokens,
-            spent_tokens=F("spent_tokens") + min(actual, charge.reserved_tokens),
+        # One statement on PostgreSQL, two on SQLite (apps.tenants.statements); its
+        # conditional UPDATE of the charge is the exactly-once guard.
+        reserved_tokens = statements.settle(task_id, timezone.now(), prompt_tokens, completion_tokens)
+    if reserved_tokens is None:
+        return False
+    actual = prompt_tokens + completion_tokens
+    if actual > reserved_tokens:
+        logger.info(
+            "task %s used %d tokens, %d more than reserved for it (a low prompt estimate); charged in full",
+            task_id, actual, actual - reserved_tokens,
         )
     return True
 
@@ -363,7 +364,8 @@ def budget_usage(tenant: Tenant, plan: Plan) -> BudgetUsage:
     now = timezone.now()
     start, end = period_bounds(plan.budget_period, now)
     ledger = BudgetLedger.objects.filter(tenant=tenant, period=plan.budget_period, period_start=start).first()
-    per_key: dict[uuid.UUID | None, dict[str, int]] = {}
+    # Each key's aggregate row: api_key, then sums and counts (a sum over no tokens is None).
+    per_key: dict[uuid.UUID | None, Mapping[str, Any]] = {}
     if ledger is not None:
         rows = (
             TaskCharge.objects.filter(ledger=ledger)
@@ -391,7 +393,7 @@ def budget_usage(tenant: Tenant, plan: Plan) -> BudgetUsage:
     )
 
 
-def _key_usage(prefix: str | None, name: str, row: dict[str, int] | None) -> KeyUsage:
+def _key_usage(prefix: str | None, name: str, row: Mapping[str, Any] | None) -> KeyUsage:
     row = row or {}
     return KeyUsage(
         key_prefix=prefix,

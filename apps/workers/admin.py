@@ -23,12 +23,11 @@ class WorkerAdmin(admin.ModelAdmin):
     list_filter = ["state"]
     search_fields = ["name", "host"]
     actions = ["drain_workers", "undrain_workers"]
-    fields = [
+    fields = readonly_fields = (
         "id", "name", "status", "host", "pid", "slots", "in_flight", "served_models", "placed_versions",
         "serves_all_models",
         "gpus", "cpu_count", "ram", "started_at", "last_heartbeat_at", "stopped_at",
-    ]
-    readonly_fields = fields
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         return super().get_queryset(request).prefetch_related("models", "version_placements__version__model")

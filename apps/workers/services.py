@@ -161,7 +161,8 @@ def heartbeat(worker_id: uuid.UUID, *, in_flight: int, idle: bool, device_info: 
         if worker.serves_all_models:
             # Follows the catalog: a model enabled or disabled, a version whose
             # last task ended, are picked up here.
-            worker.models.set(model_ids)
+            # The stubs take only int primary keys; set() takes any pk (LLMModel's are UUIDs).
+            worker.models.set(model_ids)  # type: ignore[arg-type]
     return HeartbeatReply(state=worker.state, model_names=specs)
 
 
@@ -268,7 +269,8 @@ def record_version_placements(
     )
     for worker in managed:
         placed = {version_id for worker_id, version_id in wanted if worker_id == worker.pk}
-        worker.models.set(_specs_of(enabled_models(live), placed)[0])
+        # The stubs take only int primary keys; set() takes any pk (LLMModel's are UUIDs).
+        worker.models.set(_specs_of(enabled_models(live), placed)[0])  # type: ignore[arg-type]
 
 
 def save_replica_target(target: ReplicaTarget, fields: Sequence[str]) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 
 from apps.catalog.adapters import (
     AdapterConfigError,
+    ChatMessage,
     GenerationRequest,
     ModelAdapter,
     TextChunk,
+    TokenStream,
     Usage,
 )
 
@@ -35,7 +37,7 @@ class EchoAdapter(ModelAdapter):
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
 
-    def stream(self, request: GenerationRequest) -> Iterator[TextChunk | Usage]:
+    def stream(self, request: GenerationRequest) -> TokenStream:
         source = _source_text(request)
         words = _WORD.findall(source)
         stops = tuple(stop for stop in request.stop if stop)
@@ -60,7 +62,10 @@ class EchoAdapter(ModelAdapter):
                     sent = ready
             if len(generated) > sent:
                 yield TextChunk(generated[sent:])
-            yield Usage(prompt_tokens=_count_prompt_words(request), completion_tokens=len(_WORD.findall(generated)))
+            yield Usage(
+                prompt_tokens=_count_words(request.prompt, request.messages),
+                completion_tokens=len(_WORD.findall(generated)),
+            )
         finally:
             with self._lock:
                 self._cancelled.discard(request.request_id)
@@ -68,6 +73,9 @@ class EchoAdapter(ModelAdapter):
     def cancel(self, request_id: str) -> None:
         with self._lock:
             self._cancelled.add(request_id)
+
+    def count_prompt_tokens(self, prompt: str | None, messages: Sequence[ChatMessage] | None) -> int | None:
+        return _count_words(prompt, messages)  # exactly what stream() reports
 
     def _is_cancelled(self, request_id: str) -> bool:
         with self._lock:
@@ -83,10 +91,11 @@ def _source_text(request: GenerationRequest) -> str:
     return ""
 
 
-def _count_prompt_words(request: GenerationRequest) -> int:
-    if request.prompt is not None:
-        return len(_WORD.findall(request.prompt))
-    return sum(len(_WORD.findall(m.content)) for m in request.messages or ())
+def _count_words(prompt: str | None, messages: Sequence[ChatMessage] | None) -> int:
+    """The prompt's tokens: its words, or the words of every message's content."""
+    if prompt is not None:
+        return len(_WORD.findall(prompt))
+    return sum(len(_WORD.findall(m.content)) for m in messages or ())
 
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:

@@ -40,6 +40,7 @@ from apps.catalog.adapters import (
     GenerationRequest,
     ModelAdapter,
     TextChunk,
+    TokenStream,
     Usage,
 )
 
@@ -158,7 +159,7 @@ class OpenAICompatibleAdapter(ModelAdapter):
 
     # --- streaming ------------------------------------------------------------------------
 
-    def stream(self, request: GenerationRequest) -> Iterator[TextChunk | Usage]:
+    def stream(self, request: GenerationRequest) -> TokenStream:
         endpoint, body = self._build_body(request)
         url = _endpoint_url(self._options.base_url, ENDPOINTS[endpoint])
         live = _LiveRequest()
@@ -220,7 +221,7 @@ class OpenAICompatibleAdapter(ModelAdapter):
 
     def _one_try(
         self, url: httpx.URL, endpoint: str, body: dict[str, Any], live: _LiveRequest
-    ) -> Iterator[TextChunk | Usage]:
+    ) -> TokenStream:
         """One POST; yields the text chunks and the remote's Usage (if it sent one)."""
         try:
             request = self._client.build_request("POST", url, json=body, headers={"Accept": "text/event-stream"})

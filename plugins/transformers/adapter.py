@@ -19,16 +19,19 @@ directory cannot run its own Python) and ``use_safetensors=True`` (no
 pickled weights).
 
 torch and transformers are imported only inside ``resources``/``load``, so
-importing the plugin at start-up costs nothing.
+importing the plugin at start-up costs nothing. ``count_prompt_tokens`` (the
+API process reserves a task's budget by it) reads the tokenizer alone, on
+first use, without torch.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,15 +39,19 @@ from typing import TYPE_CHECKING, Any
 from apps.catalog.adapters import (
     AdapterConfigError,
     AdapterError,
+    ChatMessage,
     GenerationRequest,
     ModelAdapter,
     ResourceNeeds,
     TextChunk,
+    TokenStream,
     Usage,
 )
 
 if TYPE_CHECKING:
     import torch
+
+logger = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "cuda", "auto")
 # Resident GPU memory is the weights plus room for activations and the KV cache.
@@ -109,6 +116,11 @@ class TransformersAdapter(ModelAdapter):
         # use while transformers adjusts its truncation settings per call.
         self._encode_lock = threading.Lock()
         self._cancel_lock = threading.Lock()
+        # Counting prompts in the API process (count_prompt_tokens): the
+        # tokenizer alone, loaded on first use, once (a failure too).
+        self._counting_lock = threading.Lock()
+        self._counting_tokenizer: Any = None
+        self._counting_tried = False
         self._cancelled: set[str] = set()
 
     # --- placement -------------------------------------------------------------------
@@ -155,7 +167,9 @@ class TransformersAdapter(ModelAdapter):
             model = AutoModelForCausalLM.from_pretrained(self._path, dtype=dtype, use_safetensors=True, **local)
         except Exception as exc:  # whatever the cause, this directory cannot be served
             raise AdapterConfigError("path", f"cannot load a model from {self._path}: {exc}") from exc
-        model.to(target).eval()
+        # PreTrainedModel.to is @wraps(torch.nn.Module.to): typed as that unbound function,
+        # its first parameter reads as self, though at run time the device goes there.
+        model.to(target).eval()  # type: ignore[arg-type]
         self._loaded = _LoadedModel(
             model=model,
             tokenizer=tokenizer,
@@ -185,7 +199,7 @@ class TransformersAdapter(ModelAdapter):
         with self._cancel_lock:
             return request_id in self._cancelled
 
-    def stream(self, request: GenerationRequest) -> Iterator[TextChunk | Usage]:
+    def stream(self, request: GenerationRequest) -> TokenStream:
         # A generator throughout: every error, validation included, is raised
         # while the caller iterates, where the platform handles adapter errors.
         try:
@@ -212,26 +226,47 @@ class TransformersAdapter(ModelAdapter):
                 self._cancelled.discard(request.request_id)
 
     def _prompt_ids(self, loaded: _LoadedModel, request: GenerationRequest) -> list[int]:
-        tokenizer = loaded.tokenizer
         with self._encode_lock:
-            if request.prompt is not None:
-                ids = tokenizer(request.prompt).input_ids
-            elif request.messages:
-                if not tokenizer.chat_template:
-                    raise AdapterError("this model has no chat template: send a prompt, not messages", permanent=True)
-                messages = [{"role": m.role, "content": m.content} for m in request.messages]
-                try:
-                    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                except Exception as exc:  # a template may reject a role order (e.g. two system turns)
-                    raise AdapterError(f"the messages do not fit this model's chat template: {exc}",
-                                       permanent=True) from exc
-                # The template already wrote the special tokens (<s> and the turn markers).
-                ids = tokenizer(text, add_special_tokens=False).input_ids
-            else:
-                raise AdapterError("the request has neither a prompt nor messages", permanent=True)
+            ids = _encode(loaded.tokenizer, request.prompt, request.messages)
         if not ids:
             raise AdapterError("the prompt is empty", permanent=True)
-        return list(ids)
+        return ids
+
+    # --- counting (API process) ------------------------------------------------------
+
+    def count_prompt_tokens(self, prompt: str | None, messages: Sequence[ChatMessage] | None) -> int | None:
+        """The prompt's ids, counted as ``stream`` counts them: the same tokenizer
+        files and chat template. None when the tokenizer cannot be read here or the
+        messages do not fit the template (the task then fails when it runs)."""
+        loaded = self._loaded  # a worker that serves the model has the tokenizer already
+        tokenizer = loaded.tokenizer if loaded is not None else self._tokenizer_for_counting()
+        if tokenizer is None:
+            return None
+        try:
+            with self._encode_lock:
+                return len(_encode(tokenizer, prompt, messages))
+        except AdapterError:
+            return None
+
+    def _tokenizer_for_counting(self) -> Any:
+        with self._counting_lock:  # concurrent first requests wait for one load
+            if not self._counting_tried:
+                self._counting_tried = True
+                # PreTrainedTokenizerFast rather than AutoTokenizer: AutoTokenizer
+                # imports torch (~300 MB and seconds per API process); this reads
+                # the same tokenizer.json, special tokens and chat template without
+                # it. A model whose tokenizer class adds its special tokens in code
+                # rather than in tokenizer.json may count one or two tokens off;
+                # the charge is the worker's count either way.
+                from transformers import PreTrainedTokenizerFast
+
+                try:
+                    self._counting_tokenizer = PreTrainedTokenizerFast.from_pretrained(
+                        self._path, local_files_only=True, trust_remote_code=False
+                    )
+                except Exception as exc:  # whatever the files' fault, admission falls back to its estimate
+                    logger.warning("cannot read the tokenizer in %s to count prompts: %s", self._path, exc)
+            return self._counting_tokenizer
 
     def _generate(
         self,
@@ -276,6 +311,24 @@ class TransformersAdapter(ModelAdapter):
             if text:
                 yield TextChunk(text)
         yield Usage(prompt_tokens=len(prompt_ids), completion_tokens=generated)
+
+
+def _encode(tokenizer: Any, prompt: str | None, messages: Sequence[ChatMessage] | None) -> list[int]:
+    """The prompt's token ids: the prompt with the tokenizer's special tokens, or the
+    messages through the chat template (call it under the adapter's encode lock)."""
+    if prompt is not None:
+        return list(tokenizer(prompt).input_ids)
+    if not messages:
+        raise AdapterError("the request has neither a prompt nor messages", permanent=True)
+    if not tokenizer.chat_template:
+        raise AdapterError("this model has no chat template: send a prompt, not messages", permanent=True)
+    turns = [{"role": m.role, "content": m.content} for m in messages]
+    try:
+        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    except Exception as exc:  # a template may reject a role order (e.g. two system turns)
+        raise AdapterError(f"the messages do not fit this model's chat template: {exc}", permanent=True) from exc
+    # The template already wrote the special tokens (<s> and the turn markers).
+    return list(tokenizer(text, add_special_tokens=False).input_ids)
 
 
 def _pick_token(logits: torch.Tensor, sampling: _Sampling, generator: torch.Generator) -> int:

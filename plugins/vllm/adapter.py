@@ -23,7 +23,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ from apps.catalog.adapters import (
     ModelAdapter,
     ResourceNeeds,
     TextChunk,
-    Usage,
+    TokenStream,
 )
 from plugins.vllm import mapping
 from plugins.vllm.config import EngineSettings, estimated_gpu_memory_bytes, parse_config
@@ -188,7 +188,7 @@ class VllmAdapter(ModelAdapter):
 
     # -- generation -----------------------------------------------------------
 
-    def stream(self, request: GenerationRequest) -> Iterator[TextChunk | Usage]:
+    def stream(self, request: GenerationRequest) -> TokenStream:
         call = self._start_call(request)
         counter = mapping.UsageCounter()
         try:
@@ -227,7 +227,7 @@ class VllmAdapter(ModelAdapter):
         if runtime is None or loop is None:
             raise AdapterError("the vLLM engine is not loaded on this worker")
         # ValueError: what mapping raises for a request this model cannot serve.
-        client_errors = (ValueError, *runtime.client_errors)
+        client_errors: tuple[type[BaseException], ...] = (ValueError, *runtime.client_errors)
         try:
             prompt = mapping.prompt_text(request, getattr(tokenizer, "apply_chat_template", None))
             sampling_params = runtime.sampling_params(

@@ -35,7 +35,8 @@ def _workers(env) -> int:
 
 
 def _operator(env, action: str) -> None:
-    manage(env, "shell", "--no-imports", "-v", "0", "-c", _EACH_WORKER + f"[services.{action}(w) for w in Worker.objects.all()]")
+    code = _EACH_WORKER + f"[services.{action}(w) for w in Worker.objects.all()]"
+    manage(env, "shell", "--no-imports", "-v", "0", "-c", code)
 
 
 def _submit_all(client: httpx.Client, key: str, count: int, label: str) -> list[str]:

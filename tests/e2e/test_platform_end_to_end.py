@@ -44,6 +44,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_submit_over_http_and_get_the_result(platform_env):
+    platform_env["SERVER_PROCESSES"] = "2"  # two ASGI server processes on one socket (run_platform)
     platform = Platform(platform_env)
     try:
         platform.wait_ready()
@@ -81,10 +82,10 @@ def test_submit_over_http_and_get_the_result(platform_env):
             assert other.status_code == 404
             assert other.json()["error"]["type"] == "not_found_error"
 
-        # The ASGI server, the scheduler (the global queue's periodic jobs, in
-        # one place whatever the number of workers) and the embedded worker.
+        # The two ASGI server processes, the scheduler (the global queue's periodic
+        # jobs, in one place whatever the number of workers) and the embedded worker.
         children = _children_of(platform.process.pid)
-        assert len(children) == 3
+        assert len(children) == 4
     finally:
         code = platform.stop()
     assert code == 0

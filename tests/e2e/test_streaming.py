@@ -38,7 +38,8 @@ def platform(tmp_path_factory):
 
 @pytest.fixture
 def client(platform):
-    with httpx.Client(base_url=platform.base_url, headers={"Authorization": f"Bearer {platform.api_key}"}, timeout=10) as c:
+    headers = {"Authorization": f"Bearer {platform.api_key}"}
+    with httpx.Client(base_url=platform.base_url, headers=headers, timeout=10) as c:
         yield c
 
 
@@ -226,7 +227,7 @@ def test_fifty_concurrent_streams_each_get_every_chunk_in_order(platform, client
         )
 
     results = asyncio.run(scenario())
-    for (task_id, words), (messages, code) in zip(prompts.items(), results):
+    for (task_id, words), (messages, code) in zip(prompts.items(), results, strict=True):
         stream = chunks(messages)
         assert [m["seq"] for m in stream] == list(range(1, len(stream) + 1)), task_id
         assert "".join(m["text"] for m in stream) == words, task_id
@@ -257,7 +258,7 @@ def test_fifty_concurrent_tiny_model_streams_across_two_workers(platform, client
             )
 
         results = asyncio.run(scenario())
-        for task_id, (messages, code) in zip(task_ids, results):
+        for task_id, (messages, code) in zip(task_ids, results, strict=True):
             stream = chunks(messages)
             stored = client.get(f"/api/v1/tasks/{task_id}").json()
             assert messages[-1]["type"] == "done" and messages[-1]["status"] == "succeeded", messages[-1]

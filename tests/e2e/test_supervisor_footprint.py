@@ -29,6 +29,7 @@ def _resident_kb(pid: int) -> int:
 
 
 def test_the_supervisor_stays_under_100_mb_and_never_maps_torch(platform_env):
+    platform_env["SERVER_PROCESSES"] = "2"
     platform = Platform(platform_env)
     try:
         platform.wait_ready()
@@ -40,6 +41,6 @@ def test_the_supervisor_stays_under_100_mb_and_never_maps_torch(platform_env):
 
         assert resident_kb < MAX_RESIDENT_KB, f"the supervisor holds {resident_kb} kB"
         assert "libtorch" not in maps and "/torch/" not in maps
-        assert len(children) == 3, children  # server, scheduler, worker: still supervising
+        assert len(children) == 4, children  # two servers, scheduler, worker: still supervising
     finally:
         assert platform.stop() == 0

@@ -67,10 +67,10 @@ class Process:
             self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"{self.name} did not stop after SIGTERM:\n{self.log_text()}")
+            raise AssertionError(f"{self.name} did not stop after SIGTERM:\n{self.log_text()}") from exc
 
 
 def _worker(env: dict[str, str], name: str) -> Process:
@@ -151,7 +151,7 @@ def _wait_for_status(
 def _run_all(client: httpx.Client, labels: list[str]) -> list[str]:
     """Submit one slow task per label; wait until all succeeded with their full output."""
     ids = [_submit(client, _prompt(label)) for label in labels]
-    for task_id, label in zip(ids, labels):
+    for task_id, label in zip(ids, labels, strict=True):
         done = _wait_for_status(client, task_id, ("succeeded", "failed", "cancelled"))
         assert (done["status"], done["output"]) == ("succeeded", _prompt(label)), done
     return ids

@@ -35,7 +35,8 @@ def platform(tmp_path_factory):
 
 @pytest.fixture
 def client(platform):
-    with httpx.Client(base_url=platform.base_url, headers={"Authorization": f"Bearer {platform.api_key}"}, timeout=10) as c:
+    headers = {"Authorization": f"Bearer {platform.api_key}"}
+    with httpx.Client(base_url=platform.base_url, headers=headers, timeout=10) as c:
         yield c
 
 

@@ -30,7 +30,8 @@ CHANGELISTS = [
 
 @pytest.fixture
 def operator(django_user_model) -> Client:
-    user = django_user_model.objects.create_superuser("operator", email="", password=None)  # force_login: no hashing cost
+    # No password: force_login needs none, and hashing one costs time.
+    user = django_user_model.objects.create_superuser("operator", email="", password=None)
     client = Client()
     client.force_login(user)
     return client

@@ -236,6 +236,13 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("get", "/api/v1/usage"): lambda w: Call(w.api, "get", "/api/v1/usage"),
     ("get", "/api/v1/ops/workers"): lambda w: Call(w.operator, "get", "/api/v1/ops/workers"),
     ("get", "/api/v1/ops/models"): lambda w: Call(w.operator, "get", "/api/v1/ops/models"),
+    ("post", "/api/v1/ops/models"): lambda w: Call(w.operator, "post", "/api/v1/ops/models", {
+        "name": "echo-added", "adapter": "echo", "adapter_config": {"words_per_second": 0},
+        "description": "registered by an operator", "tenants": [w.tenant.slug],
+    }),
+    ("patch", "/api/v1/ops/models/{name}"): lambda w: Call(
+        w.operator, "patch", "/api/v1/ops/models/echo", {"description": "changed", "is_public": True}
+    ),
     ("post", "/api/v1/ops/workers/{worker_id}/drain"): lambda w: Call(
         w.operator, "post", f"/api/v1/ops/workers/{w.worker.id}/drain"
     ),
@@ -391,6 +398,13 @@ INVALID: dict[tuple[str, str], Callable[[World], Call]] = {
         {"name": "b", "model": "echo", "prompt": "y", "depends_on": ["a"]},
     ]}),
     ("get", "/api/v1/ops/workers"): lambda w: Call(w.operator, "get", "/api/v1/ops/workers?model=no-such-model"),
+    ("post", "/api/v1/ops/models"): lambda w: Call(
+        w.operator, "post", "/api/v1/ops/models", {"name": "echo-bad", "adapter": "echo",
+                                                    "adapter_config": {"words_per_second": -1}}
+    ),
+    ("patch", "/api/v1/ops/models/{name}"): lambda w: Call(
+        w.operator, "patch", "/api/v1/ops/models/echo", {"adapter": "no-such-adapter"}
+    ),
     ("patch", "/api/v1/ops/tenants/{slug}/plan"): lambda w: Call(
         w.operator, "patch", f"/api/v1/ops/tenants/{w.tenant.slug}/plan", {"rpm": -1}
     ),
@@ -446,3 +460,9 @@ def test_a_stopped_worker(world, operation):
     worker_services.mark_stopped(world.worker.id)
     response = _exercise(world, operation)
     assert (response.status, response.body["error"]["code"]) == (409, "worker_stopped"), response.body
+
+
+def test_a_model_name_in_use(world):
+    path = "/api/v1/ops/models"
+    response = check("post", path, path, world.operator.post(path, {"name": "echo", "adapter": "echo"}))
+    assert (response.status, response.body["error"]["code"]) == (409, "model_exists"), response.body

@@ -139,21 +139,27 @@ def test_settlement_happens_once_however_often_the_end_is_reported(acme, acme_ap
     assert charge.settled_at is not None
 
 
-def test_usage_above_the_reservation_is_charged_no_more_than_was_reserved(acme, acme_api):
-    # Only a prompt estimate can be low (characters / 4 for real models). The
-    # budget never goes past what admission promised; the usage report still
-    # shows what was used.
+def test_usage_above_the_reservation_is_charged_in_full(acme, acme_api):
+    # Only a prompt estimate can be low (characters / 4 where the model's adapter
+    # cannot count). The tenant used the tokens: all are charged, even past the
+    # budget, and then nothing more is admitted.
     change_tenant_plan(acme, {"budget_tokens": 2 * WORST_CASE})
     task = _submit(acme_api)
-    _submit(acme_api)
+    other = _submit(acme_api)
     running = services.claim_task(task.pk, "worker-a")
     usage = {"prompt_tokens": 40, "completion_tokens": 10, "total_tokens": 50}
 
     services.finish_task(running, state=TaskState.SUCCEEDED, output="x", usage=usage)
 
-    assert _budget(acme_api) == (WORST_CASE, WORST_CASE, 0)
+    assert _budget(acme_api) == (50, WORST_CASE, 0)
+    assert _ledger(acme) == (50, WORST_CASE)
     key_usage = acme_api.get("/api/v1/usage").body["by_key"][0]
     assert (key_usage["prompt_tokens"], key_usage["completion_tokens"], key_usage["total_tokens"]) == (40, 10, 50)
+    refused = acme_api.post("/api/v1/tasks", {"model": "echo", "prompt": "one", "max_tokens": 1})
+    assert (refused.status, refused.body["error"]["code"]) == (402, "budget_exceeded")
+
+    acme_api.post(f"/api/v1/tasks/{other.id}/cancel")  # its reservation returns; the overrun stays spent
+    assert _budget(acme_api) == (50, 0, 0)
 
 
 def test_an_idempotent_replay_reserves_nothing_more(acme_api):

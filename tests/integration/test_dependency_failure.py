@@ -94,7 +94,9 @@ def test_a_task_submitted_after_its_parent_failed_is_created_failed(
     assert ready() == set()
 
 
-def test_a_lease_lost_on_the_last_attempt_fails_the_children_too(acme_api, django_capture_on_commit_callbacks, settings):
+def test_a_lease_lost_on_the_last_attempt_fails_the_children_too(
+    acme_api, django_capture_on_commit_callbacks, settings
+):
     tasks = submit_workflow(acme_api, [node("a"), node("b", depends_on=["a"])], django_capture_on_commit_callbacks)
     settings.TASK_MAX_ATTEMPTS = 1
     claimed = services.claim_task(uuid.UUID(tasks["a"]), "worker-that-dies")

@@ -104,7 +104,7 @@ def test_parents_finishing_in_two_threads_release_the_child_once(acme_api):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=finish, args=pair) for pair in zip(claimed, ("one", "two"))]
+    threads = [threading.Thread(target=finish, args=pair) for pair in zip(claimed, ("one", "two"), strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -28,7 +28,8 @@ def _submit(api, prompt: str, **extra) -> str:
 
 
 def _handed_out() -> set[str]:
-    return {str(pk) for pk in Task.objects.filter(state=TaskState.QUEUED, dispatched_at__isnull=False).values_list("pk", flat=True)}
+    handed_out = Task.objects.filter(state=TaskState.QUEUED, dispatched_at__isnull=False)
+    return {str(pk) for pk in handed_out.values_list("pk", flat=True)}
 
 
 def _run_handed_out() -> list[str]:

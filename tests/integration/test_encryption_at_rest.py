@@ -15,7 +15,8 @@ SECRET_REF = "client-ref-narwhal"
 
 def _raw_task_row_bytes(task_id) -> bytes:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM {Task._meta.db_table} WHERE id = %s", [task_id.hex if connection.vendor == "sqlite" else task_id])
+        key = task_id.hex if connection.vendor == "sqlite" else task_id
+        cursor.execute(f"SELECT * FROM {Task._meta.db_table} WHERE id = %s", [key])
         row = cursor.fetchone()
     assert row is not None
     parts = []

@@ -174,7 +174,7 @@ def test_rotate_master_keys_rewraps_every_tenant_key(tmp_path):
         wrapped_before = initial.stdout.splitlines()[:3]
         wrapped_after = after.stdout.splitlines()[:3]
         assert [line.split()[0] for line in wrapped_after] == ["rot-a", "rot-one", "rot-two"]
-        assert all(b != a for b, a in zip(wrapped_before, wrapped_after))
+        assert all(b != a for b, a in zip(wrapped_before, wrapped_after, strict=True))
         assert after.stdout.splitlines()[3] == "kept across rotation"
 
 

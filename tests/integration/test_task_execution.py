@@ -357,7 +357,8 @@ def test_a_cancelled_task_whose_adapter_fails_is_not_retried(acme_api):
 def test_the_reaper_ends_a_cancel_requested_task_instead_of_requeueing(acme_api):
     task_id = acme_api.post("/api/v1/tasks", {"model": "echo", "prompt": "a b c"}).body["id"]
     services.claim_task(task_id, "w")
-    Task.objects.filter(pk=task_id).update(cancel_requested=True, lease_expires_at=timezone.now() - timedelta(seconds=1))
+    expired = timezone.now() - timedelta(seconds=1)
+    Task.objects.filter(pk=task_id).update(cancel_requested=True, lease_expires_at=expired)
     requeued, _ = services.reap_expired_leases()
     assert requeued == []
     assert Task.objects.get(pk=task_id).state == TaskState.CANCELLED

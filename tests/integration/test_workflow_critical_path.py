@@ -19,7 +19,8 @@ CPU_ONLY = {"gpus": [], "cpu_count": 2, "ram_total": None, "ram_available": None
 
 
 def _ranks(task_ids) -> dict[str, int]:
-    return {str(pk): rank for pk, rank in Task.objects.filter(pk__in=list(task_ids)).values_list("id", "critical_path_rank")}
+    rows = Task.objects.filter(pk__in=list(task_ids)).values_list("id", "critical_path_rank")
+    return {str(pk): rank for pk, rank in rows}
 
 
 def test_ranks_are_stored_at_submission(acme_api, django_capture_on_commit_callbacks):

@@ -20,7 +20,9 @@ def _assert_workflow_not_found(response) -> None:
     }
 
 
-def test_another_tenants_workflow_is_not_found_like_a_missing_one(acme_api, globex_api, django_capture_on_commit_callbacks):
+def test_another_tenants_workflow_is_not_found_like_a_missing_one(
+    acme_api, globex_api, django_capture_on_commit_callbacks
+):
     tasks = submit_workflow(acme_api, [node("a"), node("b", depends_on=["a"])], django_capture_on_commit_callbacks)
     workflow_id = str(Workflow.objects.get().pk)
 

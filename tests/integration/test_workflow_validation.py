@@ -22,7 +22,9 @@ def nothing_written():
 
 
 def test_a_cycle_is_refused_naming_its_nodes(acme_api, nothing_written):
-    nodes = [node("start"), node("a", depends_on=["start", "c"]), node("b", depends_on=["a"]), node("c", depends_on=["b"])]
+    nodes = [
+        node("start"), node("a", depends_on=["start", "c"]), node("b", depends_on=["a"]), node("c", depends_on=["b"])
+    ]
     error = assert_invalid(acme_api.post(WORKFLOWS, {"nodes": nodes}), "nodes.1.depends_on", "workflow_cycle")
     assert "a -> c -> b -> a" in error["message"]
 
@@ -45,7 +47,8 @@ def test_duplicate_names_are_refused(acme_api, nothing_written):
 
 
 @pytest.mark.parametrize(
-    "name, code", [("", "blank"), ("has space", "invalid"), ("dot.ted", "invalid"), ("x" * 65, "invalid"), ("{{a}}", "invalid")]
+    "name, code",
+    [("", "blank"), ("has space", "invalid"), ("dot.ted", "invalid"), ("x" * 65, "invalid"), ("{{a}}", "invalid")],
 )
 def test_bad_names_are_refused(acme_api, nothing_written, name, code):
     assert_invalid(acme_api.post(WORKFLOWS, {"nodes": [node(name)]}), "nodes.0.name", code)
@@ -71,7 +74,8 @@ def test_a_reference_in_a_root_node_is_refused(acme_api, nothing_written):
 
 
 def test_each_node_is_validated_like_a_task(acme_api, nothing_written):
-    assert_invalid(acme_api.post(WORKFLOWS, {"nodes": [node("a"), node("b", max_tokens=0)]}), "nodes.1.max_tokens", "min_value")
+    no_tokens = [node("a"), node("b", max_tokens=0)]
+    assert_invalid(acme_api.post(WORKFLOWS, {"nodes": no_tokens}), "nodes.1.max_tokens", "min_value")
     assert_invalid(acme_api.post(WORKFLOWS, {"nodes": [node("a", tempo=1)]}), "nodes.0.tempo", "unknown_field")
     both = node("a", messages=[{"role": "user", "content": "hi"}])
     assert_invalid(acme_api.post(WORKFLOWS, {"nodes": [both]}), "nodes.0.prompt", "prompt_or_messages")
@@ -115,8 +119,9 @@ def test_another_tenants_task_is_refused_like_a_missing_one(acme_api, globex_api
 
 
 def test_depends_on_must_be_task_ids(acme_api, nothing_written):
-    assert_invalid(acme_api.post(TASKS, {"model": "echo", "prompt": "x", "depends_on": ["a"]}), "depends_on.0", "invalid")
-    assert_invalid(acme_api.post(TASKS, {"model": "echo", "prompt": "x", "depends_on": "a"}), "depends_on", "not_a_list")
+    task = {"model": "echo", "prompt": "x"}
+    assert_invalid(acme_api.post(TASKS, {**task, "depends_on": ["a"]}), "depends_on.0", "invalid")
+    assert_invalid(acme_api.post(TASKS, {**task, "depends_on": "a"}), "depends_on", "not_a_list")
 
 
 def test_a_task_reference_must_name_a_task_in_depends_on(acme_api, django_capture_on_commit_callbacks):

@@ -6,7 +6,11 @@ import pytest
 
 from apps.catalog.adapters import AdapterConfigError, ChatMessage, GenerationRequest, Usage
 from plugins.echo.adapter import EchoAdapter
-from tests.adapter_contract import split_stream, stream_and_cancel_after_first_chunk
+from tests.adapter_contract import (
+    assert_counts_prompts_as_it_reports_them,
+    split_stream,
+    stream_and_cancel_after_first_chunk,
+)
 
 FAST = {"words_per_second": 0.0}  # the plugin's default setting: no delay
 
@@ -140,3 +144,13 @@ def test_unusable_words_per_second_raises_adapter_config_error(config, plugin_se
     with pytest.raises(AdapterConfigError) as raised:
         EchoAdapter(config, plugin_settings)
     assert raised.value.key == "words_per_second"
+
+
+def test_counts_a_prompt_before_it_runs_as_its_usage_will_report_it():
+    requests = [
+        _request("one  two\tthree\nfour "),
+        _request(""),
+        _request("a long prompt cut short by max tokens", max_tokens=2),
+        _request(messages=(ChatMessage("system", "be brief"), ChatMessage("user", "say hi now"))),
+    ]
+    assert_counts_prompts_as_it_reports_them(EchoAdapter({}, FAST), EchoAdapter({}, FAST), requests)

@@ -77,7 +77,7 @@ def test_the_head_start_never_exceeds_the_credit(credit_tasks, weight, idle_roun
     for n in range(200):
         scheduler.add(f"quiet{n}", "quiet", weight, "normal", COST, now=0.0)
     run = 0
-    while (entry := scheduler.next(0.0)).tenant == "quiet":
+    while scheduler.next(0.0).tenant == "quiet":
         run += 1
     # Credit in the quiet tenant's own tag units is credit / weight; it then also
     # wins its fair turns (weight per flooder task) until the tags meet.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,13 +20,14 @@ from apps.scheduler.autoscale import (
 )
 
 SLOTS = 8  # task slots per worker
+DEFAULT_RULES = ScalingRules()  # frozen: one instance can be every Fleet's default
 
 
 class Fleet:
     """A version observed every ``step`` seconds: the scaler's decisions, each one
     honoured (a replica per decision, as long as ``workers`` have room)."""
 
-    def __init__(self, rules: ScalingRules = ScalingRules(), *, replicas: int = 1, workers: int = 10) -> None:
+    def __init__(self, rules: ScalingRules = DEFAULT_RULES, *, replicas: int = 1, workers: int = 10) -> None:
         self.rules = rules
         self.state = ReplicaState(desired=replicas)
         self.placed = replicas
@@ -81,7 +84,7 @@ def test_a_sustained_queue_adds_one_replica_per_period_never_several_at_once():
 
     whens = [when for when, _, _ in fleet.changes]
     assert all(to == before + 1 for _, before, to in fleet.changes)
-    gaps = [b - a for a, b in zip(whens, whens[1:])]
+    gaps = [b - a for a, b in pairwise(whens)]
     assert gaps and all(gap == max(UP_AFTER_SECONDS, COOLDOWN_SECONDS) for gap in gaps)
 
 
@@ -212,7 +215,7 @@ def test_changes_are_single_steps_apart_by_the_cooldown_and_never_below_one(step
         fleet.now += gap
         fleet.observe(queued, running)
         assert fleet.desired >= 1
-    for (a, _, _), (b, _, _) in zip(fleet.changes, fleet.changes[1:]):
+    for (a, _, _), (b, _, _) in pairwise(fleet.changes):
         assert b - a >= rules.cooldown_seconds
     for _, before, to in fleet.changes:
         # Up by one; down by one replica that is placed (from what was placed, if less was).

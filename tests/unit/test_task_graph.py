@@ -47,7 +47,10 @@ def test_order_refuses_a_cycle():
 
 
 def test_references_in_prompt_and_message_contents():
-    messages = [{"role": "system", "content": "plain"}, {"role": "user", "content": "use {{ b.output }} and {{c-1.output}}"}]
+    messages = [
+        {"role": "system", "content": "plain"},
+        {"role": "user", "content": "use {{ b.output }} and {{c-1.output}}"},
+    ]
     assert list(graph.input_references("{{a.output}}", None)) == [("prompt", "a")]
     assert list(graph.input_references(None, messages)) == [("messages.1.content", "b"), ("messages.1.content", "c-1")]
     # Not references: another attribute, no closing braces, a name with a dot.
@@ -65,7 +68,11 @@ def test_substitution_leaves_unknown_keys_as_written():
 
 
 def test_substitute_input_touches_only_prompt_and_contents():
-    payload = {"prompt": None, "messages": [{"role": "user", "content": "{{a.output}}", "name": "a"}], "stop": ["{{a.output}}"]}
+    payload = {
+        "prompt": None,
+        "messages": [{"role": "user", "content": "{{a.output}}", "name": "a"}],
+        "stop": ["{{a.output}}"],
+    }
     resolved = graph.substitute_input(payload, {"a": "done"})
     assert resolved["messages"] == [{"role": "user", "content": "done", "name": "a"}]
     assert resolved["stop"] == ["{{a.output}}"]

@@ -26,7 +26,7 @@ from apps.catalog.adapters import (
     Usage,
 )
 from plugins.transformers.adapter import TransformersAdapter
-from tests.adapter_contract import split_stream
+from tests.adapter_contract import assert_counts_prompts_as_it_reports_them, split_stream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "The platform schedules tasks"
@@ -282,6 +282,40 @@ def test_generates_on_a_gpu_in_half_precision(tiny_model_path, tokenizer):
     loaded = adapter.resources()
     assert 0 < loaded.gpu_memory_bytes <= needs.gpu_memory_bytes  # measured from the loaded half-precision weights
     adapter.unload()
+
+
+# --- counting prompts before they run (the API process) ------------------------------------
+
+
+def test_an_unloaded_adapter_counts_prompts_and_chats_as_the_loaded_one_reports_them(adapter, tiny_model_path):
+    counter = TransformersAdapter({"path": tiny_model_path}, SETTINGS)  # never loaded, as in the API process
+    chat = (ChatMessage("system", "Answer in one line."), ChatMessage("user", "def f(x): return x ** 2  # 平方"))
+    requests = [_request(PROMPT), _request("東京の天気は？ {\"a\": [1, 2]}"), _request(messages=chat, max_tokens=2)]
+
+    assert_counts_prompts_as_it_reports_them(counter, adapter, requests)
+    assert counter.count_prompt_tokens(None, (ChatMessage("user", "hi"),)) > len("hi") / 4  # the template counts
+
+
+def test_counting_reads_the_tokenizer_without_torch(tiny_model_path):
+    code = (
+        "import sys;"
+        "from plugins.transformers.adapter import TransformersAdapter;"
+        "from apps.catalog.adapters import ChatMessage;"
+        f"counter = TransformersAdapter({{'path': {tiny_model_path!r}}}, {{}});"
+        "print(counter.count_prompt_tokens(None, (ChatMessage('user', 'hi'),)), 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmagentos.settings"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    count, torch_imported = result.stdout.split()
+    assert int(count) > 0 and torch_imported == "False"
+
+
+def test_a_directory_without_a_tokenizer_counts_as_unknown(tmp_path):
+    # A directory the adapter accepts (it exists) but holding no tokenizer: nothing to count with.
+    counter = TransformersAdapter({"path": str(tmp_path)}, SETTINGS)
+    assert counter.count_prompt_tokens(PROMPT, None) is None
 
 
 # --- the plugin ----------------------------------------------------------------------------

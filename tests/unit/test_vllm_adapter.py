@@ -458,7 +458,8 @@ def test_resources_are_a_gpu_and_the_configured_or_estimated_memory(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"x" * 1000)
     assert VllmAdapter({"model": str(tmp_path)}, {}).resources().device == "gpu"
     assert VllmAdapter({"model": str(tmp_path)}, {}).resources().gpu_memory_bytes == 1300
-    assert VllmAdapter({"model": str(tmp_path), "gpu_memory_bytes": 8 << 30}, {}).resources().gpu_memory_bytes == 8 << 30
+    configured = VllmAdapter({"model": str(tmp_path), "gpu_memory_bytes": 8 << 30}, {})
+    assert configured.resources().gpu_memory_bytes == 8 << 30
 
 
 def test_the_plugin_registers_its_adapter_without_vllm_installed():

@@ -30,7 +30,9 @@ class MessageSerializer(StrictSerializer):
     name = serializers.CharField(required=False, max_length=64)
 
 
-@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP_SEQUENCES}]})
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP_SEQUENCES}]}
+)
 class StopField(serializers.Field):
     """A string or a list of up to four non-empty strings; always a list inside."""
 
@@ -60,7 +62,9 @@ class MetadataField(serializers.Field):
     default_error_messages = {
         "invalid": "must be an object of string keys to string values",
         "too_many": f"at most {MAX_METADATA_KEYS} keys",
-        "too_long": f"keys are at most {MAX_METADATA_KEY_CHARS} and values at most {MAX_METADATA_VALUE_CHARS} characters",
+        "too_long": (
+            f"keys are at most {MAX_METADATA_KEY_CHARS} and values at most {MAX_METADATA_VALUE_CHARS} characters"
+        ),
     }
 
     def to_internal_value(self, data: Any) -> dict[str, str]:
@@ -99,7 +103,13 @@ class TaskCreateSerializer(StrictSerializer):
         has_messages = "messages" in attrs
         if has_prompt == has_messages:
             raise serializers.ValidationError(
-                {"prompt": [serializers.ErrorDetail("give exactly one of 'prompt' and 'messages'", code="prompt_or_messages")]}
+                {
+                    "prompt": [
+                        serializers.ErrorDetail(
+                            "give exactly one of 'prompt' and 'messages'", code="prompt_or_messages"
+                        )
+                    ]
+                }
             )
         # Only a task in a graph has its {{KEY.output}} references substituted;
         # elsewhere such text is plain text, as it always was.
@@ -157,7 +167,7 @@ class WorkflowNodeSerializer(TaskCreateSerializer):
 
 def _node_error(index: int, field: str, message: str, code: str) -> serializers.ValidationError:
     # Raised from validate_nodes, so the param becomes nodes.<index>.<field>.
-    return serializers.ValidationError({index: {field: [serializers.ErrorDetail(message, code=code)]}})
+    return serializers.ValidationError({str(index): {field: [serializers.ErrorDetail(message, code=code)]}})
 
 
 class WorkflowCreateSerializer(StrictSerializer):
@@ -236,7 +246,7 @@ def task_summary(task: Task) -> dict[str, Any]:
         "object": "task",
         "model": task.model.name,
         # The version it runs, fixed at submission (null: a model without versions).
-        "model_version": task.model_version.version if task.model_version_id else None,
+        "model_version": task.model_version.version if task.model_version is not None else None,
         "status": task.state,
         "priority": task.priority,
         "params": {

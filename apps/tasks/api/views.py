@@ -30,7 +30,7 @@ from apps.tasks.api.serializers import (
     workflow_detail,
 )
 from apps.tasks.models import Task, Workflow
-from apps.tenants.permissions import tenant_of
+from apps.tenants.permissions import api_key_of, tenant_of
 from llmagentos.api_errors import rate_limit_headers
 
 
@@ -92,9 +92,8 @@ class TaskViewSet(viewsets.ViewSet):
         query.is_valid(raise_exception=True)
         tasks = self._tenant_tasks(request)
         if "client_ref" in query.validated_data:
-            tasks = services.tasks_with_client_ref(tenant_of(request), query.validated_data["client_ref"]).select_related(
-                "model", "tenant"
-            )
+            client_ref = query.validated_data["client_ref"]
+            tasks = services.tasks_with_client_ref(tenant_of(request), client_ref).select_related("model", "tenant")
         if "status" in query.validated_data:
             tasks = tasks.filter(state=query.validated_data["status"])
         paginator = TaskCursorPagination()
@@ -117,9 +116,11 @@ class TaskViewSet(viewsets.ViewSet):
         serializer = TaskCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         task_request = serializer.to_request()
-        submission = services.submit_task(tenant_of(request), request.auth, task_request, idempotency_key_of(request))
+        submission = services.submit_task(
+            tenant_of(request), api_key_of(request), task_request, idempotency_key_of(request)
+        )
         # A task just made without parents has none: no need to read them back.
-        no_parents = [] if not (submission.replayed or task_request.depends_on) else None
+        no_parents: list[str] | None = [] if not (submission.replayed or task_request.depends_on) else None
         response = Response(task_detail(submission.task, depends_on=no_parents), status=status.HTTP_201_CREATED)
         if submission.replayed:
             response["Idempotent-Replayed"] = "true"
@@ -167,7 +168,7 @@ class WorkflowViewSet(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         serializer = WorkflowCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        submission = workflows.submit_workflow(tenant_of(request), request.auth, serializer.to_nodes())
+        submission = workflows.submit_workflow(tenant_of(request), api_key_of(request), serializer.to_nodes())
         response = Response(workflow_created(submission), status=status.HTTP_201_CREATED)
         for name, value in rate_limit_headers(submission.rate_limits).items():
             response[name] = value

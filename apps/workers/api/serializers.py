@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.catalog.api.serializers import OperatorModelSerializer, operator_model_representation
 from apps.catalog.devices import Device
 from apps.catalog.models import LLMModel, ModelVersion
 from apps.core.openapi import list_of, object_kind
@@ -49,18 +50,14 @@ def worker_representation(worker: Worker) -> dict[str, Any]:
 def model_placement_representation(
     model: LLMModel, unfinished: dict[tuple[Any, Any], int], targets: dict[Any, ReplicaTarget]
 ) -> dict[str, Any]:
-    """A model, its versions and where they run (``model`` with versions, their placements
-    and its placements prefetched); ``unfinished`` from services.unfinished_task_counts,
-    ``targets`` from services.replica_targets."""
+    """A model as operators see it (the catalog's view), then its versions and where they
+    run (``model`` with its granted tenants, versions, their placements and its placements
+    prefetched); ``unfinished`` from services.unfinished_task_counts, ``targets`` from
+    services.replica_targets."""
     versions = sorted(model.versions.all(), key=lambda v: v.created_at)
     problems = [f"{v.version}: {v.placement_error}" for v in versions if v.placement_error]
     return {
-        "object": "model",
-        "name": model.name,
-        "adapter": model.adapter,
-        "enabled": model.enabled,
-        "is_public": model.is_public,
-        "current_version": model.current_version.version if model.current_version else None,
+        **operator_model_representation(model),
         # Workers that are up; a stopped or lost worker's old rows say nothing about now.
         "workers": sorted(p.worker.name for p in model.placements.all() if p.worker.status in RUNNING_STATES),
         "unfinished_tasks": sum(n for (model_id, _), n in unfinished.items() if model_id == model.pk),
@@ -184,15 +181,9 @@ class PlacedVersionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class ModelPlacementSerializer(serializers.Serializer):
+class ModelPlacementSerializer(OperatorModelSerializer):
     """A model, its versions and where they run."""
 
-    object = object_kind("model")
-    name = serializers.CharField()
-    adapter = serializers.CharField()
-    enabled = serializers.BooleanField()
-    is_public = serializers.BooleanField()
-    current_version = serializers.CharField(allow_null=True)
     workers = serializers.ListField(child=serializers.CharField(), help_text="names of the running workers serving it")
     unfinished_tasks = serializers.IntegerField()
     placement_error = serializers.CharField(allow_null=True)

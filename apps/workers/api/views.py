@@ -1,22 +1,28 @@
-"""Operator endpoints for workers (list, drain, undrain) and model placement. Staff only."""
+"""Operator endpoints for workers (list, drain, undrain) and models (placement list, register, change).
+Staff only."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.catalog import services as catalog_services
+from apps.catalog.api.serializers import ModelChangeSerializer, ModelCreateSerializer
 from apps.catalog.models import LLMModel
 from apps.core.errors import NotFound, UnknownModel
-from apps.core.openapi import api_responses
+from apps.core.openapi import BODY_ERRORS, api_responses
 from apps.tenants.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
 from apps.workers import services
 from apps.workers.api.serializers import (
     ModelPlacementListSerializer,
+    ModelPlacementSerializer,
     WorkerListQuerySerializer,
     WorkerListSerializer,
     WorkerSerializer,
@@ -40,7 +46,7 @@ class WorkerListView(OperatorView):
     def get(self, request: Request) -> Response:
         query = WorkerListQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        workers = Worker.objects.all()
+        workers: QuerySet[Worker] = Worker.objects.all()
         if "model" in query.validated_data:
             model = LLMModel.objects.filter(name=query.validated_data["model"]).first()
             if model is None:
@@ -76,16 +82,26 @@ class WorkerUndrainView(WorkerChangeView):
     change = staticmethod(services.undrain)
 
 
+def _models_with_placements() -> QuerySet[LLMModel]:
+    return LLMModel.objects.select_related("current_version").prefetch_related(
+        "allowed_tenants", "versions__placements__worker", "placements__worker"
+    )
+
+
+def _placed(model: LLMModel) -> dict[str, Any]:
+    """One model's representation, read again after a change (and the placement it caused)."""
+    model = _models_with_placements().get(pk=model.pk)
+    return model_placement_representation(model, services.unfinished_task_counts(), services.replica_targets())
+
+
 class ModelPlacementListView(OperatorView):
     """Every model with its versions: which is current, where each is placed (and how many
     copies the replica scaler wants), and why one that no worker can host is left out
-    (``placement_error``)."""
+    (``placement_error``). POST registers a model, as ``manage.py add_model`` does."""
 
     @extend_schema(tags=["ops"], responses=api_responses({200: ModelPlacementListSerializer}))
     def get(self, request: Request) -> Response:
-        models = LLMModel.objects.select_related("current_version").prefetch_related(
-            "versions__placements__worker", "placements__worker"
-        )
+        models = _models_with_placements()
         unfinished = services.unfinished_task_counts()
         targets = services.replica_targets()
         return Response(
@@ -94,3 +110,41 @@ class ModelPlacementListView(OperatorView):
                 "data": [model_placement_representation(model, unfinished, targets) for model in models],
             }
         )
+
+    # 400: a bad field, an unknown adapter or a config the adapter refuses (its message); 409: the name is in use.
+    @extend_schema(
+        tags=["ops"],
+        request=ModelCreateSerializer,
+        responses=api_responses({201: ModelPlacementSerializer}, 409, BODY_ERRORS),
+    )
+    def post(self, request: Request) -> Response:
+        body = ModelCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = body.validated_data
+        model = catalog_services.create_model(
+            fields["name"],
+            fields["adapter"],
+            fields["adapter_config"],
+            description=fields["description"],
+            is_public=fields["is_public"],
+            tenants=fields["tenants"],
+            enabled=fields["enabled"],
+        )
+        return Response(_placed(model), status=201)
+
+
+class ModelPlacementDetailView(OperatorView):
+    """PATCH changes a model: only the fields given (``tenants`` replaces the grants)."""
+
+    @extend_schema(
+        tags=["ops"],
+        request=ModelChangeSerializer,
+        responses=api_responses({200: ModelPlacementSerializer}, 404, BODY_ERRORS),
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        model = LLMModel.objects.filter(name=name).first()
+        if model is None:
+            raise NotFound(f"no model named {name!r}", code="model_not_found")
+        body = ModelChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(_placed(catalog_services.update_model(model, body.validated_data)))

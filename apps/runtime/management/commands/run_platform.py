@@ -2,8 +2,12 @@
 
 Migrates, builds the tiny local model once (served as the public model
 "tiny"), seeds on the first run (printing API_KEY=… and the admin login once
-on stdout), then runs three children under one supervisor in the foreground
-until SIGTERM or Ctrl-C: the ASGI server; the scheduler (the dispatcher
+on stdout), then runs its children under one supervisor in the foreground
+until SIGTERM or Ctrl-C: the ASGI server, as SERVER_PROCESSES processes
+(default: one per core, at most 4) sharing one listening socket that this
+command opens (so a taken port fails here, with a clear message, and each
+server process is the supervisor's own child: restarted if it dies, stopped
+by SIGTERM like the others); the scheduler (the dispatcher
 loop and the periodic jobs: lease reaper, stale dispatches, placement); and
 one worker serving every enabled model. HOST, PORT and DATA_DIR come from the
 environment; WORKER_THREADS sets the worker's slots, WORKER_NAME its name
@@ -38,6 +42,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         die_with_parent()
+        listener = _listen(settings.HOST, settings.PORT)  # first: a taken port fails before any work
         host = settings.HOST
         port = str(settings.PORT)
         threads = str(settings.WORKER_THREADS)
@@ -68,12 +73,18 @@ class Command(BaseCommand):
         )
 
         connections.close_all()  # nothing of this process's state outlives the exec
+        fd = listener.fileno()
+        servers = settings.SERVER_PROCESSES
         exec_supervisor(
             [
-                Child(
-                    "server",
-                    [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
-                     "--host", host, "--port", port, "--no-access-log", "--timeout-graceful-shutdown", "10"],
+                *(
+                    Child(
+                        "server" if servers == 1 else f"server-{number}",
+                        [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
+                         "--fd", str(fd), "--no-access-log", "--timeout-graceful-shutdown", "10"],
+                        pass_fds=(fd,),
+                    )
+                    for number in range(1, servers + 1)
                 ),
                 # One scheduler: the dispatcher (policy order, free slots, running
                 # caps) and the periodic jobs, in one place whatever the number of workers.
@@ -85,3 +96,21 @@ class Command(BaseCommand):
             log_level=settings.LOG_LEVEL,
             import_root=str(settings.BASE_DIR),
         )
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, inherited through the exec by the supervisor
+    and passed to each server process (uvicorn --fd): the kernel hands each new
+    connection to whichever process accepts first."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listener = socket.socket(family, kind, proto)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)  # uvicorn's own default backlog
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    listener.set_inheritable(True)
+    return listener

@@ -28,7 +28,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, slots: int, models: str | None, **options) -> None:
         name = name.strip()
-        if not name or len(name) > NAME_MAX_LENGTH:
+        # max_length is None only for an unbounded field; Worker.name is bounded.
+        if not name or (NAME_MAX_LENGTH is not None and len(name) > NAME_MAX_LENGTH):
             raise CommandError(f"--name must be 1 to {NAME_MAX_LENGTH} characters")
         if slots < 1:
             raise CommandError("--slots must be at least 1")

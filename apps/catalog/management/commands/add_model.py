@@ -1,0 +1,66 @@
+"""manage.py add_model NAME --adapter A [--config JSON] [--public] [--tenants a,b] [--description D]
+
+Registers model NAME, served by the registered adapter A with the adapter_config
+JSON (an object; default {}). The adapter is created (never loaded) with that
+config first: an unknown adapter, or a config the adapter refuses, records
+nothing and exits non-zero with the adapter's own message. --public opens it to
+every tenant; --tenants grants it to those tenants (slugs, comma-separated).
+
+Prints the model as one JSON line on stdout (its only output there); messages,
+including a placement that finds no worker for it, go to stderr. Running
+managed workers take the model up from their next heartbeat, without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.serializers.json import DjangoJSONEncoder
+
+from apps.catalog import services
+from apps.catalog.api.serializers import operator_model_representation
+from apps.catalog.models import LLMModel
+from apps.core.errors import DomainError
+
+
+def _slugs(value: str) -> list[str]:
+    return [slug.strip() for slug in value.split(",") if slug.strip()]
+
+
+class Command(BaseCommand):
+    help = "Register a model served by a registered adapter; prints the model as one JSON line."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", help="how tasks name the model: lower-case letters, digits, '.', '_', '-'")
+        parser.add_argument("--adapter", required=True, help="a registered model adapter (echo, transformers, …)")
+        parser.add_argument("--config", default="{}", metavar="JSON", help="the adapter_config, a JSON object")
+        parser.add_argument("--public", action="store_true", help="every tenant may use it")
+        parser.add_argument("--tenants", type=_slugs, default=[], metavar="SLUGS",
+                            help="comma-separated slugs of the tenants granted it")
+        parser.add_argument("--description", default="", help="what operators and tenants read about it")
+
+    def handle(self, *args, name: str, **options) -> None:
+        try:
+            config = json.loads(options["config"])
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--config is not valid JSON: {exc}") from exc
+        try:
+            model = services.create_model(
+                name,
+                options["adapter"],
+                config,
+                description=options["description"],
+                is_public=options["public"],
+                tenants=options["tenants"],
+            )
+        except DomainError as exc:  # ModelError (the adapter's own message), or the name in use
+            raise CommandError(exc.message) from exc
+        # The placement ran when the model was committed (services.catalog_changed).
+        model = LLMModel.objects.select_related("current_version").prefetch_related("allowed_tenants").get(pk=model.pk)
+        shown = operator_model_representation(model)
+        self.stderr.write(f"model {model.name} registered; workers serving every model take it up at their next "
+                          "heartbeat")
+        if not shown["is_public"] and not shown["tenants"]:
+            self.stderr.write("warning: no tenant may use it yet (neither --public nor --tenants)")
+        self.stdout.write(json.dumps(shown, cls=DjangoJSONEncoder))
