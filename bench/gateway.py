@@ -46,6 +46,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +93,7 @@ class Target:
     model: str = "zero"
     tasks_api: bool = False  # POST /api/v1/tasks + the WebSocket stream instead of /v1
     pids: dict[str, int] = field(default_factory=dict)  # the processes whose CPU is counted
+    env: dict[str, str] = field(default_factory=dict)  # a platform's environment (its storage)
 
 
 @dataclass
@@ -314,23 +317,32 @@ def platform(mode: str, upstream_url: str, args: argparse.Namespace, workdir: Pa
         api_key = manage(env, "create_api_key", slug)
         manage(env, "set_plan", slug, *(arg for option in ("--rpm", "--tpm", "--budget-tokens", "--max-running",
                                                            "--max-queued") for arg in (option, "unlimited")))
-        manage(env, "add_model", MODEL, "--adapter", "openai_compatible", "--public",
-               "--config", json.dumps({"base_url": upstream_url, "model": "zero"}))
+        _add_upstream_model(env, upstream_url)
         process = Process(f"platform-{mode}", [sys.executable, "manage.py", "run_platform"], env, workdir)
         cleanup.callback(process.stop)
         root = f"http://{HOST}:{port}"
         wait_http(process, f"{root}/readyz")
         headers = {"Authorization": f"Bearer {api_key}"}
-        # /v1 where it answers (the gateway), else the tasks API and the WebSocket stream.
-        tasks_api = httpx.get(f"{root}/v1/models", headers=headers, timeout=10).status_code != 200
+        # /v1 where it answers (the gateway), else (or with --api tasks) the tasks API and the WebSocket stream.
+        tasks_api = args.api == "tasks" or httpx.get(f"{root}/v1/models", headers=headers, timeout=10).is_error
         target = Target(mode, root if tasks_api else f"{root}/v1", api_key=api_key, model=MODEL,
-                        tasks_api=tasks_api)
+                        tasks_api=tasks_api, env=env)
         _wait_for_worker(target)
         target.pids = _platform_pids(process.popen.pid)
         if mode == "distributed":
             storage_servers = _shared_servers(env)
             target.pids.update(storage_servers)
         yield target
+
+
+def _add_upstream_model(env: dict[str, str], upstream_url: str) -> None:
+    config = json.dumps({"base_url": upstream_url, "model": "zero"})
+    try:
+        manage(env, "add_model", MODEL, "--adapter", "openai_compatible", "--public", "--config", config)
+    except AssertionError:  # a tree from before `add_model` (a "before" run): as the admin would
+        manage(env, "shell", "-c", "from apps.catalog.models import LLMModel; import json; "
+               f"LLMModel.objects.create(name={MODEL!r}, adapter='openai_compatible', is_public=True, "
+               f"adapter_config=json.loads({config!r}))")
 
 
 def _wait_for_worker(target: Target) -> None:
@@ -349,7 +361,7 @@ def _platform_pids(supervisor: int) -> dict[str, int]:
     servers = 0
     for pid in children_of(supervisor):
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"uvicorn" in command:
+        if b"apps.runtime.serve" in command or b"uvicorn" in command:
             servers += 1
             found[f"server-{servers}"] = pid
         else:
@@ -366,6 +378,64 @@ def _shared_servers(env: dict[str, str]) -> dict[str, int]:
         postgres: bool = True
 
     return shared_servers(_Storage(env["DATABASE_URL"], env["REDIS_URL"]))  # type: ignore[arg-type]
+
+
+STAGES = (
+    ("request → task row built", "server: HTTP, key, model, admission"),
+    ("→ dispatched", "commit, wake-up, dispatch round"),
+    ("→ claimed", "queue wake-up, worker takes it, claim"),
+    ("→ first chunk logged", "upstream request, first token, encryption, write"),
+    ("→ client has it", "wake-up, hub read, decryption, SSE frame"),
+)
+
+
+def stages(target: Target, count: int, tokens: int) -> list[dict[str, float]]:
+    """Where the first token's time goes: ``count`` requests one after another, each
+    split at the task's own timestamps (built, dispatched, claimed: the task row;
+    first chunk written: the log's row or Redis entry). One host, one clock."""
+    import psycopg
+    import redis
+
+    async def one(client: httpx.AsyncClient) -> tuple[str, float, float]:
+        body = {"model": target.model, "messages": [{"role": "user", "content": "x"}], "max_tokens": tokens,
+                "stream": True}
+        began, first = time.time(), 0.0
+        async with client.stream("POST", f"{target.base_url}/chat/completions", json=body,
+                                 headers={"Authorization": f"Bearer {target.api_key}"}) as response:
+            task_id = response.headers["X-Task-ID"]
+            async for line in response.aiter_lines():
+                if not first and line.startswith("data: ") and '"content": "tok' in line.replace('":"', '": "'):
+                    first = time.time()
+        return task_id, began, first
+
+    async def run() -> list[tuple[str, float, float]]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return [await one(client) for _ in range(count)]
+
+    rows = []
+    for task_id, began, first in asyncio.run(run()):
+        if "DATABASE_URL" in target.env:
+            with psycopg.connect(target.env["DATABASE_URL"]) as conn:
+                built, dispatched, claimed = conn.execute(
+                    "SELECT created_at, dispatched_at, started_at FROM tasks_task WHERE id = %s", [task_id]
+                ).fetchone()
+            entries = redis.Redis.from_url(target.env["REDIS_URL"]).xrange(
+                f"{target.env['HUEY_NAME']}:stream:{task_id}", count=1
+            )
+            logged = int(entries[0][0].split(b"-")[0]) / 1000
+            times = [built.timestamp(), dispatched.timestamp(), claimed.timestamp(), logged]
+        else:
+            db = Path(target.env["DATA_DIR"]) / "llmagentos.sqlite3"
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                plain = task_id.replace("-", "")
+                values = conn.execute("SELECT created_at, dispatched_at, started_at FROM tasks_task WHERE id = ?",
+                                      [plain]).fetchone()
+                values += conn.execute("SELECT min(created_at) FROM streaming_streamevent WHERE task_id = ? "
+                                       "AND kind = 'chunk'", [plain]).fetchone()
+            times = [datetime.fromisoformat(v).replace(tzinfo=UTC).timestamp() for v in values]
+        points = [began, *times, first]
+        rows.append({name: (b - a) * 1000 for (name, _), a, b in zip(STAGES, points[:-1], points[1:], strict=True)})
+    return rows
 
 
 def idle_probe(target: Target, idle: float, tokens: int) -> float | None:
@@ -387,6 +457,7 @@ def idle_probe(target: Target, idle: float, tokens: int) -> float | None:
 def run(args: argparse.Namespace) -> dict[str, object]:
     results: list[dict[str, object]] = []
     idle: dict[str, dict[str, float | None]] = {}
+    breakdown: dict[str, dict[str, float]] = {}
     profiles: dict[str, str] = {}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, upstream(Path(tmp), args.tokens) as direct:
@@ -411,6 +482,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 target.pids["upstream"] = upstream_pid
                 for concurrency in args.concurrency:
                     report(measure(target, concurrency, args))
+                if args.stages and not target.tasks_api:
+                    split = stages(target, args.stages, args.tokens)[args.stages // 5:]  # the first: warming up
+                    breakdown[mode] = {name: round(percentile([r[name] for r in split], 50), 2) for name, _ in STAGES}
+                    print(json.dumps({"stages": mode, **breakdown[mode]}), flush=True)
                 if args.idle:
                     warm = next(r for r in results if r["target"] == mode and r["concurrency"] == min(args.concurrency))
                     after_idle = idle_probe(target, args.idle, args.tokens)
@@ -429,7 +504,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if profiles:
         print_profile(profiles, 15)
     return {"load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-            "results": results, "idle": idle, "args": {k: v for k, v in vars(args).items()}}
+            "results": results, "idle": idle, "stages": breakdown, "args": {k: v for k, v in vars(args).items()}}
 
 
 def print_table(report: dict[str, object]) -> None:
@@ -451,6 +526,12 @@ def print_table(report: dict[str, object]) -> None:
               f"{r['requests_per_s'] / max(base['requests_per_s'], 1e-9):.2f}× | {r['ttft_p50_ms']} | "
               f"{r['ttft_p50_ms'] - base['ttft_p50_ms']:+.1f} | {r['ttft_p99_ms']} | "
               f"{r['ttft_p99_ms'] - base['ttft_p99_ms']:+.1f} | {r['total_p50_ms']} | {r['errors']} | {cpu} |")
+    if report["stages"]:
+        print("\nwhere the first token's time goes, 1 client, p50 of each stage (ms):")
+        print("| stage | what | " + " | ".join(report["stages"]) + " |")
+        print("|---|---|" + "---|" * len(report["stages"]))
+        for name, what in STAGES:
+            print(f"| {name} | {what} | " + " | ".join(str(s[name]) for s in report["stages"].values()) + " |")
     for mode, probe in report["idle"].items():
         ratio = (probe["ttft_ms"] or float("nan")) / max(probe["warm_p50_ms"], 1e-9)
         print(f"{mode}: first request after {probe['idle_s']} s idle: TTFT {probe['ttft_ms']} ms "
@@ -464,10 +545,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--idle", type=float, default=60.0, help="0: no idle probe")
+    parser.add_argument("--stages", type=int, default=100, help="requests split into stages (0: none)")
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--slots", type=int, default=32, help="the platform worker's slots")
     parser.add_argument("--servers", type=int, default=0, help="SERVER_PROCESSES (0: the platform's default)")
     parser.add_argument("--litellm", default=DEFAULT_LITELLM, help="LiteLLM's executable, or 'none'")
+    parser.add_argument("--api", choices=("v1", "tasks"), default="v1",
+                        help="the platform's /v1 (where it answers), or POST /api/v1/tasks + the WebSocket stream")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL")
                         or "postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15")

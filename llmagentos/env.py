@@ -49,6 +49,13 @@ def malformed(name: str, value: str | None, expected: str) -> ImproperlyConfigur
     return ImproperlyConfigured(f"{name}={shown}: expected {expected}")
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def string(name: str, default: str = "") -> str:
     """The value as it is (an empty value stays empty)."""
     return os.environ.get(name, default)

@@ -9,7 +9,6 @@ without real secrets).
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -62,7 +61,7 @@ PORT = env.integer("PORT", 8000, minimum=1, expected="a TCP port number")  # whe
 # shared): one per core this process may use, at most 4 (each holds ~100 MB).
 SERVER_PROCESSES = env.integer(
     "SERVER_PROCESSES",
-    min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
+    min(4, env.usable_cores()),
     minimum=1,
     expected="a number of processes",
 )
@@ -152,6 +151,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DATA_DIR / "llmagentos.sqlite3"),
+            # Kept open (a file, not a server): reopening registers ~30 SQL
+            # functions and runs the PRAGMAs, per request and per task.
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # WAL lets the server read while the consumer writes; IMMEDIATE
                 # takes the write lock at BEGIN so concurrent writers queue on

@@ -265,6 +265,7 @@ class _FifoBus(_Bus):
     def __init__(self, root: Path) -> None:
         super().__init__()
         self._root = root
+        self._dirs: dict[str, Path] = {}  # channel -> its directory (a wake-up per chunk asks)
         self._own: dict[str, tuple[int, int, Path]] = {}  # channel -> (read fd, keep-alive write fd, path)
         self._by_fd: dict[int, str] = {}
         self._writers: dict[str, int] = {}  # a FIFO's path -> our open write fd (wake)
@@ -280,10 +281,13 @@ class _FifoBus(_Bus):
         atexit.register(self._remove_own)
 
     def _dir(self, channel: str) -> Path:
-        name = _SAFE_NAME.sub("_", channel)
-        if len(name) > 120:
-            name = name[:80] + "-" + hashlib.sha256(channel.encode()).hexdigest()[:16]
-        return self._root / name
+        directory = self._dirs.get(channel)
+        if directory is None:
+            name = _SAFE_NAME.sub("_", channel)
+            if len(name) > 120:
+                name = name[:80] + "-" + hashlib.sha256(channel.encode()).hexdigest()[:16]
+            directory = self._dirs[channel] = self._root / name
+        return directory
 
     # --- waking --------------------------------------------------------------------------
 

@@ -21,9 +21,9 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import close_old_connections, connection
 from huey import Huey
 from huey.api import TaskWrapper
-from huey.contrib.djhuey import close_db
 from huey.storage import RedisStorage
 
 from apps.core.hooks import Port
@@ -72,10 +72,24 @@ def created_queues() -> list[ModelQueue]:
 task_executor: Port[[uuid.UUID], None] = Port("task executor")
 
 
-@close_db  # fresh database connections for each run, as djhuey's db_task would give
 def run_task(task_id: str) -> None:
     """The Huey job on every model's queue; the message carries the task id only."""
-    task_executor(uuid.UUID(task_id))
+    # Connections as a request gets them (not djhuey's close_db, which closes
+    # them after every run): a broken or expired one is replaced, a pooled one
+    # goes back to the pool (PostgreSQL), and SQLite's, kept (CONN_MAX_AGE None),
+    # is not reopened for every task (a new one registers ~30 SQL functions).
+    _recycle_connections()
+    try:
+        task_executor(uuid.UUID(task_id))
+    finally:
+        _recycle_connections()
+
+
+def _recycle_connections() -> None:
+    # Not inside a transaction (a job run in-process, in a test's or a shell's):
+    # Django closes a connection whose autocommit differs from its settings.
+    if not connection.in_atomic_block:
+        close_old_connections()
 
 
 def _create(model_name: str) -> ModelQueue:

@@ -80,8 +80,8 @@ class Command(BaseCommand):
                 *(
                     Child(
                         "server" if servers == 1 else f"server-{number}",
-                        [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
-                         "--fd", str(fd), "--no-access-log", "--timeout-graceful-shutdown", "10"],
+                        # apps.runtime.serve: uvicorn on the inherited socket (not `uvicorn --fd`: see there).
+                        [sys.executable, "-m", "apps.runtime.serve", str(fd)],
                         pass_fds=(fd,),
                     )
                     for number in range(1, servers + 1)
@@ -100,8 +100,8 @@ class Command(BaseCommand):
 
 def _listen(host: str, port: int) -> socket.socket:
     """The server's listening socket, inherited through the exec by the supervisor
-    and passed to each server process (uvicorn --fd): the kernel hands each new
-    connection to whichever process accepts first."""
+    and passed to each server process (apps.runtime.serve): the kernel hands each
+    new connection to whichever process accepts first."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
