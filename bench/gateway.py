@@ -2,8 +2,8 @@
 upstream called directly (and through LiteLLM's proxy, when it is installed), in one run.
 
     .venv/bin/python bench/gateway.py [--modes embedded,distributed] [--concurrency 1,20]
-        [--seconds 20] [--warmup 3] [--idle 60] [--tokens 16] [--slots 32]
-        [--litellm PATH|none] [--profile DIR] [--json PATH]
+        [--seconds 20] [--warmup 3] [--idle 60] [--stages 100] [--tokens 16] [--slots 32]
+        [--servers N] [--api v1|tasks] [--litellm PATH|none] [--profile DIR] [--json PATH]
 
 What runs (127.0.0.1 only; everything is stopped and removed at the end):
 
@@ -30,8 +30,11 @@ errors (a status other than 200, a broken or short stream), and the CPU each
 process spent per completed request (/proc/PID/stat; the shared PostgreSQL and
 Redis servers included in distributed mode, other users' work on them too).
 Ratios are against "direct" of the same run (the mean of its runs before and
-after the platform's). Then, per platform mode, after --idle seconds without a
-request, one request: its time to first token against the warm 1-client p50.
+after the platform's). Then, per platform mode: --stages requests one after
+another, each split where its task's own timestamps fall (row built,
+dispatched, claimed, first chunk written to the log), the p50 of each stage
+printed; and after --idle seconds without a request, one request: its time
+to first token against the warm 1-client p50.
 
 --profile DIR: per mode, one more run at the highest concurrency with py-spy
 sampling each platform process (--gil: Python's own CPU); the functions

@@ -216,7 +216,11 @@ class _Bus(ABC):
                     opened.append(channel)
                 holders.add(subscription)
         if opened:
-            self._open(opened)
+            try:
+                self._open(opened)
+            except Exception:  # no pipes on this filesystem, Redis down: the waiters' ticks still run
+                logger.warning("wake-ups on %s unavailable; waiters fall back to their ticks",
+                               ", ".join(opened), exc_info=True)
 
     def detach(self, subscription: Subscription, channels: Iterable[str]) -> None:
         closed = []
@@ -328,26 +332,31 @@ class _FifoBus(_Bus):
     # --- listening -----------------------------------------------------------------------
 
     def _open(self, channels: list[str]) -> None:
-        for channel in channels:
-            directory = self._dir(channel)
-            directory.mkdir(parents=True, exist_ok=True)
-            name = f"{os.getpid()}-{secrets.token_hex(4)}"
-            # Made under a hidden name and renamed once it has a reader: a waker
-            # never finds it reader-less (which would look like a dead process's).
-            temporary = directory / f".{name}"
-            os.mkfifo(temporary, 0o600)
-            read_fd = os.open(temporary, os.O_RDONLY | os.O_NONBLOCK)
-            # Our own writer keeps the pipe open: without one, a reader sees end-of-file
-            # (always readable) whenever no waker holds it open.
-            keep_fd = os.open(temporary, os.O_WRONLY | os.O_NONBLOCK)
-            path = directory / name
-            os.rename(temporary, path)
-            with self._lock:
-                self._own[channel] = (read_fd, keep_fd, path)
-                self._by_fd[read_fd] = channel
-        # From here a wake-up is buffered in the pipe even before the listener
-        # selects it: the subscription already misses nothing.
-        self._poke_listener()
+        try:
+            for channel in channels:
+                self._open_one(channel)
+        finally:
+            # From here a wake-up is buffered in the pipe even before the listener
+            # selects it: the subscription already misses nothing.
+            self._poke_listener()
+
+    def _open_one(self, channel: str) -> None:
+        directory = self._dir(channel)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}-{secrets.token_hex(4)}"
+        # Made under a hidden name and renamed once it has a reader: a waker
+        # never finds it reader-less (which would look like a dead process's).
+        temporary = directory / f".{name}"
+        os.mkfifo(temporary, 0o600)
+        read_fd = os.open(temporary, os.O_RDONLY | os.O_NONBLOCK)
+        # Our own writer keeps the pipe open: without one, a reader sees end-of-file
+        # (always readable) whenever no waker holds it open.
+        keep_fd = os.open(temporary, os.O_WRONLY | os.O_NONBLOCK)
+        path = directory / name
+        os.rename(temporary, path)
+        with self._lock:
+            self._own[channel] = (read_fd, keep_fd, path)
+            self._by_fd[read_fd] = channel
 
     def _close(self, channels: list[str]) -> None:
         with self._lock:

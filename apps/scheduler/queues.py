@@ -102,8 +102,9 @@ def _create(model_name: str) -> ModelQueue:
             # Huey strips everything but [A-Za-z0-9_] from Redis key names by
             # default, which would put "tiny-1" and "tiny1" on one queue.
             "clean_name": False,
-            # A worker polls several queues in turn; a blocking pop would sit
-            # on an empty one while another has work.
+            # A worker looks at several queues in turn when the dispatcher wakes
+            # it (apps.scheduler.wakeup); a blocking pop would sit on an empty
+            # one while another has work.
             "blocking": False,
         }
     huey = type(base)(queue_name(model_name), results=False, utc=base.utc, **storage_kwargs)
