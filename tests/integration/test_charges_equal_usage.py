@@ -19,17 +19,10 @@ from apps.scheduler.admission import estimate_prompt_tokens
 from apps.tasks.models import Task
 from apps.tenants.models import TaskCharge
 from apps.tenants.services import change_tenant_plan
-from tests.stubs.openai_stub import serve_openai_stub
 
 pytestmark = pytest.mark.django_db
 
 TASKS = "/api/v1/tasks"
-
-
-@pytest.fixture(scope="module")
-def stub_url(tmp_path_factory) -> str:
-    with serve_openai_stub(tmp_path_factory.mktemp("openai-stub") / "stub.log") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

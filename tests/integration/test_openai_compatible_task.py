@@ -14,17 +14,11 @@ import pytest
 from apps.catalog.models import LLMModel
 from apps.catalog.plugins import registry
 from apps.runtime.execution import execute_task
-from tests.stubs.openai_stub import serve_openai_stub, stub_stats
+from tests.stubs.openai_stub import stub_stats
 
 pytestmark = pytest.mark.django_db
 
 TASKS = "/api/v1/tasks"
-
-
-@pytest.fixture(scope="module")
-def stub_url(tmp_path_factory) -> str:
-    with serve_openai_stub(tmp_path_factory.mktemp("openai-stub") / "stub.log") as url:
-        yield url
 
 
 @pytest.fixture
