@@ -1,25 +1,82 @@
-"""Request-wide plumbing: every response carries X-Request-ID."""
+"""Request-wide plumbing: request ids and static files, both async-capable.
+
+Every middleware in settings.MIDDLEWARE must run natively under ASGI: one
+sync-only middleware makes Django run the whole chain in a thread and call
+the async views (/v1) back on the loop through async_to_sync. That costs two
+thread hops per request, and a client's disconnect then cancels the thread's
+wrapper, not the view: the view's cancellation handling (cancel the task of
+a client that left) races with a thread that waits for it.
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+GetResponse = Callable[[HttpRequest], Any]
 
 
 class RequestIdMiddleware:
     """Echo the caller's X-Request-ID when it is sane, else mint one."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    sync_capable = True
+    async_capable = True
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        response = self.get_response(request)
-        response["X-Request-ID"] = request_id
-        return response
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self._acall(request)
+        return _with_request_id(request, self.get_response(request))
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        return _with_request_id(request, await self.get_response(request))
+
+
+def _with_request_id(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    incoming = request.headers.get("X-Request-ID", "")
+    response["X-Request-ID"] = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    return response
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise (the admin's and the dashboard's static files), async-capable.
+
+    WhiteNoise 6's middleware is sync-only. Finding a file is a dictionary
+    lookup (or a stat under autorefresh) and serving it builds a response
+    whose body is read as it is sent, so neither needs a thread."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        super().__init__(get_response)
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self._acall(request)
+        return super().__call__(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        if self.autorefresh:
+            static_file = self.find_file(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is not None:
+            return self.serve(static_file, request)
+        return await self.get_response(request)

@@ -141,9 +141,7 @@ async def _complete(request: HttpRequest, kind: str) -> HttpResponseBase:
         return accepted  # refused
     response: HttpResponseBase
     if accepted.stream:
-        events = await _started(_event_stream(accepted))
-        response = StreamingHttpResponse(events, content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
+        response = _TaskEventStream(accepted)
     else:
         response = await _whole(accepted)
     for name, value in accepted.headers.items():
@@ -246,62 +244,73 @@ async def _whole(accepted: _Accepted) -> HttpResponse:
     return JsonResponse(accepted.completion.whole(text, ended.usage))
 
 
-async def _started(events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-    """``events`` advanced to its first frame, then handed on whole.
+class _TaskEventStream(StreamingHttpResponse):
+    """A streamed completion's server-sent events.
 
-    Started, a stream is closed by the event loop even when it is dropped
-    unread (the client left before Django began to send it), and closing it
-    cancels its task; a stream never started would run no code at all."""
-    first = await anext(events)
-    return _resumed(first, events)
+    Django closes every response once it is done with it: sent to the end, cut
+    off by the client's disconnect, or never begun because the client left
+    between the view's return and the first byte. ``close`` is therefore the
+    one place that sees every way a stream can stop early, and it cancels the
+    task of a client that left (Django calls it in a thread, before the
+    request is finished, so the cancel is done when the server moves on)."""
+
+    def __init__(self, accepted: _Accepted) -> None:
+        self._accepted = accepted
+        self._progress = _StreamProgress()
+        super().__init__(_event_stream(accepted, self._progress), content_type="text/event-stream")
+        self["Cache-Control"] = "no-cache"
+
+    def close(self) -> None:
+        super().close()
+        if not self._progress.settled and not self._accepted.keep_on_disconnect:
+            cancel_task(self._accepted.task)
 
 
-async def _resumed(first: bytes, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-    async with aclosing(events):
-        yield first
-        async for part in events:
-            yield part
+@dataclass
+class _StreamProgress:
+    # The task's end was sent, or this stream has already given the task up:
+    # closing the response has nothing left to cancel.
+    settled: bool = False
 
 
-async def _event_stream(accepted: _Accepted) -> AsyncGenerator[bytes, None]:
+async def _event_stream(accepted: _Accepted, progress: _StreamProgress) -> AsyncGenerator[bytes, None]:
+    """The frames of the stream; one cut off by the client leaves
+    ``progress.settled`` false, so that closing the response cancels the task."""
     completion = accepted.completion
-    ended = False
     sent_text = False
-    try:
-        # First, at once: the role (chat), or a comment (text completions have no
-        # opening chunk). Nothing is awaited before it: see _started.
-        opening = completion.opening_chunk()
-        yield KEEP_ALIVE_FRAME if opening is None else frame(opening)
-        async with aclosing(follow(accepted.task.id, accepted.cipher)) as events:
-            async for event in events:
-                if isinstance(event, Idle):
-                    yield KEEP_ALIVE_FRAME
-                elif isinstance(event, Text):
-                    sent_text = True
-                    yield frame(completion.text_chunk(event.text))
-                elif isinstance(event, Restarted):
-                    if sent_text:
-                        # Text already sent cannot be taken back, and the new attempt
-                        # writes it all again: this stream cannot go on truthfully.
-                        message = (
-                            f"the generation restarted (attempt {event.attempt}) after text was sent; "
-                            f"the task's result will be at GET /api/v1/tasks/{accepted.task.id}"
-                        )
-                        yield frame(error_body(500, "generation_restarted", message))
-                        return
-                elif isinstance(event, Ended):
-                    ended = True
-                    if event.status != TaskState.SUCCEEDED:
-                        yield frame(_failure_body(event)[1])
-                        return
-                    if event.output and not sent_text:  # the log lost the chunks; the row has the text
-                        yield frame(completion.text_chunk(event.output))
-                    yield frame(completion.closing_chunk(event.usage))
-                    if completion.include_usage:
-                        yield frame(completion.usage_chunk(event.usage))
-                    yield DONE_FRAME
-    finally:
-        # Not ended: the client went away (Django cancels or closes this
-        # iterator) or the stream could not go on.
-        if not ended:
-            await _abandon(accepted)
+    # First, at once: the role (chat), or a comment (text completions have no
+    # opening chunk), so the client sees the stream open before the first token.
+    opening = completion.opening_chunk()
+    yield KEEP_ALIVE_FRAME if opening is None else frame(opening)
+    async with aclosing(follow(accepted.task.id, accepted.cipher)) as events:
+        async for event in events:
+            if isinstance(event, Idle):
+                yield KEEP_ALIVE_FRAME
+            elif isinstance(event, Text):
+                sent_text = True
+                yield frame(completion.text_chunk(event.text))
+            elif isinstance(event, Restarted):
+                if sent_text:
+                    # Text already sent cannot be taken back, and the new attempt
+                    # writes it all again: this stream cannot go on truthfully.
+                    message = (
+                        f"the generation restarted (attempt {event.attempt}) after text was sent; "
+                        f"the task's result will be at GET /api/v1/tasks/{accepted.task.id}"
+                    )
+                    # Given up before the client reads the error, as on a disconnect.
+                    await _abandon(accepted)
+                    progress.settled = True
+                    yield frame(error_body(500, "generation_restarted", message))
+                    return
+            elif isinstance(event, Ended):
+                progress.settled = True
+                if event.status != TaskState.SUCCEEDED:
+                    yield frame(_failure_body(event)[1])
+                    return
+                if event.output and not sent_text:  # the log lost the chunks; the row has the text
+                    yield frame(completion.text_chunk(event.output))
+                yield frame(completion.closing_chunk(event.usage))
+                if completion.include_usage:
+                    yield frame(completion.usage_chunk(event.usage))
+                yield DONE_FRAME
+
