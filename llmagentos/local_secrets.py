@@ -51,3 +51,23 @@ def load_secret(
         file=sys.stderr,
     )
     return value
+
+
+# What Django's deploy check (security.W009) asks of a SECRET_KEY.
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_DISTINCT_CHARACTERS = 5
+_INSECURE_PREFIX = "django-insecure-"  # what startproject writes: a key for development only
+
+
+def refuse_weak_secret_key(value: str) -> None:
+    """The production profile starts only with a strong SECRET_KEY (never shown in the error)."""
+    if (
+        len(value) < SECRET_KEY_MIN_LENGTH
+        or len(set(value)) < SECRET_KEY_MIN_DISTINCT_CHARACTERS
+        or value.startswith(_INSECURE_PREFIX)
+    ):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too weak for the production profile: it needs at least {SECRET_KEY_MIN_LENGTH} "
+            f"characters, {SECRET_KEY_MIN_DISTINCT_CHARACTERS} or more of them different, and no "
+            f"{_INSECURE_PREFIX!r} prefix (e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+        )

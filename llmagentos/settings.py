@@ -10,14 +10,17 @@ without real secrets).
 from __future__ import annotations
 
 import secrets
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 from huey import PriorityRedisHuey, SqliteHuey
 
 from llmagentos import env
-from llmagentos.local_secrets import load_secret
+from llmagentos.local_secrets import load_secret, refuse_weak_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env.string("DATA_DIR") or BASE_DIR / "var").resolve()
@@ -32,6 +35,8 @@ SECRET_KEY = load_secret(
     filename="secret_key",
     generate=lambda: secrets.token_urlsafe(50),
 )
+if PROFILE == "production":
+    refuse_weak_secret_key(SECRET_KEY)
 # Comma-separated Fernet keys; the first encrypts, all decrypt (key rotation).
 MASTER_KEYS = [
     key.strip()
@@ -65,7 +70,19 @@ SERVER_PROCESSES = env.integer(
     minimum=1,
     expected="a number of processes",
 )
-ALLOWED_HOSTS = sorted({HOST, "127.0.0.1", "localhost", "[::1]", "testserver"} | set(env.comma_list("ALLOWED_HOSTS")))
+if PROFILE == "production":
+    # Only the names the operator gives: a loopback or test name must not
+    # answer for a public service (a request with a forged Host would).
+    ALLOWED_HOSTS = env.comma_list("ALLOWED_HOSTS")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must be set in the production profile: the comma-separated host names "
+            "the service answers to (refusing to start without it)"
+        )
+else:
+    ALLOWED_HOSTS = sorted(
+        {HOST, "127.0.0.1", "localhost", "[::1]", "testserver"} | set(env.comma_list("ALLOWED_HOSTS"))
+    )
 CSRF_TRUSTED_ORIGINS = env.comma_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -80,6 +97,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    "axes",
     "huey.contrib.djhuey",
     "channels",
     "apps.security",
@@ -101,8 +119,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who acts and from where, for the audit log (apps.tenants.audit.record).
+    "apps.tenants.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last (django-axes): turns a locked-out login into the lockout page. It is
+    # sync- and async-capable, so it keeps an async chain async.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "llmagentos.urls"
@@ -193,6 +216,8 @@ SETTLEMENT_SWEEP_AFTER_SECONDS = env.whole_seconds("SETTLEMENT_SWEEP_AFTER_SECON
 
 # --- Auth ----------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out login before any password is checked (django-axes).
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -201,13 +226,34 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row
+# Password logins (the admin's) are throttled by django-axes: after
+# LOGIN_FAILURE_LIMIT failures for one username from one address, that pair is
+# refused, the right password too, until LOGIN_LOCKOUT_MINUTES have passed
+# without another try. Other users and addresses are unaffected. API keys and
+# operator tokens never go through django.contrib.auth.authenticate(), so this
+# never touches them. Operators unlock early in the admin (Axes: access
+# attempts) or with `manage.py axes_reset_username NAME`.
+AXES_FAILURE_LIMIT = env.integer("LOGIN_FAILURE_LIMIT", 5, minimum=1, expected="a number of failed logins")
+LOGIN_LOCKOUT_MINUTES = env.integer("LOGIN_LOCKOUT_MINUTES", 15, minimum=1, expected="a number of minutes")
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a successful login clears that pair's failures
+AXES_LOCKOUT_CALLABLE = "llmagentos.login_lockout.lockout_response"
 
 # --- API -------------------------------------------------------------------------
+# Request bodies: one larger than this is refused with 413 before it is read
+# (llmagentos.body_limit, in front of Django), and Django's own cap agrees.
+MAX_REQUEST_BODY_BYTES = env.integer(
+    "MAX_REQUEST_BODY_BYTES", 10 * 1024 * 1024, minimum=1, expected="a number of bytes"
+)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# JSON bodies nested deeper than this are refused with 400 (apps.core.parsers).
+MAX_JSON_DEPTH = env.integer("MAX_JSON_DEPTH", 64, minimum=1, expected="a number of levels")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.tenants.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["apps.tenants.permissions.HasActiveTenantKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.JSONParser"],  # DRF's, with MAX_JSON_DEPTH
     "EXCEPTION_HANDLER": "llmagentos.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "apps.core.openapi.ContractAutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -222,6 +268,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # The path converters of apps.core.converters.
+    "PATH_CONVERTER_OVERRIDES": {"id": uuid.UUID, "name": str, "name_path": str},
     # The credentials an API client presents; the admin's session is the browser's.
     "AUTHENTICATION_WHITELIST": [
         "apps.tenants.authentication.ApiKeyAuthentication",
@@ -233,10 +281,18 @@ SPECTACULAR_SETTINGS = {
         "PriorityEnum": "apps.tenants.models.PriorityClass",
         "BudgetPeriodEnum": "apps.tenants.models.BudgetPeriod",
         "WorkerStateEnum": "apps.workers.models.WorkerState",
+        "RoleEnum": "apps.tenants.roles.Role",
+        "ScopeEnum": "apps.tenants.roles.Scope",
     },
 }
 
 # --- Plugins (model adapters) ------------------------------------------------------
+# Whether model adapters may reach remote servers on loopback, private,
+# link-local or other non-public addresses (apps.catalog.adapters.resolve_upstream).
+# Local profile: yes (a vLLM beside `make run`). Production: no, unless set: a
+# base_url is then refused at registration and at each connection, so a model's
+# configuration cannot reach the platform's own network.
+ALLOW_PRIVATE_UPSTREAMS = env.boolean("ALLOW_PRIVATE_UPSTREAMS", PROFILE == "local")
 DEFAULT_PLUGINS = "plugins.echo,plugins.transformers,plugins.openai_compatible,plugins.vllm"
 LLMAGENTOS_PLUGINS = env.comma_list("LLMAGENTOS_PLUGINS", DEFAULT_PLUGINS)
 # Each plugin's settings, by plugin name: a JSON object in LLMAGENTOS_PLUGINS_CONFIG.
@@ -291,6 +347,9 @@ WORKER_LOST_SECONDS = env.seconds("WORKER_LOST_SECONDS", 30)
 STREAM_COALESCE_SECONDS = env.seconds("STREAM_COALESCE_SECONDS", 0.02)
 STREAM_TTL_SECONDS = env.whole_seconds("STREAM_TTL_SECONDS", 86400)  # Redis stream log lifetime
 STREAM_TOKEN_SECONDS = 300
+# WebSocket streams one tenant may have open at once, over all server processes
+# (apps.streaming.open_streams); one more is closed with code 4429.
+MAX_STREAMS_PER_TENANT = env.integer("MAX_STREAMS_PER_TENANT", 100, minimum=1, expected="a number of streams")
 # Browser origins (besides the server's own host) allowed to open streams; "*" for any.
 STREAM_ALLOWED_ORIGINS = env.comma_list("STREAM_ALLOWED_ORIGINS")
 
@@ -315,7 +374,12 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     # run_huey adds its own handler to "huey"; propagating would print each line twice.
-    "loggers": {"huey": {"propagate": False}},
+    "loggers": {
+        "huey": {"propagate": False},
+        # django-axes says "BEGIN" at every start and narrates each login at INFO;
+        # its warnings (a failed login, a lockout) are what an operator needs.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- Profile: production hardening ------------------------------------------------------

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("apps.streaming.api.urls")),
     path("", include("apps.catalog.api.urls")),
     path("", include("apps.scheduler.api.urls")),
+    path("", include("apps.tenants.api.urls")),
     # Operators: staff sessions or operator tokens (apps.tenants.permissions).
     path("ops/", include("apps.workers.api.urls")),
     path("ops/", include("apps.tenants.api.ops_urls")),

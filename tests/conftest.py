@@ -14,12 +14,12 @@ from typing import Any
 import hypothesis
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from apps.scheduler.queues import ModelQueue, created_queues, model_queue
 from apps.tenants.models import Tenant
 from apps.tenants.services import create_tenant, issue_api_key
+from tests.ops_support import make_operator
 
 # Property tests run the same examples on every run and machine: examples drawn from a
 # seed derived from each test, no example database carried between runs, no deadline
@@ -42,8 +42,9 @@ class ApiResponse:
 class ApiClient:
     """A tenant's view of the REST API (the full Django stack, middleware included)."""
 
-    def __init__(self, key: str | None) -> None:
+    def __init__(self, key: str | None, *, remote_addr: str = "127.0.0.1") -> None:
         extra = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+        extra["REMOTE_ADDR"] = remote_addr  # the caller's address, as the server sees it
         self._client = Client(**extra)
 
     def _wrap(self, response) -> ApiResponse:
@@ -108,11 +109,10 @@ def outsider_api(db) -> ApiClient:
 
 @pytest.fixture
 def staff_client(db) -> Client:
-    """An operator signed in to the admin (a staff user's session), CSRF checks on."""
-    # No password: force_login needs none, and hashing one is slow.
-    operator = get_user_model().objects.create_user("operator", password=None, is_staff=True)
+    """An operator signed in to the admin (a staff user's session, holding every
+    permission the operator API asks for), CSRF checks on."""
     client = Client(enforce_csrf_checks=True)
-    client.force_login(operator)
+    client.force_login(make_operator("operator"))
     return client
 
 

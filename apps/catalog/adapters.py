@@ -6,14 +6,23 @@ asked to ``cancel`` a request it is streaming (from another thread); it then
 stops early and still ends with ``Usage``. Errors are ``AdapterError``; a
 ``permanent`` one fails the task, any other is retried up to the platform's
 attempt limit. Everything else in the platform is private to it.
+
+An adapter that reaches a remote server checks the server's addresses with
+``resolve_upstream`` (at configuration and at every connection): loopback,
+private and other non-public addresses are refused unless the operator
+allows them (settings.ALLOW_PRIVATE_UPSTREAMS).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from django.conf import settings
 
 
 @dataclass(frozen=True)
@@ -132,3 +141,56 @@ class ModelAdapter(ABC):
         ``Usage`` reports, whatever this said.
         """
         return None
+
+
+# --- Remote servers: which addresses an adapter may reach ---------------------------------
+#
+# A model's remote (an OpenAI-compatible base_url) is chosen by an operator, but
+# tasks reach it on tenants' behalf: pointed at the platform's own network
+# (the database, Redis, a cloud metadata service at 169.254.169.254) it would
+# let a model configuration probe it. Addresses that are not public are refused
+# unless settings.ALLOW_PRIVATE_UPSTREAMS (true in the local profile, where the
+# remote is usually on the same machine; false in production). The check runs
+# on every address a host resolves to, and again at each connection, on the
+# address then connected to: a name that resolved to a public address when the
+# model was registered may resolve to another later (DNS rebinding).
+
+
+class UpstreamRefused(Exception):
+    """A remote server's address that adapters may not reach; the message says which and why."""
+
+
+def refused_reason(address: str) -> str | None:
+    """Why adapters may not reach ``address`` (an IP address), or None: it is public."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone ("fe80::1%eth0") is no part of it
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    # Most specific first: Python counts loopback, link-local and reserved ranges as private too.
+    for kind in ("loopback", "unspecified", "link_local", "multicast", "reserved", "private"):
+        if getattr(ip, f"is_{kind}"):
+            return f"a {kind.replace('_', '-')} address"
+    if not ip.is_global:  # e.g. shared address space (100.64.0.0/10), documentation ranges
+        return "not a public address"
+    return None
+
+
+def resolve_upstream(host: str, port: int) -> list[str]:
+    """The IP addresses to connect to for ``host``: all it resolves to, each checked.
+
+    Raises UpstreamRefused when any of them is not public (unless the operator
+    allows private upstreams), OSError when ``host`` does not resolve.
+    Connect only to the addresses returned, never to ``host`` by name again:
+    a second lookup may answer differently.
+    """
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    if not settings.ALLOW_PRIVATE_UPSTREAMS:
+        for address in addresses:
+            reason = refused_reason(address)
+            if reason is not None:
+                shown = host if host == address else f"{host} (resolved to {address})"
+                raise UpstreamRefused(
+                    f"{shown} is {reason}; remote models must be on public addresses "
+                    "unless the operator sets ALLOW_PRIVATE_UPSTREAMS=true"
+                )
+    return addresses

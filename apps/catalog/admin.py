@@ -86,6 +86,12 @@ class LLMModelAdmin(CatalogChangesReplan):
             field.queryset = obj.versions.all() if obj is not None else ModelVersion.objects.none()
         return form
 
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        # The grants (allowed_tenants) are saved here: each tenant granted or refused goes to the audit log.
+        before = services.grants_of(form.instance)
+        super().save_related(request, form, formsets, change)
+        services.record_grant_changes(form.instance, before)
+
     @admin.display(description="placement")
     def placement(self, obj: LLMModel) -> str:
         problems = [f"{v.version}: {v.placement_error}" for v in obj.versions.all() if v.placement_error]

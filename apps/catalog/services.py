@@ -18,7 +18,8 @@ from apps.catalog.plugins import registry
 from apps.catalog.resources import VersionError, effective_adapter_config
 from apps.catalog.tiny_model import build_tiny_model
 from apps.core.errors import Conflict, InvalidInput, Unavailable
-from apps.tenants.models import Tenant
+from apps.tenants import audit
+from apps.tenants.models import AuditAction, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def create_model(
                 raise _name_in_use(name)
             model.save()
             model.allowed_tenants.set(_tenants_by_slug(tenants))
+            record_grant_changes(model, before={})
             catalog_changed()
     except IntegrityError:  # a concurrent registration of the same name won
         raise _name_in_use(name) from None
@@ -147,9 +149,26 @@ def update_model(model: LLMModel, changes: Mapping[str, Any]) -> LLMModel:
         _check_fields(model)
         model.save()
         if "tenants" in changes:
+            before = grants_of(model)
             model.allowed_tenants.set(_tenants_by_slug(changes["tenants"]))
+            record_grant_changes(model, before)
         catalog_changed()
     return model
+
+
+def grants_of(model: LLMModel) -> dict[Any, Tenant]:
+    """The tenants ``model`` is granted to, by id (before a change, for record_grant_changes)."""
+    return {tenant.pk: tenant for tenant in model.allowed_tenants.all()}
+
+
+def record_grant_changes(model: LLMModel, before: Mapping[Any, Tenant]) -> None:
+    """An audit event for each tenant granted ``model`` or refused it since ``before`` (grants_of then)."""
+    after = grants_of(model)
+    target = f"model {model.name}"
+    for tenant in sorted((after[pk] for pk in after.keys() - before.keys()), key=lambda tenant: tenant.slug):
+        audit.record(AuditAction.MODEL_GRANTED, tenant=tenant, target=target)
+    for tenant in sorted((before[pk] for pk in before.keys() - after.keys()), key=lambda tenant: tenant.slug):
+        audit.record(AuditAction.MODEL_REVOKED, tenant=tenant, target=target)
 
 
 def _check_adapter(adapter: str, config: Any) -> None:

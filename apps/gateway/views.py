@@ -14,7 +14,6 @@ produced) unless it sent ``X-Keep-On-Disconnect: true``.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from rest_framework.request import Request
 
 from apps.catalog.models import LLMModel
 from apps.core.errors import InvalidInput, PermissionRefused, UnknownModel
+from apps.core.parsers import parse_json
 from apps.gateway.requests import CHAT, COMPLETION, PRIORITY_HEADER, TIER_OF_CLASS, Translated, translate
 from apps.gateway.responses import DONE_FRAME, KEEP_ALIVE_FRAME, Completion, frame
 from apps.gateway.stream import Ended, Idle, Restarted, Text, follow
@@ -176,7 +176,7 @@ def _accept(request: HttpRequest, kind: str) -> _Accepted | HttpResponse:
 
 def _json_body(request: HttpRequest) -> Any:
     try:
-        return json.loads(request.body or b"null")
+        return parse_json(request.body or b"null")  # capped nesting: apps.core.parsers
     except ValueError:
         raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
 

@@ -18,6 +18,9 @@ them either (Redis does not roll back with the database). Each admitted task has
 succeeded, failed or cancelled — at its actual usage, in full: a prompt that
 turned out longer than counted is charged too, so the budget can end a period
 over by that difference (the honest figure; admission refuses the next task).
+A task whose input takes its parents' outputs (``{{KEY.output}}``) is priced
+again when it is released, by its real input (``admit_release``): its
+reservation becomes that worst case, or it fails with budget_exceeded.
 
 The prompt's tokens come from the model's own adapter where it can count them
 (``apps.catalog.prompt_tokens``: a tokenizer, the echo adapter's words), counted
@@ -31,9 +34,10 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -102,6 +106,29 @@ def admit(tenant: Tenant, api_key: ApiKey | None, request: TaskRequest, prompt_t
             rate_limits=limits,
         )
     return Admission(task_id=task_id, cost_tokens=cost, rate_limits=limits)
+
+
+def admit_release(task: Task, resolved_input: Mapping[str, Any], prompt_tokens: int | None) -> None:
+    """Price a task again at its release, by its input with its parents' outputs in
+    it (apps.tasks.dependencies), and reserve that worst case in place of the one
+    admission made; OverBudget, having changed nothing, when it does not fit.
+
+    Admission priced the input as submitted, where a ``{{KEY.output}}`` is a few
+    characters; substituted, it can be any size, and only now is it known. Called
+    in the releasing transaction (which holds the tenant's admission lock), so
+    the release and its reservation commit together; the reservation's
+    conditional UPDATE cannot pass the budget whatever runs beside it.
+    ``prompt_tokens``: the model's own count of the substituted prompt, None
+    where it has none. Rate limits are not taken again: the task was counted
+    against them when it was submitted.
+    """
+    plan = Plan.objects.get(pk=task.tenant.plan_id)
+    if prompt_tokens is None:
+        prompt_tokens = estimate_prompt_tokens(resolved_input.get("prompt"), resolved_input.get("messages"))
+    try:
+        tenant_services.reprice_reservation(plan, task.pk, prompt_tokens + task.max_tokens)
+    except tenant_services.BudgetExceeded as exc:
+        raise OverBudget(_budget_message(exc)) from None
 
 
 def _check_priority(plan: Plan, priority: str) -> None:

@@ -14,6 +14,7 @@ class SchedulerConfig(AppConfig):
 
         # What the tasks app asks and announces (apps.tasks.lifecycle has the table).
         lifecycle.admit.register(admission.admit)
+        lifecycle.admit_release.register(admission.admit_release)
         lifecycle.estimate_wait.register(estimates.task_wait)
         lifecycle.ending.register("scheduler.settle", admission.settle_task)
         lifecycle.ended.register("scheduler.wake", wakeup.slot_freed)

@@ -18,7 +18,8 @@ class OperatorTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Revoke the selected tokens")
+    # An action without permissions is offered to whoever may view the list.
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke_tokens(self, request, queryset):
         for token in queryset:
             revoke_operator_token(token)

@@ -9,6 +9,9 @@ class StreamingConfig(AppConfig):
     def ready(self) -> None:
         from apps.streaming import services
         from apps.tasks import lifecycle
+        from apps.tenants.data_keys import encrypted_stores
 
         lifecycle.ended.register("streaming.done", services.publish_end)
         lifecycle.erased.register("streaming.purge", services.purge_streams)
+        for store in services.ENCRYPTED_STORES:
+            encrypted_stores.register(store)

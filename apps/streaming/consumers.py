@@ -15,11 +15,13 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from apps.streaming.auth import SUBPROTOCOL, StreamAccess, authorised_task, origin_allowed
 from apps.streaming.events import CHUNK, DONE, client_message, done_message, end_of
 from apps.streaming.hub import Subscription, hub
 from apps.streaming.log import stream_log
+from apps.streaming.open_streams import RENEW_SECONDS, close_stream, open_stream, renew_stream
 from apps.streaming.status import status_board
 from apps.tasks import services as task_services
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
@@ -32,6 +34,9 @@ PING_SECONDS = 15.0
 # A finished task whose log holds no end event (expired, or never written):
 # after this long the end is taken from the database instead.
 DONE_FALLBACK_SECONDS = 2.0
+# The close code of a stream refused because its tenant has MAX_STREAMS_PER_TENANT
+# open already (in the application range 4000-4999; "429" as HTTP's Too Many Requests).
+TOO_MANY_STREAMS = 4429
 
 
 class TaskStreamConsumer(AsyncWebsocketConsumer):
@@ -39,6 +44,7 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
     access: StreamAccess | None = None
     subscription: Subscription | None = None
     pump: asyncio.Task | None = None
+    place: uuid.UUID | None = None  # the lease on one of the tenant's stream places (open_streams)
 
     async def connect(self) -> None:
         try:
@@ -54,20 +60,33 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is answered with HTTP 403
             return
         self.task = self.access.task
+        self.place = place = await database_sync_to_async(open_stream)(self.task.tenant_id, self.task.id)
         after = _after_param(self.scope)
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None)
+        if place is None:
+            # Accepted, then closed: a refused handshake would reach the client as a
+            # bare HTTP 403, the same as a missing task; a close code says why.
+            cap = settings.MAX_STREAMS_PER_TENANT
+            await self._send({"type": "error", "message": f"too many open streams for this tenant (at most {cap})"})
+            await self.close(code=TOO_MANY_STREAMS)
+            return
         if after is None:
             await self._send({"type": "error", "message": "after must be a non-negative integer"})
             after = 0
         # The pump is handed what it reads (the attributes are None before connect).
         self.subscription = await hub().subscribe(self.task.id)
-        self.pump = asyncio.get_running_loop().create_task(self._pump(self.task, self.subscription, after))
+        self.pump = asyncio.get_running_loop().create_task(
+            self._pump(self.task, self.subscription, after, place)
+        )
 
     async def disconnect(self, code: int) -> None:
         if self.pump is not None:
             self.pump.cancel()
         if self.subscription is not None:
             hub().unsubscribe(self.subscription)
+        if self.place is not None:
+            place, self.place = self.place, None
+            await database_sync_to_async(close_stream)(place)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -85,14 +104,18 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
             {"type": "error", "message": "unknown message; the only client message is {\"type\": \"cancel\"}"}
         )
 
-    async def _pump(self, task: Task, subscription: Subscription, after: int) -> None:
+    async def _pump(self, task: Task, subscription: Subscription, after: int, place: uuid.UUID) -> None:
         cipher = task.tenant.cipher
         started = False
         last_sent = time.monotonic()
         quiet_since = time.monotonic()
+        renew_at = time.monotonic() + RENEW_SECONDS
         queue = subscription.queue
         in_a_row = 0  # events taken without waiting
         while True:
+            if time.monotonic() >= renew_at:
+                await database_sync_to_async(renew_stream)(place)
+                renew_at = time.monotonic() + RENEW_SECONDS
             if in_a_row >= BURST:
                 in_a_row = 0
                 await asyncio.sleep(0)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol, cast
 from weakref import WeakSet
 
 from asgiref.sync import sync_to_async
@@ -41,6 +41,7 @@ from django.utils import timezone
 from apps.core import notify
 from apps.core.fields import column_of, concrete_field
 from apps.core.rows import reader
+from apps.security.crypto import TenantCipher
 from apps.streaming.events import CHUNK, StoredEvent
 from apps.streaming.models import StreamEvent
 
@@ -395,6 +396,41 @@ class RedisStreamLog:
 
     def purge(self, task_id: uuid.UUID) -> None:
         self._sync.delete(self._key(task_id))
+
+    def reencrypt(self, task_id: uuid.UUID, cipher: TenantCipher) -> int:
+        """Rewrite the task's stream with every payload not under the tenant's primary
+        key re-encrypted (apps.tenants.data_keys); returns how many were rewritten.
+
+        Stream entries cannot be changed in place: the stream is deleted and
+        written again in one MULTI, each entry under its own id, so a reader's
+        cursor stays valid and nothing is read twice. WATCH makes it
+        conditional: an event appended meanwhile aborts it, and it is redone.
+        """
+        import redis
+
+        key = self._key(task_id)
+        with self._sync.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    # (This client's replies are all bytes: see last_seq.)
+                    entries = cast(list[tuple[bytes, dict[Any, Any]]], pipe.xrange(key))
+                    stale = {entry_id for entry_id, fields in entries if not cipher.is_current(fields[b"p"])}
+                    if not stale:
+                        return 0
+                    ttl_ms = pipe.pttl(key)
+                    pipe.multi()
+                    pipe.delete(key)
+                    for entry_id, fields in entries:
+                        if entry_id in stale:
+                            fields = {**fields, b"p": cipher.reencrypt(fields[b"p"])}
+                        pipe.xadd(key, fields, id=entry_id)
+                    if ttl_ms > 0:
+                        pipe.pexpire(key, ttl_ms)
+                    pipe.execute()
+                    return len(stale)
+                except redis.WatchError:
+                    continue
 
     # --- reading ------------------------------------------------------------------------
 

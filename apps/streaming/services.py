@@ -8,10 +8,14 @@ from collections.abc import Sequence
 
 from django.conf import settings
 
+from apps.security.crypto import TenantCipher
 from apps.streaming.events import DONE, end_of, seal
-from apps.streaming.log import stream_log
+from apps.streaming.log import RedisStreamLog, stream_log
+from apps.streaming.models import StreamEvent
 from apps.streaming.publisher import StreamPublisher
 from apps.tasks.models import Task
+from apps.tenants.data_keys import Batch, Cursor, EncryptedColumns, walk
+from apps.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -47,3 +51,43 @@ def purge_streams(task_ids: Sequence[uuid.UUID]) -> None:
     """apps.tasks.lifecycle ``erased`` effect."""
     for task_id in task_ids:
         purge_stream(task_id)
+
+
+# --- Where the stream log keeps ciphertext (apps.tenants.data_keys) ----------------------
+
+
+def _events_of(tenant: Tenant):
+    return StreamEvent.objects.filter(task_id__in=Task.objects.for_tenant(tenant).values("pk"))
+
+
+# The database log (embedded mode): one row per event. (Empty in distributed mode.)
+DATABASE_LOG_STORE = EncryptedColumns("streaming.database-log", _events_of, ("payload",))
+
+
+class RedisLogStore:
+    """The Redis log's streams of a tenant, one per task (distributed mode; walked by task)."""
+
+    name = "streaming.redis-log"
+
+    def _log(self) -> RedisStreamLog | None:
+        log = stream_log()
+        return log if isinstance(log, RedisStreamLog) else None
+
+    def count(self, tenant: Tenant) -> int:
+        return Task.objects.for_tenant(tenant).count() if self._log() is not None else 0
+
+    def reencrypt(self, tenant: Tenant, cipher: TenantCipher, after: Cursor, limit: int) -> Batch:
+        log = self._log()
+        if log is None:
+            return Batch(after, 0, 0, True)
+        found, cursor, done = walk(Task.objects.for_tenant(tenant), after, limit)
+        return Batch(cursor, len(found), sum(log.reencrypt(task_id, cipher) for (task_id,) in found), done)
+
+    def purge(self, tenant: Tenant) -> None:
+        log = self._log()
+        if log is not None:
+            for task_id in Task.objects.for_tenant(tenant).values_list("pk", flat=True):
+                log.purge(task_id)
+
+
+ENCRYPTED_STORES = (DATABASE_LOG_STORE, RedisLogStore())

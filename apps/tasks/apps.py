@@ -8,6 +8,9 @@ class TasksConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the periodic jobs with Huey in every process (the consumer runs them).
-        from apps.tasks import dependencies, jobs, lifecycle  # noqa: F401
+        from apps.tasks import dependencies, jobs, lifecycle, payloads  # noqa: F401
+        from apps.tenants.data_keys import encrypted_stores
 
         lifecycle.ended.register("tasks.dependants", dependencies.task_ended)
+        for store in payloads.ENCRYPTED_STORES:
+            encrypted_stores.register(store)

@@ -7,13 +7,19 @@ The rules (docs/api.md, "Dependencies and workflows"):
   are replaced by the parents' outputs (apps.tasks.graph.substitute: literal,
   one pass) and its encrypted input is rewritten with the result, so what
   GET shows is what the model was given, and retries see the same text.
+- A task whose input took its parents' outputs is priced again at its
+  release, by that input, like a submission: longer than a submitted prompt
+  may be, it fails with ``input_too_long``; over the token budget, with
+  ``budget_exceeded`` (its reservation is made for the substituted input in
+  the releasing transaction, or it fails in it).
 - When a parent fails or is cancelled, every waiting descendant fails with
   ``dependency_failed`` and a message naming that parent and its state.
 
 Races. Every transition here is a conditional UPDATE on ``state='waiting'``
 whose row count is checked, so a task is released (and announced to the
 dispatcher) or failed exactly once however many parents finish at the same
-moment. Nothing is locked: a parent's end and a child's submission each look
+moment. Nothing is locked (but the tenant's admission lock, where a release
+re-prices the task): a parent's end and a child's submission each look
 at the other after their own commit (``task_ended`` after the parent's,
 ``_settle`` after the child's), so whichever commits last sees both.
 ``settle_stranded`` (a periodic job) catches a task whose hook was lost with
@@ -30,10 +36,12 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput
+from apps.catalog.prompt_tokens import count_prompt_tokens
+from apps.core.errors import InvalidInput, OverBudget
 from apps.tasks import graph, lifecycle, statements
 from apps.tasks.models import EndReason, Task, TaskDependency, TaskState
 from apps.tasks.payloads import node_ids, read_input, read_output
+from apps.tenants.services import lock_admissions
 
 DEPENDENCY_FAILED = EndReason.DEPENDENCY_FAILED
 MAX_PARENTS = 100
@@ -59,7 +67,7 @@ def attach_parents(task: Task, parent_ids: Sequence[str]) -> None:
         raise InvalidInput(f"depends_on: no task with id {missing[0]}", code="parent_not_found", param="depends_on")
     parents = [found[parent_id] for parent_id in parent_ids]  # in the order given: GET shows it so
     TaskDependency.objects.bulk_create([TaskDependency(child=task, parent_id=pk) for pk in parents])
-    _raise_ranks(parents, task.critical_path_rank + 1)
+    _raise_ranks(task)
     _settle(task.pk)
     # A parent may finish between this read and our commit; its own hook then
     # cannot see this uncommitted task, so look again once committed.
@@ -67,29 +75,23 @@ def attach_parents(task: Task, parent_ids: Sequence[str]) -> None:
     task.refresh_from_db()
 
 
-def _raise_ranks(task_ids: Iterable[uuid.UUID], rank: int) -> None:
+def _raise_ranks(task: Task) -> None:
     """A new descendant chain may lengthen its ancestors' critical paths.
 
     Only tasks not yet dispatched matter (waiting, queued); a queued task's
     parents have all succeeded, so the walk goes on through waiting ones only.
+
+    Bounded work, in one statement (apps.tasks.statements.raise_ancestor_ranks).
+    Walking up level by level, a task added at the end of a chain of n waiting
+    tasks raised every one of them: n rounds of queries in the submitting
+    transaction. Ranks instead saturate at ``graph.RANK_HORIZON``, so the walk
+    stops that many levels up (an ancestor farther up already ranks at the
+    cap), and a recursive CTE does the walk and the UPDATE at once: the
+    submission's statement count no longer grows with the chain. (Storing a
+    depth from the roots would be cheaper still, but it orders the wrong way:
+    the dispatcher must start the task with the most work behind it.)
     """
-    not_started = (TaskState.WAITING, TaskState.QUEUED)
-    frontier = list(task_ids)
-    while frontier:
-        raised = list(
-            Task.objects.filter(pk__in=frontier, state__in=not_started, critical_path_rank__lt=rank).values_list(
-                "pk", flat=True
-            )
-        )
-        if not raised:
-            return
-        Task.objects.filter(pk__in=raised, critical_path_rank__lt=rank).update(critical_path_rank=rank)
-        frontier = list(
-            TaskDependency.objects.filter(child_id__in=raised, child__state=TaskState.WAITING)
-            .values_list("parent_id", flat=True)
-            .distinct()
-        )
-        rank += 1
+    statements.raise_ancestor_ranks(task.pk, task.critical_path_rank, graph.RANK_HORIZON)
 
 
 # --- Release and failure ---------------------------------------------------------------
@@ -122,35 +124,91 @@ def _settle_and_dispatch(task_ids: Sequence[uuid.UUID]) -> None:
 
 def _settle(task_id: uuid.UUID) -> Task | None:
     """Release a waiting task whose parents all succeeded (its input resolved),
-    or fail it when a parent failed or was cancelled. The released task, else None."""
-    with transaction.atomic():
-        task = Task.objects.select_related("tenant", "workflow").filter(pk=task_id, state=TaskState.WAITING).first()
-        if task is None:
+    or fail it when a parent failed or was cancelled. The released task, else None.
+
+    A task whose input took its parents' outputs is priced again at its
+    release, by its real input (``lifecycle.admit_release``): admission could
+    only count the references. It fails instead, and what waits on it with it,
+    when that input is longer than a submitted prompt may be (input_too_long)
+    or no longer fits in the budget (budget_exceeded).
+    """
+    task = (
+        Task.objects.select_related("tenant", "workflow", "model", "model_version")
+        .filter(pk=task_id, state=TaskState.WAITING)
+        .first()
+    )
+    if task is None:
+        return None
+    parents = list(task.parents.only("pk", "state", "error_code", "output_ciphertext", "tenant_id"))
+    doomed = next((parent for parent in parents if parent.state in DOOMING_STATES), None)
+    if doomed is not None:
+        _fail_waiting([task.pk], _failure_reason(doomed))
+        return None
+    if any(parent.state != TaskState.SUCCEEDED for parent in parents):
+        return None
+    payload = read_input(task)
+    resolved = payload
+    if payload is not None:
+        by_key = _parents_by_key(task, parents)
+        outputs = {key: read_output(parent) for key, parent in by_key.items()}
+        references = graph.input_references(payload.get("prompt"), payload.get("messages"))
+        erased = [by_key[key] for _, key in references if key in outputs and outputs[key] is None]
+        if erased:
+            _fail_waiting([task.pk], f"the output of dependency {erased[0].pk} was erased before this task ran")
             return None
-        parents = list(task.parents.only("pk", "state", "error_code", "output_ciphertext", "tenant_id"))
-        doomed = next((parent for parent in parents if parent.state in DOOMING_STATES), None)
-        if doomed is not None:
-            _fail_waiting([task.pk], _failure_reason(doomed))
+        # No referenced output is None past the check above; unreferenced ones are not needed.
+        present = {key: output for key, output in outputs.items() if output is not None}
+        try:
+            resolved = graph.substitute_input(payload, present)
+        except graph.InputTooLong as too_long:
+            _fail_at_release(task, TaskState.WAITING, EndReason.INPUT_TOO_LONG, str(too_long))
             return None
-        if any(parent.state != TaskState.SUCCEEDED for parent in parents):
-            return None
-        payload = read_input(task)
-        fields: dict[str, object] = {}
-        if payload is not None:
-            by_key = _parents_by_key(task, parents)
-            outputs = {key: read_output(parent) for key, parent in by_key.items()}
-            references = graph.input_references(payload.get("prompt"), payload.get("messages"))
-            erased = [by_key[key] for _, key in references if key in outputs and outputs[key] is None]
-            if erased:
-                _fail_waiting([task.pk], f"the output of dependency {erased[0].pk} was erased before this task ran")
-                return None
-            # No referenced output is None past the check above; unreferenced ones are not needed.
-            present = {key: output for key, output in outputs.items() if output is not None}
-            fields["input_ciphertext"] = task.tenant.cipher.encrypt_json(graph.substitute_input(payload, present))
+    if resolved == payload:  # nothing substituted: admission priced this very input
         released = Task.objects.filter(pk=task.pk, state=TaskState.WAITING).update(
-            state=TaskState.QUEUED, queued_at=timezone.now(), **fields
+            state=TaskState.QUEUED, queued_at=timezone.now()
         )
         return task if released else None
+    assert resolved is not None
+    # Counted before the transaction, as at submission: a model's first count
+    # in a process reads its tokenizer, which must not hold a write lock.
+    prompt_tokens = count_prompt_tokens(
+        task.model, task.model_version, resolved.get("prompt"), resolved.get("messages")
+    )
+    with transaction.atomic():
+        # The tenant's admission lock first, as a submission takes it (then task
+        # rows, then the ledger): taken after this task's row, a submission
+        # raising the ranks of its ancestors could deadlock with this release.
+        lock_admissions(task.tenant)
+        released = Task.objects.filter(pk=task.pk, state=TaskState.WAITING).update(
+            state=TaskState.QUEUED, queued_at=timezone.now(),
+            input_ciphertext=task.tenant.cipher.encrypt_json(resolved),
+        )
+        if not released:
+            return None
+        try:
+            # Reserves for this input in place of the submitted one, or refuses
+            # having changed nothing; either way in this transaction.
+            lifecycle.admit_release(task, resolved, prompt_tokens)
+        except OverBudget as refusal:
+            _fail_at_release(task, TaskState.QUEUED, EndReason.BUDGET_EXCEEDED, refusal.message)
+            return None
+    return task
+
+
+def _fail_at_release(task: Task, state: TaskState, reason: EndReason, message: str) -> None:
+    """``task`` (in ``state``) cannot run with the input its parents gave it: it
+    fails with ``reason``, and what waits on it fails as a failed parent's
+    dependants do, in one transaction (its end settles its reservation)."""
+    with transaction.atomic():
+        lock_admissions(task.tenant)  # the submission's lock order (see _settle)
+        failed = Task.objects.filter(pk=task.pk, state=state).update(
+            state=TaskState.FAILED, finished_at=timezone.now(), error_code=reason, error_message=message
+        )
+        if not failed:
+            return
+        lifecycle.announce_end(task.pk)
+        task.state, task.error_code = TaskState.FAILED, reason
+        _fail_waiting(statements.waiting_children(task.pk), _failure_reason(task))
 
 
 def _parents_by_key(task: Task, parents: Sequence[Task]) -> dict[str, Task]:

@@ -23,6 +23,19 @@ NODE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # KEY is a node name or a task id (a UUID fits the same characters).
 REFERENCE = re.compile(r"\{\{\s*([A-Za-z0-9_-]{1,64})\.output\s*\}\}")
 
+# The longest prompt, or content of one message, a task may have: what a
+# submission may send (the API validates it), and what a task's input may grow
+# to when its parents' outputs are substituted (``substitute_input``).
+MAX_PROMPT_CHARS = 200_000
+
+# Critical-path ranks saturate here: a task with a chain of this many tasks
+# waiting behind it ranks as high as one with a longer chain. It keeps each
+# dependent submission's rank update bounded (apps.tasks.dependencies): an
+# ancestor more than this many links up already ranks at the cap, so the walk
+# up stops there and the capped ranks stay exact. A workflow has at most 100
+# nodes, so its ranks (at most 99) are never capped.
+RANK_HORIZON = 100
+
 
 def find_cycle(depends_on: Mapping[str, Sequence[str]]) -> list[str] | None:
     """A cycle as ``[a, b, …, a]`` (each depends on the next), or None.
@@ -127,8 +140,43 @@ def substitute(text: str, outputs: Mapping[str, str]) -> str:
     return REFERENCE.sub(replace, text)
 
 
-def substitute_input(payload: Mapping[str, Any], outputs: Mapping[str, str]) -> dict[str, Any]:
-    """A task input (prompt or messages, stop) with its references replaced."""
+class InputTooLong(ValueError):
+    """A field of a task's input would pass its limit once its references are replaced."""
+
+    def __init__(self, field: str, length: int, limit: int) -> None:
+        super().__init__(
+            f"{field} would be {length} characters once its references are replaced (the limit is {limit})"
+        )
+        self.field, self.length, self.limit = field, length, limit
+
+
+def substituted_length(text: str, outputs: Mapping[str, str]) -> int:
+    """How long ``substitute(text, outputs)`` would be, without building it.
+
+    A prompt of 200,000 characters holds over 16,000 references; each
+    replaced by a long output, the text would take gigabytes, so its length
+    is known before the text is built."""
+    length = len(text)
+    for match in REFERENCE.finditer(text):
+        output = outputs.get(match.group(1))
+        if output is not None:
+            length += len(output) - (match.end() - match.start())
+    return length
+
+
+def substitute_input(
+    payload: Mapping[str, Any], outputs: Mapping[str, str], limit: int = MAX_PROMPT_CHARS
+) -> dict[str, Any]:
+    """A task input (prompt or messages, stop) with its references replaced.
+
+    Each field is held to ``limit`` characters after the replacement, as a
+    submitted prompt is before it: InputTooLong names the first field over it.
+    """
+    texts = [("prompt", payload.get("prompt"))]
+    texts += [(f"messages.{i}.content", m.get("content") or "") for i, m in enumerate(payload.get("messages") or ())]
+    for field, text in texts:
+        if text is not None and (length := substituted_length(text, outputs)) > limit:
+            raise InputTooLong(field, length, limit)
     resolved = dict(payload)
     if payload.get("prompt") is not None:
         resolved["prompt"] = substitute(payload["prompt"], outputs)

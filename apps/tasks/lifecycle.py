@@ -16,6 +16,8 @@ hook                when it runs                registered by
 ``erased``          after commit                streaming: purge the chunk logs
 ``admit``           in the submitting           scheduler: quotas, budget
                     transaction (a Port)        reservation, rate limits
+``admit_release``   in the releasing            scheduler: price the input as
+                    transaction (a Port)        substituted, re-reserve the budget
 ``estimate_wait``   on read (a Port)            scheduler: queue position and
                                                 estimated start
 ==================  ==========================  ===================================
@@ -28,7 +30,7 @@ dispatcher's tick) catch up on what a lost effect left undone.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -64,6 +66,10 @@ erased: Hook[[Sequence[uuid.UUID]]] = Hook("tasks erased (after commit)")
 # (tenant, key, request, the model's own count of the prompt's tokens or None)
 admit: Port[[Tenant, ApiKey | None, TaskRequest, int | None], Admission] = Port("task admission")
 estimate_wait: Port[[Task], Any] = Port("task wait estimate")
+# (task being released, tenant loaded; its input with the parents' outputs in
+# it; the model's own count of that prompt's tokens or None). Raises OverBudget
+# (apps.core.errors) when the task no longer fits in the budget.
+admit_release: Port[[Task, Mapping[str, Any], int | None], None] = Port("released task admission")
 
 
 def announce_end(task_id: uuid.UUID, usage: Usage | None = None, ended_task: Task | None = None) -> None:

@@ -42,6 +42,9 @@ class EndReason(models.TextChoices):
     GENERATION_FAILED = "generation_failed", "the model failed while generating"
     WORKER_LOST = "worker_lost", "the worker stopped responding"
     DEPENDENCY_FAILED = "dependency_failed", "a dependency failed or was cancelled"
+    # At its release (apps.tasks.dependencies), once the parents' outputs are in its input:
+    INPUT_TOO_LONG = "input_too_long", "the input with its dependencies' outputs is longer than a prompt may be"
+    BUDGET_EXCEEDED = "budget_exceeded", "the input with its dependencies' outputs does not fit in the token budget"
 
 
 # Not an end: the error of an attempt given back to the queue for a retry.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from apps.tasks.models import Task, Workflow
+from apps.tenants.data_keys import EncryptedColumns
 
 
 def read_input(task: Task) -> dict[str, Any] | None:
@@ -32,3 +33,14 @@ def node_ids(workflow: Workflow) -> dict[str, str]:
     if workflow.nodes_ciphertext is None:
         return {}
     return workflow.tenant.cipher.decrypt_json(bytes(workflow.nodes_ciphertext))["nodes"]
+
+
+# Where tasks keep ciphertext, for re-encryption and crypto-shredding
+# (apps.tenants.data_keys; registered in TasksConfig.ready()). Workflows
+# first: stores are purged in reverse, and a task's workflow is protected.
+ENCRYPTED_STORES = (
+    EncryptedColumns("tasks.workflows", Workflow.objects.for_tenant, ("nodes_ciphertext",)),
+    EncryptedColumns(
+        "tasks.tasks", Task.objects.for_tenant, ("input_ciphertext", "meta_ciphertext", "output_ciphertext")
+    ),
+)

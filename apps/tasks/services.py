@@ -149,7 +149,7 @@ def _earlier_submission(tenant: Tenant, key_digest: str, request_digest: str) ->
     return Submission(task=earlier.task, replayed=True)
 
 
-def task_of(tenant: Tenant, task_id: str) -> Task:
+def task_of(tenant: Tenant, task_id: uuid.UUID | str) -> Task:
     """The tenant's task with this id, model, version and tenant loaded. A missing
     task and another tenant's are refused alike (NotFound)."""
     try:

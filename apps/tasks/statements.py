@@ -180,3 +180,49 @@ def waiting_children(parent_id: Any) -> list[Any]:
     with connection.cursor() as cursor:
         cursor.execute(_children_sql(connection.vendor, connection.alias), [_prep("id", parent_id), TaskState.WAITING])
         return [read(row[0]) for row in cursor.fetchall()]
+
+
+@functools.cache
+def _raise_ranks_sql(vendor: str, alias: str) -> str:
+    q = functools.partial(quote, connection)
+    task, link = q(Task._meta.db_table), q(TaskDependency._meta.db_table)
+    task_id, state, rank = (q(column_of(Task, name)) for name in ("id", "state", "critical_path_rank"))
+    child, parent = q(column_of(TaskDependency, "child")), q(column_of(TaskDependency, "parent"))
+    # ancestor(id, reach): each ancestor with a rank one path to it asks for;
+    # UNION (not ALL) keeps each (id, reach) once, so a diamond is not walked twice.
+    # The seed is cast: PostgreSQL types the recursive column by it. The state
+    # is a scalar subquery, looked up by primary key for each row of the walk:
+    # as a join, PostgreSQL may read every waiting task at each level.
+    return (
+        f"WITH RECURSIVE ancestor(id, reach) AS ("
+        f"SELECT {link}.{parent}, CAST(%s AS INTEGER) FROM {link} WHERE {link}.{child} = %s "
+        f"UNION "
+        f"SELECT {link}.{parent}, ancestor.reach + 1 FROM ancestor "
+        f"JOIN {link} ON {link}.{child} = ancestor.id "
+        f"WHERE ancestor.reach < %s "
+        f"AND (SELECT {task}.{state} FROM {task} WHERE {task}.{task_id} = ancestor.id) = %s"
+        f") "
+        f"UPDATE {task} SET {rank} = best.reach "
+        f"FROM (SELECT id, MAX(reach) AS reach FROM ancestor GROUP BY id) AS best "
+        f"WHERE {task}.{task_id} = best.id AND {task}.{state} IN (%s, %s) AND {task}.{rank} < best.reach"
+    )
+
+
+def raise_ancestor_ranks(child_id: Any, rank: int, horizon: int) -> int:
+    """Raise the critical-path ranks of ``child_id``'s not-yet-started ancestors
+    to at least their distance from it plus ``rank`` (its parents: ``rank`` + 1),
+    counting no rank past ``horizon``; how many rows changed.
+
+    One statement whatever the graph's size: a recursive CTE walks up through
+    waiting tasks only (a queued task's parents have all succeeded) and stops
+    ``horizon`` levels up, and one UPDATE … FROM raises the ranks that are lower.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _raise_ranks_sql(connection.vendor, connection.alias),
+            [
+                min(rank + 1, horizon), _prep("id", child_id), horizon, TaskState.WAITING,
+                TaskState.WAITING, TaskState.QUEUED,
+            ],
+        )
+        return cursor.rowcount

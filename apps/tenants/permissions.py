@@ -5,13 +5,18 @@ Tenant endpoints: an active tenant's key holding the view's scope.
 The operator API (/api/v1/ops/…): active staff users, signed in to the admin
 (a Django session, with CSRF enforced on writes: DRF's SessionAuthentication),
 or with an operator token (``Authorization: Bearer llo_…``, from ``manage.py
-create_operator_token``). A tenant's API key is recognised only so it can be
-refused clearly: tenants never reach operator endpoints. (Here, not in
-apps.security, because recognising a key needs this app.)
+create_operator_token``), holding the Django permission the admin would need
+for the same action (``HasOperatorPermission``). A tenant's API key is
+recognised only so it can be refused clearly: tenants never reach operator
+endpoints. (Here, not in apps.security, because recognising a key and a
+tenant needs this app.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
@@ -84,3 +89,58 @@ class IsStaffOperator(permissions.BasePermission):
         if not (user.is_active and user.is_staff):
             raise exceptions.PermissionDenied("operator endpoints are for staff users", code="staff_only")
         return True
+
+
+class HasOperatorPermission(IsStaffOperator):
+    """Active staff holding the Django permission the admin would ask for the same
+    action: the one rule of every operator endpoint (superusers hold them all).
+
+    A view names the permission per HTTP method in ``operator_permissions``
+    (``{"GET": "tenants.view_plan", "PATCH": "tenants.change_plan"}``); HEAD and
+    OPTIONS need GET's. A method missing there is a programming error, never an
+    open door. With the model permission, an operator acts on every object.
+    Without it, on a view that acts on one tenant's objects (it calls
+    ``check_object_permissions(request, tenant)``), a guardian object permission
+    on that tenant is enough: ``view_tenant`` to read, ``change_tenant`` to
+    write; so an operator can be limited to some tenants.
+    """
+
+    def has_permission(self, request: Request, view) -> bool:
+        super().has_permission(request, view)
+        needed = operator_permission(request, view)
+        if needed is None or request.user.has_perm(needed):
+            return True
+        if getattr(view, "acts_on_one_tenant", False):
+            return True  # decided on the tenant, in has_object_permission
+        raise _lacks(needed)
+
+    def has_object_permission(self, request: Request, view, obj) -> bool:
+        needed = operator_permission(request, view)
+        user = request.user
+        if needed is None or user.has_perm(needed):
+            return True
+        if isinstance(obj, Tenant):
+            on_tenant = "tenants.view_tenant" if request.method in permissions.SAFE_METHODS else "tenants.change_tenant"
+            if user.has_perm(on_tenant, obj):
+                return True
+            raise _lacks(needed, f" (or {on_tenant!r} on the tenant {obj.slug!r})")
+        raise _lacks(needed)
+
+
+def operator_permission(request: Request, view) -> str | None:
+    """The permission ``view`` needs for ``request``'s method ("app_label.codename");
+    None for a method the view does not handle (it answers 405)."""
+    by_method: Mapping[str, str] = getattr(view, "operator_permissions", {})
+    method = "GET" if request.method in ("HEAD", "OPTIONS") else (request.method or "")
+    if not hasattr(view, method.lower()):
+        return None
+    needed = by_method.get(method)
+    if needed is None:
+        raise ImproperlyConfigured(f"{type(view).__name__}.operator_permissions names no permission for {method}")
+    return needed
+
+
+def _lacks(needed: str, alternative: str = "") -> exceptions.PermissionDenied:
+    return exceptions.PermissionDenied(
+        f"this needs the permission {needed!r}{alternative}", code="permission_denied"
+    )

@@ -2,36 +2,44 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
+from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.core.errors import InvalidInput
+from apps.core.errors import InvalidInput, PermissionRefused
 from apps.core.secrets import SecretKind
-from apps.security.crypto import DecryptionError, rewrap_data_key
-from apps.tenants import statements
+from apps.security.crypto import DecryptionError, destroyed_key, rewrap_data_key
+from apps.tenants import audit, roles, statements
 from apps.tenants.models import (
     ALL_SCOPES,
     DEFAULT_PLAN_NAME,
     PLAN_LIMIT_FIELDS,
     ApiKey,
+    AuditAction,
     BudgetLedger,
     BudgetPeriod,
+    Membership,
     Plan,
     QuotaState,
     TaskCharge,
     Tenant,
 )
+
+if TYPE_CHECKING:
+    # settings.AUTH_USER_MODEL, which ApiKey.created_by points to, is the stock User.
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +69,19 @@ def create_tenant(name: str, slug: str | None = None) -> Tenant:
     with transaction.atomic():
         if Tenant.objects.filter(slug=slug).exists():
             raise TenantError(f"a tenant with slug {slug!r} exists")
-        return Tenant.objects.create(name=name, slug=slug, plan=default_plan())
+        tenant = Tenant.objects.create(name=name, slug=slug, plan=default_plan())
+        audit.record(AuditAction.TENANT_CREATED, tenant=tenant, target=f"tenant {slug}", changes={"name": [None, name]})
+        return tenant
+
+
+class ScopeNotAllowed(PermissionRefused):
+    """A key was asked for scopes beyond what its maker holds (403, param ``scopes``)."""
+
+    default_code = "scope_not_allowed"
+
+    def __init__(self, holder: str, beyond: list[str]) -> None:
+        super().__init__(f"{holder} cannot grant the scopes {', '.join(beyond)}", param="scopes")
+        self.scopes = beyond
 
 
 def issue_api_key(
@@ -70,25 +90,66 @@ def issue_api_key(
     name: str = "",
     scopes: list[str] | None = None,
     expires_at: datetime | None = None,
+    created_by: User | None = None,
 ) -> IssuedKey:
-    scopes = list(ALL_SCOPES if scopes is None else scopes)
-    unknown = sorted(set(scopes) - set(ALL_SCOPES))
-    if unknown:
-        raise TenantError(f"unknown scopes: {', '.join(unknown)}")
+    """A new key. ``created_by``: the member it is made for (None: an operator's
+    key, every scope by default); never more scopes than that member's role allows,
+    and by default all of those."""
+    allowed = ALL_SCOPES if created_by is None else _role_scopes_of(tenant, created_by)
+    scopes = [scope for scope in ALL_SCOPES if scope in allowed] if scopes is None else checked_scopes(scopes)
+    beyond = [scope for scope in scopes if scope not in allowed]
+    if beyond:
+        raise ScopeNotAllowed(f"the role of {created_by} in {tenant.slug}", beyond)
     new = API_KEYS.issue()
-    api_key = ApiKey.objects.create(
-        tenant=tenant,
-        name=name,
-        prefix=new.public_id,
-        key_hash=new.digest,
-        scopes=scopes,
-        expires_at=expires_at,
-    )
+    with transaction.atomic():
+        api_key = ApiKey.objects.create(
+            tenant=tenant,
+            name=name,
+            prefix=new.public_id,
+            key_hash=new.digest,
+            scopes=scopes,
+            expires_at=expires_at,
+            created_by=created_by,
+        )
+        audit.record(
+            AuditAction.KEY_CREATED,
+            tenant=tenant,
+            target=key_target(api_key),
+            changes=audit.diff(None, api_key, KEY_AUDIT_FIELDS),
+        )
     return IssuedKey(api_key=api_key, secret=new.value)
 
 
+def _role_scopes_of(tenant: Tenant, user: User) -> frozenset[str]:
+    membership = Membership.objects.filter(tenant=tenant, user=user, user__is_active=True).first()
+    if membership is None:
+        raise PermissionRefused(f"{user} is not an active member of {tenant.slug}", code="not_a_member")
+    return roles.role_scopes(membership.role)
+
+
+def checked_scopes(scopes: object) -> list[str]:
+    """``scopes`` when it is a list of known scope names; else TenantError naming the known ones."""
+    known = ", ".join(ALL_SCOPES)
+    if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
+        raise TenantError(f"scopes must be a list of scope names ({known})", param="scopes")
+    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown:
+        raise TenantError(f"unknown scopes: {', '.join(unknown)} (the scopes are {known})", param="scopes")
+    return scopes
+
+
 def revoke_api_key(api_key: ApiKey) -> None:
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    with transaction.atomic():
+        if ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            audit.record(AuditAction.KEY_REVOKED, tenant=api_key.tenant, target=key_target(api_key))
+
+
+# What the audit log says of a key: never its secret or hash (apps.tenants.audit).
+KEY_AUDIT_FIELDS = ("name", "scopes", "expires_at")
+
+
+def key_target(api_key: ApiKey) -> str:
+    return f"key {api_key.prefix} ({api_key.name})" if api_key.name else f"key {api_key.prefix}"
 
 
 def find_api_key(raw_key: str) -> ApiKey | None:
@@ -96,7 +157,8 @@ def find_api_key(raw_key: str) -> ApiKey | None:
     public_id = API_KEYS.public_id(raw_key)
     if public_id is None:
         return None
-    api_key = ApiKey.objects.select_related("tenant").filter(prefix=public_id).first()
+    # With its creator's role (the same query): has_scope needs it on every request.
+    api_key = ApiKey.objects.with_creator_role().select_related("tenant").filter(prefix=public_id).first()
     if not API_KEYS.matches(api_key.key_hash if api_key else None, raw_key) or api_key is None:
         return None
     now = timezone.now()
@@ -111,13 +173,23 @@ def rewrap_all_data_keys() -> int:
     """Re-wrap every tenant's data key with the primary master key; returns the count."""
     count = 0
     with transaction.atomic():  # all or nothing: one unreadable key re-wraps none
-        for tenant in Tenant.objects.select_for_update().only("id", "slug", "wrapped_data_key"):
+        wrapped_fields = ("wrapped_data_key", "wrapped_retired_keys", "wrapped_index_key")
+        for tenant in Tenant.objects.select_for_update().only("id", "slug", *wrapped_fields):
+            if bytes(tenant.wrapped_data_key) == destroyed_key:
+                continue  # crypto-shredded (apps.tenants.data_keys.delete_tenant): nothing to re-wrap
             try:
-                rewrapped = rewrap_data_key(tenant.wrapped_data_key)
+                # Every wrapped part: the retired keys of a re-encryption in progress and
+                # the blind-index key must outlive the old master key as well.
+                rewrapped = {
+                    name: rewrap_data_key(getattr(tenant, name))
+                    for name in wrapped_fields
+                    if getattr(tenant, name) is not None
+                }
             except DecryptionError as exc:
                 raise DecryptionError(f"tenant {tenant.slug!r}: {exc}") from exc
-            Tenant.objects.filter(pk=tenant.pk).update(wrapped_data_key=rewrapped)
+            Tenant.objects.filter(pk=tenant.pk).update(**rewrapped)
             count += 1
+        audit.record(AuditAction.MASTER_KEY_ROTATED, target=f"{count} tenant data keys re-wrapped")
     return count
 
 
@@ -154,6 +226,7 @@ def change_tenant_plan(tenant: Tenant, changes: Mapping[str, Any], *, plan_name:
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=tenant.pk)
         plan = tenant.plan
+        before = copy.copy(plan)  # as it was: the changes below may edit this very row
         if plan_name is not None:
             named = Plan.objects.filter(name=plan_name).first()
             if named is None:
@@ -171,7 +244,19 @@ def change_tenant_plan(tenant: Tenant, changes: Mapping[str, Any], *, plan_name:
         plan.save()
         if tenant.plan_id != plan.pk:
             Tenant.objects.filter(pk=tenant.pk).update(plan=plan)
+        record_plan_change(tenant, before, plan)
     return plan
+
+
+def record_plan_change(tenant: Tenant | None, before: Plan, after: Plan) -> None:
+    """The audit event of a plan change (``before``: the plan as it was), when anything
+    changed: ``plan`` names a move to another plan, the limits say what each became.
+    ``tenant`` None: a shared plan edited, for every tenant on it."""
+    changes = audit.diff(before, after, ("name", *PLAN_LIMIT_FIELDS))
+    if "name" in changes:
+        changes["plan"] = changes.pop("name")
+    if changes:
+        audit.record(AuditAction.PLAN_CHANGED, tenant=tenant, target=f"plan {after.name}", changes=changes)
 
 
 def _is_shared(plan: Plan, tenant: Tenant) -> bool:
@@ -288,6 +373,44 @@ def reserve_budget(
     return TaskCharge.objects.create(
         task_id=task_id, tenant=tenant, api_key=api_key, ledger_id=ledger_id, reserved_tokens=cost_tokens
     )
+
+
+def reprice_reservation(plan: Plan, task_id: uuid.UUID, cost_tokens: int) -> None:
+    """Make an unsettled task's reservation ``cost_tokens`` (its input changed since
+    admission: a workflow node's references were replaced by its parents' outputs),
+    or raise BudgetExceeded and change nothing.
+
+    On the ledger row the task reserved on, so the budget it counts against
+    stays the one it was admitted under. A reservation that grows must fit,
+    as at admission (one conditional UPDATE); one that shrinks always does.
+    Call it inside the transaction that changes the task, after
+    ``lock_admissions``. No open reservation (settled already, or admitted
+    before budgets existed): nothing to change.
+    """
+    charges = TaskCharge.objects.filter(task_id=task_id, settled_at__isnull=True)
+    charge = charges.values_list("ledger_id", "reserved_tokens").first()
+    if charge is None:
+        return
+    ledger_id, reserved_tokens = charge
+    more = cost_tokens - reserved_tokens
+    if more == 0:
+        return
+    ledger = BudgetLedger.objects.filter(pk=ledger_id)
+    if more > 0 and plan.budget_tokens is not None:
+        # The check and the increment are one statement, as in statements.reserve.
+        ledger = ledger.filter(LessThanOrEqual(F("spent_tokens") + F("reserved_tokens"), plan.budget_tokens - more))
+    if not ledger.update(reserved_tokens=F("reserved_tokens") + more):
+        current = BudgetLedger.objects.get(pk=ledger_id)
+        assert plan.budget_tokens is not None  # only a limited plan's condition can refuse
+        raise BudgetExceeded(
+            budget_tokens=plan.budget_tokens,
+            spent_tokens=current.spent_tokens,
+            reserved_tokens=current.reserved_tokens - reserved_tokens,  # by the others: this one is being replaced
+            cost_tokens=cost_tokens,
+            period=current.period,
+            period_end=period_bounds(current.period, current.period_start)[1],
+        )
+    charges.update(reserved_tokens=cost_tokens)
 
 
 def settle_charge(task_id: uuid.UUID, prompt_tokens: int, completion_tokens: int) -> bool:

@@ -10,7 +10,15 @@ Failures before the first chunk was yielded (connection errors, timeouts, 408,
 exponential back-off, honouring Retry-After up to ``max_retry_wait``. After the
 first chunk nothing is retried here (the platform restarts the whole attempt
 instead), so a chunk is never emitted twice. Other 4xx answers mean the request
-itself is wrong: ``AdapterError(permanent=True)`` with the remote's message.
+itself is wrong: ``AdapterError(permanent=True)``.
+
+What the remote says about an error (its body, an error event, a malformed
+event, a redirect's target) goes to the operator's log, never into the task's
+error: the tenant sees the status and a generic message. The remote's
+addresses are checked (apps.catalog.adapters.resolve_upstream) when the
+adapter is configured and at every connection, which goes to the address
+checked, never to the name looked up again; so the remote is reached directly,
+not through an HTTP(S)_PROXY from the environment.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpcore
 import httpx
 
 from apps.catalog.adapters import (
@@ -41,7 +50,9 @@ from apps.catalog.adapters import (
     ModelAdapter,
     TextChunk,
     TokenStream,
+    UpstreamRefused,
     Usage,
+    resolve_upstream,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,7 +79,7 @@ RESERVED_BODY_KEYS = frozenset({"model", "stream", "stream_options", "messages",
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ERROR_MESSAGE_LIMIT = 300  # characters of a remote error message we pass on
+_ERROR_MESSAGE_LIMIT = 300  # characters of a remote error message we log
 _ERROR_BODY_LIMIT = 16_384  # bytes of an error response we read to find its message
 CHARS_PER_TOKEN = 4  # the usual estimate for English text when the remote sends no usage
 
@@ -96,12 +107,19 @@ class _LiveRequest:
 
 
 class _TryFailed(Exception):
-    """One try at the remote failed; ``retryable`` says whether another try may help."""
+    """One try at the remote failed; ``retryable`` says whether another try may help.
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    The message may reach the tenant (the task's error); ``detail``, what the
+    remote said, goes to the operator's log only.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after: float | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.detail = detail
 
 
 class OpenAICompatibleAdapter(ModelAdapter):
@@ -132,7 +150,7 @@ class OpenAICompatibleAdapter(ModelAdapter):
                 _endpoint_url(self._options.base_url, "/models"),
                 timeout=httpx.Timeout(self._options.connect_timeout),
             )
-        except httpx.HTTPError:
+        except (httpx.HTTPError, UpstreamRefused):
             return False
         return response.is_success
 
@@ -152,9 +170,10 @@ class OpenAICompatibleAdapter(ModelAdapter):
             ),
             # The worker's slot count already bounds concurrency; a pool limit would
             # only add a second, hidden queue in front of the remote.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
+            transport=_CheckedTransport(
+                _ssl_context(), httpx.Limits(max_connections=None, max_keepalive_connections=20)
+            ),
             follow_redirects=False,
-            verify=_ssl_context(),
         )
 
     # --- streaming ------------------------------------------------------------------------
@@ -186,6 +205,9 @@ class OpenAICompatibleAdapter(ModelAdapter):
                     if live.cancelled.is_set():
                         break  # the failure is our own cancel closing the stream
                     message = self._redact(str(failure))
+                    if failure.detail:
+                        logger.warning("openai_compatible %s: %s: %s", self._options.model, message,
+                                       self._redact(failure.detail))
                     if chunks:
                         raise AdapterError(f"the remote stream failed after {chunks} chunks: {message}") from None
                     if not failure.retryable:
@@ -228,6 +250,9 @@ class OpenAICompatibleAdapter(ModelAdapter):
             response = self._client.send(request, stream=True)
         except httpx.RequestError as exc:
             raise self._transport_failure(exc) from None
+        except UpstreamRefused as exc:
+            raise _TryFailed("the platform refuses this model's remote address", retryable=False,
+                             detail=str(exc)) from None
         with self._lock:
             live.response = response
         try:
@@ -321,11 +346,15 @@ def _check_status(response: httpx.Response) -> None:
         if response.headers.get("content-type", "").startswith("application/json"):
             raise _TryFailed("the remote answered with one JSON document, not an event stream", retryable=False)
         return
-    message = f"the remote answered {status}: {_error_message(response)}"
+    message = f"the remote answered {status}"
+    detail = _error_message(response)
     if response.is_redirect:
-        message += f" (redirected to {response.headers.get('location', '?')}: fix base_url)"
+        message += " (a redirect: the model's base_url needs fixing)"
+        detail += f" (redirected to {response.headers.get('location', '?')})"
     retryable = status in RETRYABLE_STATUSES or status >= 500
-    raise _TryFailed(message, retryable=retryable, retry_after=_retry_after(response.headers) if retryable else None)
+    raise _TryFailed(
+        message, retryable=retryable, retry_after=_retry_after(response.headers) if retryable else None, detail=detail
+    )
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -391,14 +420,14 @@ def _parse_stream(response: httpx.Response, endpoint: str) -> Iterator[TextChunk
         try:
             event = json.loads(data)
         except ValueError:
-            raise _TryFailed(f"the remote sent a malformed event: {data[:80]!r}", retryable=True) from None
+            raise _TryFailed("the remote sent a malformed event", retryable=True, detail=repr(data[:80])) from None
         if not isinstance(event, dict):
-            raise _TryFailed(f"the remote sent a malformed event: {data[:80]!r}", retryable=True)
+            raise _TryFailed("the remote sent a malformed event", retryable=True, detail=repr(data[:80]))
         if event.get("error"):
             error = event["error"]
             message = error.get("message") if isinstance(error, dict) else error
-            raise _TryFailed(f"the remote reported an error mid-stream: {str(message)[:_ERROR_MESSAGE_LIMIT]}",
-                             retryable=True)
+            raise _TryFailed("the remote reported an error mid-stream", retryable=True,
+                             detail=str(message)[:_ERROR_MESSAGE_LIMIT])
         usage = _usage(event.get("usage")) or usage
         choices = event.get("choices")
         if not choices or not isinstance(choices[0], dict):
@@ -483,6 +512,54 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+class _CheckedBackend(httpcore.NetworkBackend):
+    """Opens connections only to addresses resolve_upstream allows, checked at
+    each connection, and connects to the address checked (TLS still verifies
+    the host name: httpcore passes it as the server name)."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            addresses = resolve_upstream(host, port)  # UpstreamRefused goes up as it is
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host}: {exc}") from exc
+        failure: Exception = httpcore.ConnectError(f"{host} has no address")
+        for address in addresses:
+            try:
+                return self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _CheckedTransport(httpx.HTTPTransport):
+    """httpx's transport over a pool whose connections go through _CheckedBackend."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
+        super().__init__(verify=ssl_context, limits=limits)
+        # httpx 0.28 cannot hand its pool a network backend; httpcore's pool
+        # (pinned in requirements.txt) takes one. The rest of the transport is httpx's.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_CheckedBackend(),
+        )
+
+
 def _endpoint_url(base_url: httpx.URL, suffix: str) -> httpx.URL:
     # Keep any query (e.g. an api-version) and append to the base path, as OpenAI clients do.
     return base_url.copy_with(path=base_url.path.rstrip("/") + suffix)
@@ -551,6 +628,12 @@ def _base_url(value: Any) -> httpx.URL:
         raise AdapterConfigError("base_url", "must not contain credentials; put the key in api_key_env")
     if url.fragment:
         raise AdapterConfigError("base_url", "must not have a #fragment")
+    try:
+        resolve_upstream(url.host, url.port or (443 if url.scheme == "https" else 80))
+    except UpstreamRefused as exc:
+        raise AdapterConfigError("base_url", str(exc)) from None
+    except OSError:
+        pass  # does not resolve from here (now): each connection checks it again anyway
     return url
 
 

@@ -68,18 +68,8 @@ class AsgiCall:
     """One HTTP request through ``llmagentos.asgi.application``."""
 
     def __init__(self, key: str, path: str, body: dict[str, Any], **headers: str) -> None:
-        raw_headers = [
-            (b"host", b"testserver"),
-            (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {key}".encode()),
-            *((name.lower().encode(), value.encode()) for name, value in headers.items()),
-        ]
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-            "headers": raw_headers, "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
-        }
-        self._communicator = on_stream_loop(_make_communicator(scope))
+        scope = http_scope(path, {"Content-Type": "application/json", "Authorization": f"Bearer {key}", **headers})
+        self._communicator = asgi_communicator(scope)
         on_stream_loop(self._communicator.send_input({"type": "http.request", "body": json.dumps(body).encode()}))
         self.status: int | None = None
         self.headers: dict[str, str] = {}
@@ -115,6 +105,23 @@ class AsgiCall:
         """The client goes away; returns once the application has finished with it."""
         on_stream_loop(self._communicator.send_input({"type": "http.disconnect"}))
         on_stream_loop(self._communicator.wait(SILENCE_LIMIT_SECONDS))
+
+
+def http_scope(path: str, headers: dict[str, str], method: str = "POST") -> dict[str, Any]:
+    """The ASGI scope of an HTTP request to ``path`` with these headers (and Host)."""
+    raw_headers = [(b"host", b"testserver")]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": raw_headers, "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }
+
+
+def asgi_communicator(scope: dict[str, Any]) -> ApplicationCommunicator:
+    """``llmagentos.asgi.application`` handling ``scope``, on the stream test loop:
+    send and receive through ``on_stream_loop``."""
+    return on_stream_loop(_make_communicator(scope))
 
 
 async def _make_communicator(scope: dict[str, Any]) -> ApplicationCommunicator:

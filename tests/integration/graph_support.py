@@ -55,3 +55,17 @@ def ready() -> set[str]:
     """Tasks the dispatcher would hand to workers now: queued, not yet handed out."""
     ready = Task.objects.filter(state="queued", dispatched_at__isnull=True)
     return {str(pk) for pk in ready.values_list("pk", flat=True)}
+
+
+def ledger(api) -> tuple[int, int, int]:
+    """The tenant's budget as its usage API shows it: (budget, spent, reserved)."""
+    usage = api.get("/api/v1/usage")
+    assert usage.status == 200, usage.body
+    return usage.body["budget_tokens"], usage.body["spent_tokens"], usage.body["reserved_tokens"]
+
+
+def error_of(api, task_id: str) -> tuple[str, dict | None]:
+    """A task's status and error as the tenant reads them (GET /api/v1/tasks/{id})."""
+    task = api.get(f"{TASKS}/{task_id}")
+    assert task.status == 200, task.body
+    return task.body["status"], task.body["error"]

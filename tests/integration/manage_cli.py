@@ -12,6 +12,7 @@ its own DATA_DIR (database, Huey file, local secrets); on PostgreSQL
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import uuid
@@ -20,12 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from cryptography.fernet import Fernet
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 assert (REPO_ROOT / "manage.py").is_file(), REPO_ROOT
 
 # Settings that pick a profile, its secrets or the plugins: each test sets the
 # ones it is about, so whatever the caller's shell had does not leak in.
-_PROFILE_VARS = ("LLMAGENTOS_PROFILE", "LLMAGENTOS_PLUGINS", "SECRET_KEY", "MASTER_KEYS")
+_PROFILE_VARS = ("LLMAGENTOS_PROFILE", "LLMAGENTOS_PLUGINS", "SECRET_KEY", "MASTER_KEYS", "ALLOWED_HOSTS")
 
 
 def base_env(data_dir: Path, **overrides: str | None) -> dict[str, str]:
@@ -40,6 +43,21 @@ def base_env(data_dir: Path, **overrides: str | None) -> dict[str, str]:
         else:
             env[key] = value
     return env
+
+
+PRODUCTION_HOST = "llm.example.com"
+
+
+def production_env(data_dir: Path, **overrides: str | None) -> dict[str, str]:
+    """``base_env`` for the production profile, with what it needs to start: strong
+    secrets and the host it serves (``overrides`` change or, with None, remove them)."""
+    production: dict[str, str | None] = {
+        "LLMAGENTOS_PROFILE": "production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "MASTER_KEYS": Fernet.generate_key().decode(),
+        "ALLOWED_HOSTS": PRODUCTION_HOST,
+    }
+    return base_env(data_dir, **{**production, **overrides})
 
 
 def manage(*args: str, env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -77,6 +77,36 @@ def handshake(task_id: uuid.UUID | str, *, key: str | None = None, stream_token:
     return on_stream_loop(attempt())
 
 
+def opened(task_id: uuid.UUID | str, *, key: str) -> tuple[WebsocketCommunicator, Handshake]:
+    """Open the task's stream and leave it open (``closed`` closes it)."""
+
+    async def attempt() -> tuple[WebsocketCommunicator, Handshake]:
+        communicator = _communicator(task_id, key=key)
+        accepted, detail = await communicator.connect(timeout=SILENCE_LIMIT_SECONDS)
+        return communicator, Handshake(accepted, detail)
+
+    return on_stream_loop(attempt())
+
+
+def closed(communicator: WebsocketCommunicator) -> None:
+    """The client closes the stream; returns once the server has finished with it."""
+    on_stream_loop(communicator.disconnect(timeout=SILENCE_LIMIT_SECONDS))
+
+
+def until_closed(communicator: WebsocketCommunicator) -> tuple[list[dict[str, Any]], int]:
+    """The messages the server sends up to its close, and the close code."""
+
+    async def read() -> tuple[list[dict[str, Any]], int]:
+        messages: list[dict[str, Any]] = []
+        while True:
+            output = await communicator.receive_output(timeout=SILENCE_LIMIT_SECONDS)
+            if output["type"] == "websocket.close":
+                return messages, output.get("code", 1000)
+            messages.append(json.loads(output["text"]))
+
+    return on_stream_loop(read())
+
+
 def read_to_end(
     task_id: uuid.UUID | str, *, key: str | None = None, stream_token: str | None = None, after: int | None = None
 ) -> list[dict[str, Any]]:

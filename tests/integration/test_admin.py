@@ -154,6 +154,24 @@ def test_adding_an_api_key_shows_the_secret_once_and_stores_only_its_hash(operat
         assert secret not in _text(operator.get(path))
 
 
+@pytest.mark.parametrize(
+    ("scopes", "named"),
+    [('["tasks:read", "tasks:delete"]', "tasks:delete"), ('"tasks:read"', "list of scope names"), ("42", "list")],
+)
+def test_adding_an_api_key_with_a_wrong_scope_is_a_form_error(operator, acme, scopes, named):
+    """Not a 500: the form says what is wrong with the field, and issues nothing."""
+    response = operator.post(
+        "/admin/tenants/apikey/add/",
+        {"tenant": str(acme.pk), "name": "bad scopes", "scopes": scopes, "expires_at_0": "", "expires_at_1": ""},
+    )
+
+    assert response.status_code == 200  # the form again, not a redirect
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["scopes"], errors
+    assert named in " ".join(errors["scopes"])
+    assert not ApiKey.objects.filter(name="bad scopes").exists()
+
+
 def test_the_revoke_action_makes_a_key_stop_working(operator, acme):
     issued = issue_api_key(acme, name="to revoke")
     assert find_api_key(issued.secret) is not None

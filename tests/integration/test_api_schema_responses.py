@@ -33,16 +33,19 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from apps.runtime.execution import execute_task
 from apps.security.services import issue_operator_token, revoke_operator_token
-from apps.tenants.models import Tenant
+from apps.tenants.models import Membership, Role, Tenant
 from apps.tenants.services import change_tenant_plan, issue_api_key, revoke_api_key
 from apps.workers import services as worker_services
 from apps.workers.models import Worker
 from tests.conftest import ApiClient, ApiResponse
+from tests.ops_support import make_operator
 
 pytestmark = pytest.mark.django_db
 
 TASKS = "/api/v1/tasks"
 WORKFLOWS = "/api/v1/workflows"
+KEYS = "/api/v1/keys"
+MEMBERS = "/api/v1/members"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 # --- the schema, as JSON Schema --------------------------------------------------------------
@@ -168,6 +171,18 @@ class World:
         assert created.status == 201, created.body
         return created.body["id"]
 
+    def spare_key(self) -> str:
+        return str(issue_api_key(self.tenant, name="spare").api_key.id)
+
+    def user(self, username: str) -> str:
+        get_user_model().objects.get_or_create(username=username)
+        return username
+
+    def member(self, username: str = "member") -> str:
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        Membership.objects.get_or_create(tenant=self.tenant, user=user, defaults={"role": Role.MEMBER})
+        return username
+
 
 WORKFLOW = {
     "nodes": [
@@ -179,7 +194,7 @@ WORKFLOW = {
 
 @pytest.fixture
 def world(acme, acme_api) -> World:
-    operator_user = get_user_model().objects.create_user("ops", password=None, is_staff=True)
+    operator_user = make_operator()
     worker = worker_services.register_worker(
         name="gpu-1", host="gpu-host-1", pid=1, slots=4,
         device_info={
@@ -196,6 +211,7 @@ def world(acme, acme_api) -> World:
         worker=worker,
     )
     world.finished_task = world.submit("the quick brown fox")
+    world.member()  # so that the members list has one
     execute_task(uuid.UUID(world.finished_task))
     return world
 
@@ -234,6 +250,17 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("post", WORKFLOWS + "/{id}/cancel"): lambda w: Call(w.api, "post", f"{WORKFLOWS}/{w.submit_workflow()}/cancel"),
     ("get", "/api/v1/models"): lambda w: Call(w.api, "get", "/api/v1/models"),
     ("get", "/api/v1/usage"): lambda w: Call(w.api, "get", "/api/v1/usage"),
+    ("get", KEYS): lambda w: Call(w.api, "get", KEYS),
+    ("post", KEYS): lambda w: Call(
+        w.api, "post", KEYS, {"name": "ci", "scopes": ["tasks:read"], "expires_at": "2999-01-01T00:00:00Z"}
+    ),
+    ("get", KEYS + "/{key_id}"): lambda w: Call(w.api, "get", f"{KEYS}/{w.spare_key()}"),
+    ("delete", KEYS + "/{key_id}"): lambda w: Call(w.api, "delete", f"{KEYS}/{w.spare_key()}"),
+    ("get", MEMBERS): lambda w: Call(w.api, "get", MEMBERS),
+    ("post", MEMBERS): lambda w: Call(w.api, "post", MEMBERS, {"username": w.user("newcomer"), "role": "viewer"}),
+    ("get", MEMBERS + "/{username}"): lambda w: Call(w.api, "get", f"{MEMBERS}/{w.member()}"),
+    ("patch", MEMBERS + "/{username}"): lambda w: Call(w.api, "patch", f"{MEMBERS}/{w.member()}", {"role": "admin"}),
+    ("delete", MEMBERS + "/{username}"): lambda w: Call(w.api, "delete", f"{MEMBERS}/{w.member()}"),
     ("get", "/api/v1/ops/workers"): lambda w: Call(w.operator, "get", "/api/v1/ops/workers"),
     ("get", "/api/v1/ops/models"): lambda w: Call(w.operator, "get", "/api/v1/ops/models"),
     ("post", "/api/v1/ops/models"): lambda w: Call(w.operator, "post", "/api/v1/ops/models", {
@@ -408,6 +435,9 @@ INVALID: dict[tuple[str, str], Callable[[World], Call]] = {
     ("patch", "/api/v1/ops/tenants/{slug}/plan"): lambda w: Call(
         w.operator, "patch", f"/api/v1/ops/tenants/{w.tenant.slug}/plan", {"rpm": -1}
     ),
+    ("post", KEYS): lambda w: Call(w.api, "post", KEYS, {"name": "ci", "scopes": ["tasks:everything"]}),
+    ("post", MEMBERS): lambda w: Call(w.api, "post", MEMBERS, {"username": w.user("newcomer"), "role": "boss"}),
+    ("patch", MEMBERS + "/{username}"): lambda w: Call(w.api, "patch", f"{MEMBERS}/{w.member()}", {"role": "boss"}),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from apps.catalog.models import LLMModel
 from apps.tenants.models import ALL_SCOPES, ApiKey, Membership, Role, Tenant
@@ -12,6 +12,12 @@ from apps.tenants.seeding import seed_first_run
 from apps.tenants.services import find_api_key
 
 pytestmark = pytest.mark.django_db
+
+
+def _check_password(password: str):
+    """The user this admin password signs in, or None. A login has a request: the
+    login throttle (django-axes) counts failures by address and refuses none without one."""
+    return authenticate(RequestFactory().post("/admin/login/"), username="admin", password=password)
 
 
 def _counts() -> tuple[int, int, int, int]:
@@ -33,11 +39,12 @@ def test_first_run_creates_demo_tenant_admin_and_a_working_key():
     # The admin login works, and opens the admin.
     assert result.admin_username == "admin"
     assert len(result.admin_password) >= 12
-    admin = authenticate(username="admin", password=result.admin_password)
+    admin = _check_password(result.admin_password)
     assert admin is not None and admin.is_superuser and admin.is_staff
-    assert authenticate(username="admin", password=result.admin_password + "x") is None
+    assert _check_password(result.admin_password + "x") is None
     client = Client()
-    assert client.login(username="admin", password=result.admin_password)
+    signed_in = client.post("/admin/login/?next=/admin/", {"username": "admin", "password": result.admin_password})
+    assert (signed_in.status_code, signed_in["Location"]) == (302, "/admin/")
     assert client.get("/admin/").status_code == 200
     assert Membership.objects.get(user=admin, tenant=tenant).role == Role.OWNER
 
@@ -63,7 +70,7 @@ def test_a_second_run_returns_none_and_creates_nothing():
     assert _counts() == before
     # The first run's credentials still work.
     assert find_api_key(first.api_key) is not None
-    assert authenticate(username="admin", password=first.admin_password) is not None
+    assert _check_password(first.admin_password) is not None
 
 
 def test_no_seed_when_an_operator_set_up_a_superuser_by_hand(django_user_model):

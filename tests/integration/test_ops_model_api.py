@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from apps.catalog.models import LLMModel
 from apps.catalog.services import create_version
@@ -16,6 +15,7 @@ from apps.runtime.execution import execute_task
 from apps.security.services import issue_operator_token
 from apps.workers import services as worker_services
 from tests.conftest import ApiClient
+from tests.ops_support import make_operator
 
 pytestmark = pytest.mark.django_db
 
@@ -24,8 +24,7 @@ MODELS = "/api/v1/ops/models"
 
 @pytest.fixture
 def operator(db) -> ApiClient:
-    user = get_user_model().objects.create_user("ops", password=None, is_staff=True)
-    return ApiClient(issue_operator_token(user, name="tests").secret)
+    return ApiClient(issue_operator_token(make_operator(), name="tests").secret)
 
 
 def _register(operator: ApiClient, **body) -> dict:

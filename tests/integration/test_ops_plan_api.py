@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from apps.security.services import issue_operator_token, revoke_operator_token
 from apps.tenants.models import Tenant
+from tests.ops_support import make_operator
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ USAGE = "/api/v1/ops/tenants/{}/usage"
 
 @pytest.fixture
 def operator_user(db):
-    return get_user_model().objects.create_user("ops", password=None, is_staff=True)
+    return make_operator()
 
 
 @pytest.fixture

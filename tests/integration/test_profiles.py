@@ -13,7 +13,7 @@ import stat
 
 from cryptography.fernet import Fernet
 
-from tests.integration.manage_cli import base_env, describe, manage
+from tests.integration.manage_cli import base_env, describe, manage, production_env
 
 # The deploy checks the production profile exists to satisfy.
 PRODUCTION_HARDENING = {
@@ -56,7 +56,7 @@ def test_production_names_a_missing_master_key(tmp_path):
 
 
 def test_production_with_its_secrets_passes_the_deploy_checks(tmp_path):
-    env = base_env(tmp_path, LLMAGENTOS_PROFILE="production", **_production_secrets())
+    env = production_env(tmp_path)
 
     result = manage("check", "--deploy", env=env)
 

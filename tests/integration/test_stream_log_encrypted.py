@@ -18,9 +18,8 @@ import redis
 from django.db import connection
 
 from apps.runtime.execution import execute_task
-from apps.streaming import log as log_module
 from apps.streaming.events import CHUNK, client_message
-from apps.streaming.log import DatabaseStreamLog, RedisStreamLog, StreamLog
+from apps.streaming.log import RedisStreamLog
 from apps.streaming.models import StreamEvent
 from apps.tasks.models import Task, TaskState
 
@@ -33,20 +32,6 @@ def _marker() -> str:
     are outside the url-safe base64 alphabet of Fernet tokens, so ciphertext can never
     hold it by chance; it needs no JSON escaping, so a plaintext payload holds it as is."""
     return f"canary:{uuid.uuid4().hex}!#"
-
-
-@pytest.fixture(params=["database", "redis"])
-def stream_log_backend(request, monkeypatch, settings) -> StreamLog:
-    """The stream log every writer and reader in this process uses (apps.streaming.log's
-    process-wide instance), on each back end; Redis only where the run has one."""
-    if request.param == "redis":
-        if not settings.REDIS_URL:
-            pytest.skip("no Redis in this run (REDIS_URL unset); the distributed suite covers it")
-        backend: StreamLog = RedisStreamLog(settings.REDIS_URL, settings.HUEY_NAME, settings.STREAM_TTL_SECONDS)
-    else:
-        backend = DatabaseStreamLog()
-    monkeypatch.setattr(log_module, "_log", backend)
-    return backend
 
 
 def _database_log_bytes() -> bytes:

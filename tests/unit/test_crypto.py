@@ -162,3 +162,27 @@ def test_rewrapping_every_tenant_lets_the_old_master_key_retire(settings):
     tenant.refresh_from_db()
     assert tenant.cipher.decrypt_json(token) == {"prompt": "kept across rotation"}
     assert tenant.cipher.blind_index("ref") == index  # the data key itself did not change
+
+
+@pytest.mark.django_db
+def test_rewrapping_covers_a_retired_key_and_the_blind_index_key(settings):
+    # A master-key rotation while a tenant's data key is being replaced: the key
+    # being retired (it still decrypts) and the pinned blind-index key are re-wrapped too.
+    from apps.tenants.data_keys import begin_rekey
+    from apps.tenants.services import create_tenant, rewrap_all_data_keys
+
+    old, new = _master_key(), _master_key()
+    settings.MASTER_KEYS = [old]
+    tenant = create_tenant("Rekeying Corp", "rekeying")
+    token = tenant.cipher.encrypt_json({"prompt": "under the first data key"})
+    index = tenant.cipher.blind_index("ref")
+    assert begin_rekey(tenant)
+
+    settings.MASTER_KEYS = [new, old]
+    rewrap_all_data_keys()
+
+    settings.MASTER_KEYS = [new]
+    tenant.refresh_from_db()
+    assert tenant.cipher.decrypt_json(token) == {"prompt": "under the first data key"}
+    assert not tenant.cipher.is_current(token)
+    assert tenant.cipher.blind_index("ref") == index

@@ -230,7 +230,7 @@ def test_max_retries_zero_tries_once(stub_url):
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
-def test_a_client_error_is_permanent_not_retried_and_never_shows_the_key(stub_url, monkeypatch, status):
+def test_a_client_error_is_permanent_not_retried_and_never_shows_the_key(stub_url, monkeypatch, caplog, status):
     monkeypatch.setenv("STUB_REMOTE_KEY", "sk-very-secret-key")
     model = remote(f"always-{status}")
     adapter = make_adapter(stub_url, model, api_key_env="STUB_REMOTE_KEY", max_retries=3)
@@ -240,8 +240,9 @@ def test_a_client_error_is_permanent_not_retried_and_never_shows_the_key(stub_ur
     assert error.permanent
     message = str(error)
     assert str(status) in message
-    assert "stub refuses" in message  # the remote's own message is passed on
-    assert "sk-very-secret-key" not in message  # though the remote echoed it
+    assert "stub refuses" not in message  # the remote's own message goes to the operator's log only
+    assert "stub refuses" in caplog.text
+    assert "sk-very-secret-key" not in message + caplog.text  # though the remote echoed it
     assert stub_stats(stub_url, model)["requests"] == 1
 
 
@@ -255,13 +256,15 @@ def test_a_connection_cut_after_chunks_is_transient_and_nothing_is_sent_twice(st
     assert stub_stats(stub_url, model)["requests"] == 1  # no retry once text went out
 
 
-def test_an_error_event_mid_stream_is_transient(stub_url):
+def test_an_error_event_mid_stream_is_transient(stub_url, caplog):
     model = remote("error-after-1")
     items, error = collect_until_error(make_adapter(stub_url, model), request("one two three"))
 
     assert [item.text for item in items] == ["one "]
     assert not error.permanent
-    assert "stub engine failed mid-stream" in str(error)
+    assert "mid-stream" in str(error)
+    assert "stub engine failed mid-stream" not in str(error)  # the remote's words: the operator's log only
+    assert "stub engine failed mid-stream" in caplog.text
     assert stub_stats(stub_url, model)["requests"] == 1
 
 

@@ -77,3 +77,19 @@ def test_substitute_input_touches_only_prompt_and_contents():
     assert resolved["messages"] == [{"role": "user", "content": "done", "name": "a"}]
     assert resolved["stop"] == ["{{a.output}}"]
     assert payload["messages"][0]["content"] == "{{a.output}}"  # the original is not changed
+
+
+def test_substitute_input_holds_each_field_to_the_limit_before_building_it():
+    outputs = {"a": "x" * 1_000_000, "b": "yy"}
+    text = "{{a.output}}" * 10_000  # 10 GB substituted: refused from its length alone
+    assert graph.substituted_length(text, outputs) == 10_000 * 1_000_000
+    assert graph.substituted_length("<{{ b.output }}{{zz.output}}>", outputs) == len("<yy{{zz.output}}>")
+
+    with pytest.raises(graph.InputTooLong) as refused:
+        graph.substitute_input({"prompt": text}, outputs)
+    assert (refused.value.field, refused.value.limit) == ("prompt", graph.MAX_PROMPT_CHARS)
+
+    fits = {"prompt": None, "messages": [{"role": "user", "content": "{{b.output}}"}] * 2}
+    assert graph.substitute_input(fits, outputs, limit=2)["messages"][1]["content"] == "yy"
+    with pytest.raises(graph.InputTooLong, match=r"messages\.1\.content would be 3 characters"):
+        graph.substitute_input({"messages": [{"content": "ok"}, {"content": "{{b.output}}!"}]}, outputs, limit=2)

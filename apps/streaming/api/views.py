@@ -3,6 +3,8 @@ the WebSocket subprotocol ``token.<token>`` (apps.streaming.tokens)."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
@@ -23,7 +25,7 @@ class StreamTokenView(APIView):
         operation_id="tasks_stream_token_create", tags=["tasks"], request=None,
         responses=api_responses({200: StreamTokenSerializer}, 404),
     )
-    def post(self, request: Request, task_id: str) -> Response:
+    def post(self, request: Request, task_id: uuid.UUID) -> Response:
         task = task_of(tenant_of(request), task_id)
         token = issue_stream_token(task.id, task.tenant_id, request.auth.pk)
         return Response({"token": token, "expires_in": settings.STREAM_TOKEN_SECONDS})

@@ -13,7 +13,7 @@ from apps.tasks import dependencies, graph, lifecycle, services, workflows
 from apps.tasks.models import Priority, Task, TaskState, Workflow
 from apps.tasks.payloads import read_input, read_meta, read_output
 
-MAX_PROMPT_CHARS = 200_000
+MAX_PROMPT_CHARS = graph.MAX_PROMPT_CHARS
 MAX_MESSAGES = 256
 MAX_TOKENS_LIMIT = 32_768
 MAX_STOP_SEQUENCES = 4

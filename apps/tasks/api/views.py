@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -62,7 +63,7 @@ def idempotency_key_of(request: Request) -> str | None:
 
 
 class TaskViewSet(viewsets.ViewSet):
-    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    lookup_value_converter = "id"  # apps.core.converters: a UUID, else 404 before the view
     required_scopes = {
         "list": "tasks:read",
         "retrieve": "tasks:read",
@@ -74,7 +75,7 @@ class TaskViewSet(viewsets.ViewSet):
     def _tenant_tasks(self, request: Request):
         return Task.objects.for_tenant(tenant_of(request)).select_related("model", "model_version", "tenant")
 
-    def _get_task(self, request: Request, pk: str) -> Task:
+    def _get_task(self, request: Request, pk: uuid.UUID) -> Task:
         return services.task_of(tenant_of(request), pk)
 
     @extend_schema(
@@ -129,17 +130,17 @@ class TaskViewSet(viewsets.ViewSet):
         return response
 
     @extend_schema(responses=api_responses({200: TaskDetailSerializer}, 404))
-    def retrieve(self, request: Request, pk: str) -> Response:
+    def retrieve(self, request: Request, pk: uuid.UUID) -> Response:
         return Response(task_detail(self._get_task(request, pk)))
 
     @extend_schema(responses=api_responses({204: None}, 404))
-    def destroy(self, request: Request, pk: str) -> Response:
+    def destroy(self, request: Request, pk: uuid.UUID) -> Response:
         services.erase_task(self._get_task(request, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=api_responses({200: TaskSummarySerializer}, 404))
     @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, pk: str) -> Response:
+    def cancel(self, request: Request, pk: uuid.UUID) -> Response:
         task = services.cancel_task(self._get_task(request, pk))
         return Response(task_summary(task))
 
@@ -147,14 +148,11 @@ class TaskViewSet(viewsets.ViewSet):
 class WorkflowViewSet(viewsets.ViewSet):
     """Graphs of tasks submitted at once; each node is a task like any other."""
 
-    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    lookup_value_converter = "id"  # apps.core.converters: a UUID, else 404 before the view
     required_scopes = {"create": "tasks:write", "retrieve": "tasks:read", "cancel": "tasks:write"}
 
-    def _get_workflow(self, request: Request, pk: str) -> Workflow:
-        try:
-            workflow = Workflow.objects.for_tenant(tenant_of(request)).select_related("tenant").filter(pk=pk).first()
-        except (ValueError, exceptions.ValidationError, DjangoValidationError):
-            workflow = None
+    def _get_workflow(self, request: Request, pk: uuid.UUID) -> Workflow:
+        workflow = Workflow.objects.for_tenant(tenant_of(request)).select_related("tenant").filter(pk=pk).first()
         if workflow is None:
             # Another tenant's workflow is answered exactly like a missing one.
             raise NotFound("no workflow with this id", code="workflow_not_found")
@@ -175,12 +173,12 @@ class WorkflowViewSet(viewsets.ViewSet):
         return response
 
     @extend_schema(responses=api_responses({200: WorkflowDetailSerializer}, 404))
-    def retrieve(self, request: Request, pk: str) -> Response:
+    def retrieve(self, request: Request, pk: uuid.UUID) -> Response:
         return Response(workflow_detail(self._get_workflow(request, pk)))
 
     @extend_schema(request=None, responses=api_responses({200: WorkflowDetailSerializer}, 404))
     @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, pk: str) -> Response:
+    def cancel(self, request: Request, pk: uuid.UUID) -> Response:
         workflow = self._get_workflow(request, pk)
         workflows.cancel_workflow(workflow)
         return Response(workflow_detail(workflow))

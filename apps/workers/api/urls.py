@@ -1,5 +1,6 @@
 from django.urls import path
 
+import apps.core.converters  # noqa: F401 -- registers <id:…> and <name:…>
 from apps.workers.api.views import (
     ModelPlacementDetailView,
     ModelPlacementListView,
@@ -11,7 +12,7 @@ from apps.workers.api.views import (
 urlpatterns = [
     path("workers", WorkerListView.as_view(), name="ops-worker-list"),
     path("models", ModelPlacementListView.as_view(), name="ops-model-list"),
-    path("models/<str:name>", ModelPlacementDetailView.as_view(), name="ops-model-detail"),
-    path("workers/<uuid:worker_id>/drain", WorkerDrainView.as_view(), name="ops-worker-drain"),
-    path("workers/<uuid:worker_id>/undrain", WorkerUndrainView.as_view(), name="ops-worker-undrain"),
+    path("models/<name:name>", ModelPlacementDetailView.as_view(), name="ops-model-detail"),
+    path("workers/<id:worker_id>/drain", WorkerDrainView.as_view(), name="ops-worker-drain"),
+    path("workers/<id:worker_id>/undrain", WorkerUndrainView.as_view(), name="ops-worker-undrain"),
 ]

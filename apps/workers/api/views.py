@@ -1,5 +1,5 @@
 """Operator endpoints for workers (list, drain, undrain) and models (placement list, register, change).
-Staff only."""
+Staff with the admin's permission for the same action (HasOperatorPermission)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from apps.catalog.api.serializers import ModelChangeSerializer, ModelCreateSeria
 from apps.catalog.models import LLMModel
 from apps.core.errors import NotFound, UnknownModel
 from apps.core.openapi import BODY_ERRORS, api_responses
-from apps.tenants.permissions import OPERATOR_AUTHENTICATION, IsStaffOperator
+from apps.tenants.permissions import OPERATOR_AUTHENTICATION, HasOperatorPermission
 from apps.workers import services
 from apps.workers.api.serializers import (
     ModelPlacementListSerializer,
@@ -34,10 +34,13 @@ from apps.workers.models import Worker
 
 class OperatorView(APIView):
     authentication_classes = OPERATOR_AUTHENTICATION
-    permission_classes = [IsStaffOperator]
+    permission_classes = [HasOperatorPermission]
+    operator_permissions: dict[str, str]  # HTTP method -> the admin's permission for the same action
 
 
 class WorkerListView(OperatorView):
+    operator_permissions = {"GET": "workers.view_worker"}
+
     @extend_schema(
         tags=["ops"],
         parameters=[OpenApiParameter("model", str, description="only workers taking this model's tasks now")],
@@ -60,6 +63,7 @@ class WorkerChangeView(OperatorView):
     """POST on one worker; subclasses name the service function applied to it."""
 
     change: Callable[[Worker], Worker]
+    operator_permissions = {"POST": "workers.change_worker"}  # the admin's drain actions need it too
 
     # 409: the worker is stopped.
     @extend_schema(tags=["ops"], request=None, responses=api_responses({200: WorkerSerializer}, 404, 409))
@@ -99,6 +103,8 @@ class ModelPlacementListView(OperatorView):
     copies the replica scaler wants), and why one that no worker can host is left out
     (``placement_error``). POST registers a model, as ``manage.py add_model`` does."""
 
+    operator_permissions = {"GET": "catalog.view_llmmodel", "POST": "catalog.add_llmmodel"}
+
     @extend_schema(tags=["ops"], responses=api_responses({200: ModelPlacementListSerializer}))
     def get(self, request: Request) -> Response:
         models = _models_with_placements()
@@ -135,6 +141,8 @@ class ModelPlacementListView(OperatorView):
 
 class ModelPlacementDetailView(OperatorView):
     """PATCH changes a model: only the fields given (``tenants`` replaces the grants)."""
+
+    operator_permissions = {"PATCH": "catalog.change_llmmodel"}
 
     @extend_schema(
         tags=["ops"],
