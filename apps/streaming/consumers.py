@@ -17,11 +17,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from apps.core import metrics
 from apps.streaming.auth import SUBPROTOCOL, StreamAccess, authorised_task, origin_allowed
 from apps.streaming.events import CHUNK, DONE, client_message, done_message, end_of
 from apps.streaming.hub import Subscription, hub
 from apps.streaming.log import stream_log
 from apps.streaming.open_streams import RENEW_SECONDS, close_stream, open_stream, renew_stream
+from apps.streaming.revocations import key_watch
 from apps.streaming.status import status_board
 from apps.tasks import services as task_services
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
@@ -37,6 +39,9 @@ DONE_FALLBACK_SECONDS = 2.0
 # The close code of a stream refused because its tenant has MAX_STREAMS_PER_TENANT
 # open already (in the application range 4000-4999; "429" as HTTP's Too Many Requests).
 TOO_MANY_STREAMS = 4429
+# The close code of a stream whose key (or the key that issued its stream token)
+# was revoked while it was open ("401" as HTTP's Unauthorized).
+KEY_REVOKED = 4401
 
 
 class TaskStreamConsumer(AsyncWebsocketConsumer):
@@ -70,9 +75,11 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "error", "message": f"too many open streams for this tenant (at most {cap})"})
             await self.close(code=TOO_MANY_STREAMS)
             return
+        metrics.stream_connections.inc()  # with the place: given back together in disconnect
         if after is None:
             await self._send({"type": "error", "message": "after must be a non-negative integer"})
             after = 0
+        key_watch().watch(self.access.api_key.id, self._key_revoked)
         # The pump is handed what it reads (the attributes are None before connect).
         self.subscription = await hub().subscribe(self.task.id)
         self.pump = asyncio.get_running_loop().create_task(
@@ -80,13 +87,27 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        await self._release()
+
+    async def _release(self) -> None:
+        """Stop serving this stream (once; the client's disconnect may follow a close of ours)."""
+        if self.access is not None:
+            key_watch().forget(self.access.api_key.id, self._key_revoked)
         if self.pump is not None:
             self.pump.cancel()
+            self.pump = None
         if self.subscription is not None:
             hub().unsubscribe(self.subscription)
+            self.subscription = None
         if self.place is not None:
+            metrics.stream_connections.dec()
             place, self.place = self.place, None
             await database_sync_to_async(close_stream)(place)
+
+    async def _key_revoked(self) -> None:
+        await self._send({"type": "error", "message": "the key that opened this stream was revoked"})
+        await self.close(code=KEY_REVOKED)
+        await self._release()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

@@ -18,10 +18,11 @@ from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.core import logs, notify
 from apps.core.errors import InvalidInput, PermissionRefused
 from apps.core.secrets import SecretKind
 from apps.security.crypto import DecryptionError, destroyed_key, rewrap_data_key
-from apps.tenants import audit, roles, statements
+from apps.tenants import audit, hooks, roles, statements
 from apps.tenants.models import (
     ALL_SCOPES,
     DEFAULT_PLAN_NAME,
@@ -138,10 +139,69 @@ def checked_scopes(scopes: object) -> list[str]:
     return scopes
 
 
+# Woken with a revoked key's id once the revocation commits: the servers end the
+# streams it opened (apps.streaming.revocations).
+KEY_REVOKED_CHANNEL = "key-revoked"
+
+
 def revoke_api_key(api_key: ApiKey) -> None:
     with transaction.atomic():
         if ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
             audit.record(AuditAction.KEY_REVOKED, tenant=api_key.tenant, target=key_target(api_key))
+            key_id = str(api_key.pk)
+            transaction.on_commit(lambda: notify.wake(KEY_REVOKED_CHANNEL, key_id))
+
+
+def unusable_keys(key_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of ``key_ids`` that no longer authenticate (revoked, expired or gone)."""
+    now = timezone.now()
+    usable = ApiKey.objects.filter(pk__in=key_ids, revoked_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+    return key_ids - set(usable.values_list("pk", flat=True))
+
+
+class TenantPaused(PermissionRefused):
+    """A paused tenant submits new work (403 tenant_paused); its reads still answer."""
+
+    default_code = "tenant_paused"
+
+
+def refuse_if_paused(tenant: Tenant) -> None:
+    """Called by every way new work comes in (tasks, workflows, the /v1 gateway:
+    apps.tasks.services.submit_task and .workflows.submit_workflow)."""
+    if not tenant.active:
+        raise TenantPaused("this tenant is paused: it cannot submit new tasks until an operator resumes it")
+
+
+def pause_tenant(tenant: Tenant) -> bool:
+    """Pause ``tenant``: its new submissions are refused (TenantPaused), its queued
+    tasks wait (the dispatcher passes over them), its running tasks finish; reads,
+    cancels and erasures still work. False when it was paused already."""
+    return _set_active(tenant, False)
+
+
+def resume_tenant(tenant: Tenant) -> bool:
+    """Undo ``pause_tenant`` and wake the dispatcher for the tasks that waited.
+    False when it was not paused."""
+    return _set_active(tenant, True)
+
+
+def _set_active(tenant: Tenant, active: bool) -> bool:
+    with transaction.atomic():
+        # Conditional: two operators pausing at once leave one event, not two.
+        changed = bool(Tenant.objects.filter(pk=tenant.pk, active=not active).update(active=active))
+        tenant.active = active
+        if changed:
+            audit.record(
+                AuditAction.TENANT_RESUMED if active else AuditAction.TENANT_PAUSED,
+                tenant=tenant,
+                target=f"tenant {tenant.slug}",
+                changes={"active": [not active, active]},
+            )
+            if active:
+                hooks.fire_resumed_after_commit()
+    return changed
 
 
 # What the audit log says of a key: never its secret or hash (apps.tenants.audit).
@@ -164,6 +224,7 @@ def find_api_key(raw_key: str) -> ApiKey | None:
     now = timezone.now()
     if not api_key.is_usable(now):
         return None
+    logs.note_tenant(api_key.tenant.slug)  # the access log names who called
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     return api_key

@@ -77,11 +77,13 @@ def handshake(task_id: uuid.UUID | str, *, key: str | None = None, stream_token:
     return on_stream_loop(attempt())
 
 
-def opened(task_id: uuid.UUID | str, *, key: str) -> tuple[WebsocketCommunicator, Handshake]:
+def opened(
+    task_id: uuid.UUID | str, *, key: str | None = None, stream_token: str | None = None
+) -> tuple[WebsocketCommunicator, Handshake]:
     """Open the task's stream and leave it open (``closed`` closes it)."""
 
     async def attempt() -> tuple[WebsocketCommunicator, Handshake]:
-        communicator = _communicator(task_id, key=key)
+        communicator = _communicator(task_id, key=key, stream_token=stream_token)
         accepted, detail = await communicator.connect(timeout=SILENCE_LIMIT_SECONDS)
         return communicator, Handshake(accepted, detail)
 
