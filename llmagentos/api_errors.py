@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -152,11 +152,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return _validation_error_response(exc)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body(413, "request_too_large", "the request body is too large"), status=413)
-    if isinstance(exc, (OperationalError, InterfaceError)) or _is_queue_down(exc):
-        logger.warning("dependency unavailable: %s", exc)
+    down = errors.unavailable_dependency(exc)
+    if down is not None:
+        logger.warning("%s unavailable: %s", down, exc)
+        # Names the dependency, never the error's text (hosts, ports, SQL).
         unavailable = Response(
-            error_body(503, "dependency_unavailable", "a dependency (database or queue) is unavailable; retry later"),
-            status=503,
+            error_body(503, "dependency_unavailable", f"the {down} is unavailable; retry later"), status=503
         )
         unavailable["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_SECONDS)
         return unavailable
@@ -199,15 +200,6 @@ def error_response(exc: Exception, request: HttpRequest) -> JsonResponse:
         # What DRF's views add to a 401 (APIView.handle_exception), for the same clients.
         response["WWW-Authenticate"] = "Bearer"
     return response
-
-
-def _is_queue_down(exc: Exception) -> bool:
-    try:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-    except ImportError:  # pragma: no cover - redis is a pinned dependency
-        return False
-    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
 
 
 def _is_api_path(path: str) -> bool:

@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django (behind the body-size limit), WebSocket streams through Channels."""
+"""ASGI entry point: HTTP through Django (behind the body-size limit), WebSocket streams
+through Channels, both behind the access log (which binds each request's id)."""
 
 import os
 
@@ -11,12 +12,15 @@ django.setup()
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from apps.streaming.routing import websocket_urlpatterns  # noqa: E402
+from llmagentos.access_log import AccessLog  # noqa: E402
 from llmagentos.body_limit import RequestBodyLimit  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        # Bodies over MAX_REQUEST_BODY_BYTES are refused before Django reads them.
-        "http": RequestBodyLimit(get_asgi_application()),
-        "websocket": URLRouter(websocket_urlpatterns),
-    }
+application = AccessLog(
+    ProtocolTypeRouter(
+        {
+            # Bodies over MAX_REQUEST_BODY_BYTES are refused before Django reads them.
+            "http": RequestBodyLimit(get_asgi_application()),
+            "websocket": URLRouter(websocket_urlpatterns),
+        }
+    )
 )

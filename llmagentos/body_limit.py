@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core import logs
 from llmagentos.api_errors import error_body
 
 # The shapes Django's ASGIHandler takes.
@@ -99,8 +100,9 @@ async def _refuse(send: Send, limit: int) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                # The refusal comes before Django's middleware, which would add it.
-                (b"x-request-id", uuid.uuid4().hex.encode()),
+                # The refusal comes before Django's middleware, which would add it
+                # (the access log, outside, has bound one).
+                (b"x-request-id", (logs.current("request_id") or uuid.uuid4().hex).encode()),
                 # The unread rest of the body leaves the connection unusable.
                 (b"connection", b"close"),
             ],

@@ -19,13 +19,20 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from apps.core import logs
+
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 GetResponse = Callable[[HttpRequest], Any]
 
 
 class RequestIdMiddleware:
-    """Echo the caller's X-Request-ID when it is sane, else mint one."""
+    """Echo the caller's X-Request-ID when it is sane, else mint one, and bind it
+    (apps.core.logs) so every line logged for the request carries it.
+
+    Under the ASGI server llmagentos.access_log has bound it already, for the
+    whole exchange (its access line included): this takes that one. Without
+    it (the test client, WSGI), this binds its own for the request."""
 
     sync_capable = True
     async_capable = True
@@ -39,16 +46,27 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self._async:
             return self._acall(request)
-        return _with_request_id(request, self.get_response(request))
+        request_id = _request_id_of(request)
+        with logs.bound(request_id=request_id):
+            response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        return _with_request_id(request, await self.get_response(request))
+        request_id = _request_id_of(request)
+        with logs.bound(request_id=request_id):
+            response = await self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response
 
 
-def _with_request_id(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-    incoming = request.headers.get("X-Request-ID", "")
-    response["X-Request-ID"] = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    return response
+def accepted_request_id(incoming: str) -> str:
+    """The caller's request id when it is sane (it goes into logs and headers), else a new one."""
+    return incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def _request_id_of(request: HttpRequest) -> str:
+    return logs.current("request_id") or accepted_request_id(request.headers.get("X-Request-ID", ""))
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):

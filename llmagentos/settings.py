@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import redis
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from huey import PriorityRedisHuey, SqliteHuey
@@ -105,13 +106,17 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.tasks",
     "apps.workers",
+    "apps.webhooks",
     "apps.scheduler",
     "apps.streaming",
     "apps.runtime",
     "apps.gateway",
+    "apps.dashboard",
 ]
 
 MIDDLEWARE = [
+    # Outermost: counts every answer, those of the middleware below included.
+    "llmagentos.metrics_middleware.RequestMetricsMiddleware",
     "llmagentos.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "llmagentos.middleware.StaticFilesMiddleware",
@@ -149,6 +154,9 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------
 DATABASE_URL = env.string("DATABASE_URL")
+# Bounds on waiting for PostgreSQL (connecting; a free pooled connection).
+DB_CONNECT_TIMEOUT_SECONDS = env.integer("DB_CONNECT_TIMEOUT_SECONDS", 3, minimum=1, expected=env.SECONDS)
+DB_POOL_TIMEOUT_SECONDS = env.seconds("DB_POOL_TIMEOUT_SECONDS", 5)
 if DATABASE_URL:
     DB_CONN_MAX_AGE = env.whole_seconds("DB_CONN_MAX_AGE", 0)
     # Connections per process kept in a pool (PostgreSQL; 0: none). A worker's
@@ -163,11 +171,26 @@ if DATABASE_URL:
     )
     assert _database is not None  # DATABASE_URL is set
     DATABASES = {"default": _database}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # A database that is down or cut off answers a request with 503 within
+        # these bounds (llmagentos.api_errors), never a hang: a refused
+        # connection fails at once; an unreachable host within the connect
+        # timeout; a connection cut mid-query within tcp_user_timeout (libpq).
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            connect_timeout=DB_CONNECT_TIMEOUT_SECONDS,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            tcp_user_timeout=DB_CONNECT_TIMEOUT_SECONDS * 1000,
+        )
     if DATABASES["default"]["ENGINE"].endswith("postgresql") and DB_POOL_MAX_SIZE > 0 and DB_CONN_MAX_AGE == 0:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": DB_POOL_MAX_SIZE,
-            "timeout": 30,  # waiting longer for a free connection is an error, not a hang
+            # Waiting longer for a connection is an error (503 on the API), not a
+            # hang: while the database is down the pool has none to give.
+            "timeout": DB_POOL_TIMEOUT_SECONDS,
         }
 else:
     DATABASES = {
@@ -198,8 +221,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 REDIS_URL = env.url("REDIS_URL", REDIS_SCHEMES, "redis://host:6379/0")
 HUEY_NAME = env.string("HUEY_NAME", "llmagentos")
+# Every Redis client of the platform (Huey's queues, wake-ups, the stream log,
+# rate limits) connects and reads within these bounds: Redis down or cut off
+# is an error (503 on the API; a retry in the background loops), never a hang.
+# The socket timeout exceeds every blocking read the platform makes (Huey's
+# 1 s BRPOP, the stream hub's short XREAD blocks).
+REDIS_CLIENT_OPTIONS = {
+    "socket_connect_timeout": env.seconds("REDIS_CONNECT_TIMEOUT_SECONDS", 2),
+    "socket_timeout": env.seconds("REDIS_SOCKET_TIMEOUT_SECONDS", 5),
+    "socket_keepalive": True,
+}
 if REDIS_URL:
-    HUEY = PriorityRedisHuey(HUEY_NAME, url=REDIS_URL, results=False)
+    HUEY = PriorityRedisHuey(
+        HUEY_NAME, results=False, connection_pool=redis.ConnectionPool.from_url(REDIS_URL, **REDIS_CLIENT_OPTIONS)
+    )
 else:
     HUEY = SqliteHuey(HUEY_NAME, filename=str(DATA_DIR / "huey.sqlite3"), results=False)
 
@@ -306,11 +341,29 @@ PLUGINS_CONFIG: dict[str, dict] = env.json_value(
 )
 
 # --- Task execution ---------------------------------------------------------------
-TASK_LEASE_SECONDS = env.whole_seconds("TASK_LEASE_SECONDS", 60)
+# Failover (docs/operations.md "Leases and failover", with the measurement behind the
+# defaults): each worker renews the leases of all its running tasks together every
+# TASK_LEASE_RENEW_SECONDS (two queries, whatever their number); a task whose lease
+# (TASK_LEASE_SECONDS from the last renewal) has run out is re-queued by the
+# scheduler's reaper, which looks every TASK_LEASE_RENEW_SECONDS: a dead worker's
+# tasks run again within TASK_LEASE_SECONDS + TASK_LEASE_RENEW_SECONDS of its last
+# renewal. A worker restarting under its name gives its old tasks back at once.
+TASK_LEASE_SECONDS = env.whole_seconds("TASK_LEASE_SECONDS", 5)
+TASK_LEASE_RENEW_SECONDS = env.seconds("TASK_LEASE_RENEW_SECONDS", 1.0)
+if not 0 < TASK_LEASE_RENEW_SECONDS * 2 <= TASK_LEASE_SECONDS:
+    # One missed renewal (a slow query, a blip) must not cost a task its lease.
+    raise ImproperlyConfigured(
+        f"TASK_LEASE_RENEW_SECONDS={TASK_LEASE_RENEW_SECONDS}: expected more than 0 and at most half "
+        f"of TASK_LEASE_SECONDS={TASK_LEASE_SECONDS}"
+    )
 TASK_MAX_ATTEMPTS = env.integer("TASK_MAX_ATTEMPTS", 3, minimum=1, expected="a number of attempts")
 # A queued task not claimed this long after dispatch is handed to Huey again
 # (the database is the source of truth; a lost queue message must not strand it).
 DISPATCH_STALE_SECONDS = env.whole_seconds("DISPATCH_STALE_SECONDS", 300)
+# The leading scheduler compares the dispatched tasks in the database with the
+# queues' contents this often and puts back, in order, those whose message is
+# gone (Redis restarted or flushed): apps.scheduler.dispatch.requeue_lost_messages.
+QUEUE_RECONCILE_SECONDS = env.seconds("QUEUE_RECONCILE_SECONDS", 5)
 WORKER_NAME = env.string("WORKER_NAME")
 # Slots of the worker `make run` starts (run_worker --slots).
 WORKER_THREADS = env.integer("WORKER_THREADS", 4, minimum=1, expected="a number of slots")
@@ -341,6 +394,29 @@ SCHEDULER_IDLE_CREDIT_TOKENS = env.number(
 # run_worker heartbeats this often; a running worker silent for WORKER_LOST_SECONDS shows as lost.
 WORKER_HEARTBEAT_SECONDS = env.seconds("WORKER_HEARTBEAT_SECONDS", 5)
 WORKER_LOST_SECONDS = env.seconds("WORKER_LOST_SECONDS", 30)
+# A worker lost (or stopped) this long leaves the live views (the admin's worker list
+# by default, GET /api/v1/ops/workers without ?history=true); its row stays for history.
+LOST_WORKER_RETENTION_SECONDS = env.seconds("LOST_WORKER_RETENTION_SECONDS", 600)
+# A queued task whose model version no active worker can hold (its placement error)
+# fails model_unplaceable once the version has been unplaceable this long, unless a
+# worker that can hold it appears meanwhile (apps.scheduler.jobs).
+UNPLACEABLE_TIMEOUT_SECONDS = env.seconds("UNPLACEABLE_TIMEOUT_SECONDS", 300)
+
+# --- Webhooks (apps.webhooks; docs/api.md "Webhooks") ---------------------------------
+# Whether callback URLs may be on loopback, private, link-local or other non-public
+# addresses (checked as ALLOW_PRIVATE_UPSTREAMS is, at submission and at each
+# delivery). Local profile: yes (a receiver beside `make run`). Production: no.
+WEBHOOKS_ALLOW_PRIVATE = env.boolean("WEBHOOKS_ALLOW_PRIVATE", PROFILE == "local")
+# Attempts per delivery before it is marked failed (an operator may retry it).
+WEBHOOK_MAX_ATTEMPTS = env.integer("WEBHOOK_MAX_ATTEMPTS", 10, minimum=1, expected="a number of attempts")
+# The wait after the first failed attempt; it doubles after each one, up to
+# WEBHOOK_BACKOFF_MAX_SECONDS, each wait jittered down by up to half. Defaults: ~1.5 h of tries.
+WEBHOOK_BACKOFF_SECONDS = env.seconds("WEBHOOK_BACKOFF_SECONDS", 10)
+WEBHOOK_BACKOFF_MAX_SECONDS = env.seconds("WEBHOOK_BACKOFF_MAX_SECONDS", 3600)
+# One attempt's bound (connect, send, read the answer).
+WEBHOOK_TIMEOUT_SECONDS = env.seconds("WEBHOOK_TIMEOUT_SECONDS", 10)
+# The delivery loop's look when nothing wakes it (a safety net: an ended task wakes it).
+WEBHOOK_TICK_SECONDS = env.seconds("WEBHOOK_TICK_SECONDS", 5)
 
 # --- Streaming ------------------------------------------------------------------------
 # Chunks arriving faster than this are joined into one stream message.
@@ -352,6 +428,11 @@ STREAM_TOKEN_SECONDS = 300
 MAX_STREAMS_PER_TENANT = env.integer("MAX_STREAMS_PER_TENANT", 100, minimum=1, expected="a number of streams")
 # Browser origins (besides the server's own host) allowed to open streams; "*" for any.
 STREAM_ALLOWED_ORIGINS = env.comma_list("STREAM_ALLOWED_ORIGINS")
+
+# --- Metrics (GET /metrics, llmagentos.metrics) -----------------------------------------
+# The bearer token a Prometheus server scrapes with; empty: staff sessions only.
+# The output reveals usage (tokens by tenant), hence no anonymous access.
+METRICS_TOKEN = env.string("METRICS_TOKEN")
 
 # --- Static files ------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -368,14 +449,27 @@ USE_TZ = True
 # The names logging accepts (it refuses other spellings, "info" included, only when configured).
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL", "NOTSET")
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", LOG_LEVELS)
+# "text" for people; "json" (one object per line) for log shippers (apps.core.logs).
+LOG_FORMAT = env.choice("LOG_FORMAT", "text", ("text", "json"))
+# One configuration for every process: the server, scheduler and worker
+# processes apply it when Django starts, and run_platform hands it to its
+# supervisor (standard library only: so is apps.core.logs). Every line gets
+# the time, level, logger, process, request id and task id on the handler.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "apps.core.logs.ContextFilter"}},
+    "formatters": {
+        "text": {"()": "apps.core.logs.TextFormatter"},
+        "json": {"()": "apps.core.logs.JsonFormatter"},
+    },
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": LOG_FORMAT}},
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
-    # run_huey adds its own handler to "huey"; propagating would print each line twice.
     "loggers": {
-        "huey": {"propagate": False},
+        # Huey narrates each job it runs at INFO ("Executing …", "… executed in"):
+        # the platform's own lines say what happened to a task. A handler of its
+        # own here also keeps run_huey from adding its differently formatted one.
+        "huey": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
         # django-axes says "BEGIN" at every start and narrates each login at INFO;
         # its warnings (a failed login, a lockout) are what an operator needs.
         "axes": {"level": "WARNING"},

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from llmagentos import health
+from llmagentos import health, metrics
 
 handler400 = "llmagentos.api_errors.bad_request_view"
 handler404 = "llmagentos.api_errors.not_found_view"
@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("apps.catalog.api.urls")),
     path("", include("apps.scheduler.api.urls")),
     path("", include("apps.tenants.api.urls")),
+    path("", include("apps.webhooks.api.urls")),
     # Operators: staff sessions or operator tokens (apps.tenants.permissions).
     path("ops/", include("apps.workers.api.urls")),
     path("ops/", include("apps.tenants.api.ops_urls")),
@@ -28,5 +29,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus (a metrics token or a staff session): llmagentos.metrics.
+    path("metrics", metrics.metrics_view, name="metrics"),
+    # The operations dashboard (staff only): live queues, workers, tenants' limits, failures.
+    path("ops/", include("apps.dashboard.urls")),
     path("admin/", admin.site.urls),
 ]

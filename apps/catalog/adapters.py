@@ -174,23 +174,27 @@ def refused_reason(address: str) -> str | None:
     return None
 
 
-def resolve_upstream(host: str, port: int) -> list[str]:
+def resolve_upstream(
+    host: str, port: int, *, setting: str = "ALLOW_PRIVATE_UPSTREAMS", what: str = "remote models"
+) -> list[str]:
     """The IP addresses to connect to for ``host``: all it resolves to, each checked.
 
     Raises UpstreamRefused when any of them is not public (unless the operator
-    allows private upstreams), OSError when ``host`` does not resolve.
+    allows private addresses with the boolean ``setting``; ``what`` names the
+    servers in the message), OSError when ``host`` does not resolve.
     Connect only to the addresses returned, never to ``host`` by name again:
-    a second lookup may answer differently.
+    a second lookup may answer differently. (The platform's webhooks reuse it,
+    with WEBHOOKS_ALLOW_PRIVATE: apps.webhooks.sender.)
     """
     found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
-    if not settings.ALLOW_PRIVATE_UPSTREAMS:
+    if not getattr(settings, setting):
         for address in addresses:
             reason = refused_reason(address)
             if reason is not None:
                 shown = host if host == address else f"{host} (resolved to {address})"
                 raise UpstreamRefused(
-                    f"{shown} is {reason}; remote models must be on public addresses "
-                    "unless the operator sets ALLOW_PRIVATE_UPSTREAMS=true"
+                    f"{shown} is {reason}; {what} must be on public addresses "
+                    f"unless the operator sets {setting}=true"
                 )
     return addresses

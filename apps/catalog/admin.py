@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.forms import ModelChoiceField, ModelForm
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 from apps.catalog import services
 from apps.catalog.models import LLMModel, ModelVersion
+from apps.tenants.models import Tenant
 
 GIB = 1024**3
 
@@ -63,6 +67,15 @@ class ModelVersionInline(admin.StackedInline):
     show_change_link = True
 
 
+class GrantForm(forms.Form):
+    """The grant action's intermediate page: which tenants the selected models open to."""
+
+    tenants = forms.ModelMultipleChoiceField(
+        queryset=Tenant.objects.order_by("slug"), widget=forms.CheckboxSelectMultiple,
+        help_text="the models become usable by these tenants too; their other grants stay",
+    )
+
+
 @admin.register(LLMModel)
 class LLMModelAdmin(CatalogChangesReplan):
     list_display = [
@@ -72,6 +85,7 @@ class LLMModelAdmin(CatalogChangesReplan):
     search_fields = ["name", "description"]
     filter_horizontal = ["allowed_tenants"]
     inlines = [ModelVersionInline]
+    actions = ["grant_to_tenants"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LLMModel]:
         return super().get_queryset(request).select_related("current_version").prefetch_related("versions")
@@ -100,6 +114,26 @@ class LLMModelAdmin(CatalogChangesReplan):
     def changelist_view(self, request: HttpRequest, extra_context=None):
         _warn_unplaceable(request)
         return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Grant to tenants…", permissions=["change"])
+    def grant_to_tenants(self, request: HttpRequest, queryset: QuerySet[LLMModel]) -> TemplateResponse | None:
+        # First the page choosing the tenants; its form posts back to this action ("apply").
+        form = GrantForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            tenants = list(form.cleaned_data["tenants"])
+            for model in queryset:
+                granted = services.grant_model(model, tenants)
+                slugs = ", ".join(tenant.slug for tenant in granted) or "none new (all had it)"
+                messages.success(request, f"{model.name} granted to: {slugs}.")
+            return None  # back to the list
+        return TemplateResponse(request, "admin/catalog/llmmodel/grant_to_tenants.html", {
+            **self.admin_site.each_context(request),
+            "title": "Grant models to tenants",
+            "opts": self.model._meta,
+            "models": queryset,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        })
 
 
 @admin.register(ModelVersion)

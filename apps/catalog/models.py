@@ -96,6 +96,9 @@ class ModelVersion(models.Model):
     # The last placement run's verdict: why no worker can host it ("" = hosted or not needed).
     placement_error = models.TextField(blank=True, default="", editable=False)
     placement_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Since when the runs have found no host for it without a break (None: hosted or not
+    # needed): its queued tasks fail after UNPLACEABLE_TIMEOUT_SECONDS of it.
+    unplaceable_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["model__name", "-created_at"]

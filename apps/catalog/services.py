@@ -161,6 +161,16 @@ def grants_of(model: LLMModel) -> dict[Any, Tenant]:
     return {tenant.pk: tenant for tenant in model.allowed_tenants.all()}
 
 
+def grant_model(model: LLMModel, tenants: Sequence[Tenant]) -> list[Tenant]:
+    """Open ``model`` to ``tenants`` too (its other grants stay); returns the tenants
+    newly granted, each recorded in the audit log (model_granted)."""
+    with transaction.atomic():
+        before = grants_of(model)
+        model.allowed_tenants.add(*tenants)
+        record_grant_changes(model, before)
+    return sorted((tenant for tenant in tenants if tenant.pk not in before), key=lambda tenant: tenant.slug)
+
+
 def record_grant_changes(model: LLMModel, before: Mapping[Any, Tenant]) -> None:
     """An audit event for each tenant granted ``model`` or refused it since ``before`` (grants_of then)."""
     after = grants_of(model)
@@ -293,11 +303,15 @@ def record_placement(errors: Mapping[Any, str], checked: Collection[Any]) -> Non
     longer current, no unfinished tasks) need no host and carry no error."""
     now = timezone.now()
     ModelVersion.objects.filter(pk__in=checked).exclude(pk__in=list(errors)).update(
-        placement_error="", placement_checked_at=now
+        placement_error="", placement_checked_at=now, unplaceable_since=None
     )
     for version_id, reason in errors.items():
         ModelVersion.objects.filter(pk=version_id).update(placement_error=reason, placement_checked_at=now)
-    ModelVersion.objects.exclude(pk__in=checked).exclude(placement_error="").update(placement_error="")
+    ModelVersion.objects.filter(pk__in=list(errors), unplaceable_since__isnull=True).update(unplaceable_since=now)
+    # Unjudged from now on (no check time either): a submission pinned to one asks for a verdict again.
+    ModelVersion.objects.exclude(pk__in=checked).exclude(placement_error="").update(
+        placement_error="", placement_checked_at=None, unplaceable_since=None
+    )
 
 
 TINY_MODEL_NAME = "tiny"

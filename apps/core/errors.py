@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Self
 
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 
 class DomainError(Exception):
     """Base of every refusal a service makes. Not raised itself."""
@@ -112,3 +116,22 @@ class Unavailable(DomainError):
     ) -> None:
         super().__init__(message, code=code, param=param)
         self.retry_after_seconds = retry_after_seconds
+
+
+# What a request needs from outside the process, by the exceptions that say it
+# is down or unreachable. Django raises its own OperationalError/InterfaceError
+# for any database backend (a refused or timed-out connection, a pool with none
+# to give, a server gone mid-query); redis-py its ConnectionError/TimeoutError.
+DATABASE = "database"
+QUEUE = "queue"
+
+
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """DATABASE or QUEUE (Redis) when ``exc`` says that dependency is down, else None:
+    the API answers 503 with Retry-After (llmagentos.api_errors), background
+    loops retry, streams tell their clients to reconnect."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return DATABASE
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        return QUEUE
+    return None

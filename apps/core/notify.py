@@ -439,7 +439,8 @@ class _RedisBus(_Bus):
 
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__()
-        self._client = redis.Redis.from_url(url)
+        # Bounded waits (settings.REDIS_CLIENT_OPTIONS): a wake() never hangs on a Redis that is cut off.
+        self._client = redis.Redis.from_url(url, **settings.REDIS_CLIENT_OPTIONS)
         self._prefix = prefix
         self._control = f"{prefix}control:{os.getpid()}-{secrets.token_hex(4)}"
         self._pending_ops: list[tuple[str, str]] = []

@@ -64,6 +64,16 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def hmac_sha256(key: str, message: bytes) -> str:
+    """The hex HMAC-SHA256 of ``message`` under ``key`` (webhook signatures)."""
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def random_secret(prefix: str) -> str:
+    """A new secret kept to be used again (not only compared): ``<prefix>_<random>``."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
 def bearer(header: str | None) -> str | None:
     """The credential of ``Authorization: Bearer <credential>``; None when the
     header is absent, of another scheme, or empty."""

@@ -10,10 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from apps.catalog.adapters import (
     AdapterConfigError,
@@ -24,15 +28,26 @@ from apps.catalog.adapters import (
     TextChunk,
     Usage,
 )
+from apps.core import logs
+from apps.core.errors import unavailable_dependency
 from apps.runtime.adapters import adapter_for, release_adapter
 from apps.runtime.leases import KEEPER, LeaseKeeper
 from apps.scheduler.wakeup import wake_dispatcher
 from apps.streaming.services import open_publisher
+from apps.tasks import metrics as task_metrics
 from apps.tasks import services as task_services
+from apps.tasks.fencing import StaleAttempt
 from apps.tasks.models import EndReason, Task, TaskState
 from apps.tasks.payloads import read_input
 
 logger = logging.getLogger(__name__)
+
+# A finished attempt whose end cannot be written (database down) retries this
+# long, backing off from the first delay to the largest, before it gives up
+# (the lease then lapses and the task runs again elsewhere).
+RECORD_RETRY_FIRST_SECONDS = 0.5
+RECORD_RETRY_MAX_DELAY_SECONDS = 5.0
+RECORD_RETRY_LIMIT_SECONDS = 600.0
 
 
 def worker_name() -> str:
@@ -57,10 +72,20 @@ def build_request(task: Task) -> GenerationRequest:
 
 def execute_task(task_id: uuid.UUID, keeper: LeaseKeeper = KEEPER) -> None:
     """Run one task: ``keeper`` renews its lease and says when it must stop
-    (a worker process's own keeper unless a test brings one)."""
-    task = task_services.claim_task(task_id, worker_name())
-    if task is None:
-        return  # cancelled, finished, or claimed by another worker: nothing to do
+    (a worker process's own keeper unless a test brings one).
+
+    Every line logged meanwhile carries the task's id, and once it is claimed
+    the id of the request that submitted it (apps.core.logs)."""
+    with logs.bound(task_id=str(task_id)):
+        task = task_services.claim_task(task_id, worker_name())
+        if task is None:
+            return  # cancelled, finished, or claimed by another worker: nothing to do
+        with logs.bound(request_id=task.request_id):
+            logger.info("attempt %d of %s started", task.attempt, task.model.name)
+            _run_claimed(task, keeper)
+
+
+def _run_claimed(task: Task, keeper: LeaseKeeper) -> None:
     if task.erased_at is not None:
         task_services.finish_task(task, state=TaskState.CANCELLED, output="", usage=None,
                                   error_code=EndReason.ERASED, error_message=EndReason.ERASED.label)
@@ -77,6 +102,10 @@ def execute_task(task_id: uuid.UUID, keeper: LeaseKeeper = KEEPER) -> None:
         return
     try:
         _stream_and_record(task, adapter, keeper)
+    except StaleAttempt:
+        # Fenced: the task was requeued (this worker lost its lease: cut off, too slow
+        # to renew) and a newer attempt owns it. Stop, and record nothing.
+        logger.warning("attempt %d lost task %s to a newer attempt; its output is dropped", task.attempt, task.id)
     finally:
         release_adapter(adapter)  # a retired version is unloaded once its last stream ends
 
@@ -87,6 +116,7 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
     parts: list[str] = []
     usage: Usage | None = None
     stopped = False
+    first_token_at: datetime | None = None  # the operators' time to first token (recorded with the end)
     # A cancel reaches the adapter from the keeper's thread at once, not after
     # the next token (which a slow model may take long to produce).
     held = keeper.hold(task, on_stop=lambda: adapter.cancel(request.request_id))
@@ -95,6 +125,9 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
     try:
         for item in stream:
             if isinstance(item, TextChunk):
+                if first_token_at is None and item.text:
+                    first_token_at = timezone.now()
+                    task_metrics.count_first_token(task, first_token_at)
                 parts.append(item.text)
                 publisher.add(item.text)
             elif isinstance(item, Usage):
@@ -102,12 +135,16 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
             if not stopped and held.must_stop:
                 stopped = True
                 adapter.cancel(request.request_id)
+    except StaleAttempt:
+        raise  # (not the adapter's failure)
     except AdapterError as exc:
-        _record_failure(task, exc, "".join(parts))
+        error = exc  # (an except clause's name is unbound when it ends)
+        _until_recorded(task, lambda: _record_failure(task, error, "".join(parts), first_token_at))
         return
     except Exception as exc:  # a bug in an adapter must not leave the task running
         logger.exception("adapter %s crashed on task %s", task.model.adapter, task.id)
-        _record_failure(task, AdapterError(f"adapter error: {exc.__class__.__name__}"), "".join(parts))
+        failure = AdapterError(f"adapter error: {exc.__class__.__name__}")
+        _until_recorded(task, lambda: _record_failure(task, failure, "".join(parts), first_token_at))
         return
     finally:
         keeper.release(held)
@@ -118,8 +155,35 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
     # Succeeded, or cancelled if a cancel was asked for meanwhile; nothing when
     # the lease was lost and another attempt owns the task now (finish_task's
     # conditional UPDATE is on the attempt this worker claimed).
-    task_services.finish_task(task, state=TaskState.SUCCEEDED, output="".join(parts),
-                              usage=usage.as_dict() if usage else None, cancel_wins=True)
+    # The database may be down just now: the result is kept and written once it is back.
+    _until_recorded(task, lambda: task_services.finish_task(
+        task, state=TaskState.SUCCEEDED, output="".join(parts), usage=usage.as_dict() if usage else None,
+        cancel_wins=True, first_token_at=first_token_at,
+    ))
+
+
+def _until_recorded(task: Task, record: Callable[[], object]) -> None:
+    """Run ``record`` (a task's end being written), retrying with back-off while the
+    database or Redis is down, for up to RECORD_RETRY_LIMIT_SECONDS: a worker keeps
+    the result it made instead of dropping it (and the task running again).
+    Each try is the whole conditional write: a newer attempt that took the task
+    meanwhile (the lease lapsed) still wins, and this one records nothing."""
+    delay = RECORD_RETRY_FIRST_SECONDS
+    deadline = time.monotonic() + RECORD_RETRY_LIMIT_SECONDS
+    while True:
+        try:
+            record()
+            return
+        except Exception as exc:
+            down = unavailable_dependency(exc)
+            if down is None or time.monotonic() + delay > deadline:
+                raise
+            logger.warning("recording the end of task %s failed (the %s is down); retrying in %.1f s",
+                           task.id, down, delay)
+        if not connection.in_atomic_block:
+            connection.close()  # a broken connection is not reused; the next try opens a new one
+        time.sleep(delay)
+        delay = min(delay * 2, RECORD_RETRY_MAX_DELAY_SECONDS)
 
 
 def _release_connection_while_streaming() -> None:
@@ -135,16 +199,26 @@ def _release_connection_while_streaming() -> None:
         connection.close()
 
 
-def _record_failure(task: Task, error: AdapterError, partial_output: str) -> None:
+def _record_failure(
+    task: Task, error: AdapterError, partial_output: str, first_token_at: datetime | None = None
+) -> None:
     task.refresh_from_db(fields=["cancel_requested"])
     if not error.permanent and task.attempt < settings.TASK_MAX_ATTEMPTS and not task.cancel_requested:
         if task_services.release_for_retry(task, str(error)):
+            logger.warning("attempt %d failed; the task is queued again for a retry", task.attempt)
             wake_dispatcher()  # ready again: the dispatcher hands it out by policy
             return
         task.refresh_from_db(fields=["cancel_requested"])  # a cancel may have arrived meanwhile
     if task.cancel_requested:
         task_services.finish_task(task, state=TaskState.CANCELLED, output=partial_output, usage=None,
-                                  error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label)
-    else:
+                                  error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label,
+                                  first_token_at=first_token_at)
+    elif error.permanent:
         task_services.finish_task(task, state=TaskState.FAILED, output=partial_output, usage=None,
-                                  error_code=EndReason.GENERATION_FAILED, error_message=str(error))
+                                  error_code=EndReason.GENERATION_FAILED, error_message=str(error),
+                                  first_token_at=first_token_at)
+    else:  # a poison task: it failed on every attempt it was allowed
+        task_services.finish_task(task, state=TaskState.FAILED, output=partial_output, usage=None,
+                                  error_code=EndReason.RETRIES_EXHAUSTED,
+                                  error_message=task_services.exhausted_message(task.attempt, str(error)),
+                                  first_token_at=first_token_at)

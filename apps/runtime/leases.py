@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import close_old_connections
 
 from apps.core import notify
@@ -33,9 +34,6 @@ from apps.tasks.models import Task
 
 logger = logging.getLogger(__name__)
 
-# How often the leases are renewed, and cancel requests looked for even
-# without a wake-up (one lost on the way).
-RENEW_SECONDS = 1.0
 
 
 @dataclass
@@ -67,13 +65,20 @@ class Hold:
 
 
 class LeaseKeeper:
-    def __init__(self, renew_seconds: float = RENEW_SECONDS) -> None:
-        self.renew_seconds = renew_seconds
+    def __init__(self, renew_seconds: float | None = None) -> None:
+        # How often the leases are renewed (settings.TASK_LEASE_RENEW_SECONDS), and
+        # cancel requests looked for even without a wake-up (one lost on the way).
+        self._renew_seconds = renew_seconds
         self._holds: dict[uuid.UUID, Hold] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._cancels: notify.Subscription | None = None
         self._stopping = threading.Event()
+
+    @property
+    def renew_seconds(self) -> float:
+        # Read when used, not at import: the process-wide keeper exists before a test changes settings.
+        return self._renew_seconds if self._renew_seconds is not None else settings.TASK_LEASE_RENEW_SECONDS
 
     def hold(self, task: Task, on_stop: Callable[[], None] | None = None) -> Hold:
         """Keep ``task``'s lease (as claimed: its current attempt) until ``release``;

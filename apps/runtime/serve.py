@@ -12,7 +12,13 @@ first small write after the headers then waits for the client's delayed ACK
 the socket's family comes from the descriptor itself, and every connection
 gets TCP_NODELAY as on a port uvicorn binds.
 
-Imports nothing of the project but its ASGI application (by name, in uvicorn).
+Imports nothing of the project but its ASGI application (by name, in uvicorn)
+and apps.core.logs (standard library only), to name its lines "server".
+
+uvicorn's own logging set-up is skipped (``log_config=None``): its lines
+("Started server process", errors) go through settings.LOGGING like every
+other line, which Django applies as the application loads, before uvicorn
+says anything; the access log is the platform's own (llmagentos.access_log).
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ import sys
 
 import uvicorn
 
+from apps.core.logs import set_process_name
+
 APPLICATION = "llmagentos.asgi:application"
 GRACEFUL_STOP_SECONDS = 10
 
 
 def main(argv: list[str]) -> int:
+    set_process_name("server")
     listener = socket.socket(fileno=int(argv[0]))  # family and type read from the descriptor
-    config = uvicorn.Config(APPLICATION, access_log=False, timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS)
+    config = uvicorn.Config(
+        APPLICATION, access_log=False, log_config=None, timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS
+    )
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 

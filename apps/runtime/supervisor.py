@@ -5,7 +5,8 @@ clean stop signal when the supervisor is asked to stop, and are killed if they
 do not stop in time. Every child (and the supervisor itself) asks the kernel to
 send it SIGTERM when its parent dies, so no orphan outlives `make run`.
 
-This module imports nothing but the standard library: ``exec_supervisor``
+This module imports nothing but the standard library (and apps.core.logs,
+which imports nothing else either): ``exec_supervisor``
 replaces the calling process (``manage.py run_platform``, with Django and all
 it loaded) by ``python -m`` this module, so the process that stays in the
 foreground for the platform's whole life holds a few MB, not Django's ~90 MB
@@ -14,22 +15,31 @@ foreground for the platform's whole life holds a few MB, not Django's ~90 MB
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
+import logging.config
 import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
-logger = logging.getLogger(__name__)
+from apps.core.logs import set_process_name
+
+# By name: run with ``python -m``, this module's __name__ is "__main__".
+logger = logging.getLogger("apps.runtime.supervisor")
 
 PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT_SECONDS = 20.0
 MAX_BACKOFF_SECONDS = 30.0
+# prometheus_client's multi-process mode (apps.core.metrics): the directory the
+# children write their values to, and the gauge modes that count live processes only.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+LIVE_GAUGE_MODES = ("liveall", "livemin", "livemax", "livesum", "livemostrecent")
 
 
 def die_with_parent() -> None:
@@ -73,6 +83,21 @@ class Child:
         self.started_at = time.monotonic()
 
 
+def mark_process_dead(pid: int) -> None:
+    """What ``prometheus_client.multiprocess.mark_process_dead`` does, in the standard
+    library: remove an exited child's files of live-only gauges (its open streams),
+    so a scrape stops summing them. Its counters' files stay: what it counted
+    happened. (Importing prometheus_client here would add ~14 MB to the process
+    that stays resident; tests/unit/test_metrics_multiprocess.py holds the two
+    to the same files.)"""
+    directory = os.environ.get(METRICS_DIR_VARIABLE)
+    if not directory:
+        return
+    for mode in LIVE_GAUGE_MODES:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(directory, f"gauge_{mode}_{pid}.db"))
+
+
 class Supervisor:
     def __init__(self, children: list[Child]) -> None:
         self.children = children
@@ -101,6 +126,7 @@ class Supervisor:
         code = child.process.poll()
         if code is None:
             return
+        mark_process_dead(child.process.pid)
         # Back off when a child keeps dying right after start (bad config, port taken).
         if now - child.started_at > 60:
             child.restarts = 0
@@ -126,15 +152,17 @@ class Supervisor:
         return 0
 
 
-def exec_supervisor(children: list[Child], log_level: str, import_root: str) -> NoReturn:
+def exec_supervisor(children: list[Child], logging_config: dict[str, Any], import_root: str) -> NoReturn:
     """Replace this process by a bare Python running ``children`` under a Supervisor.
 
+    ``logging_config`` is settings.LOGGING: the supervisor's lines look like its
+    children's (its filter and formatters, apps.core.logs, need no Django).
     ``import_root`` is the directory holding the ``apps`` package, put on the new
     process's PYTHONPATH so ``-m`` finds this module from any working directory.
     What this process printed is flushed first; its own memory is gone after
     the exec. Its children inherit the environment, that path included.
     """
-    spec = json.dumps({"log_level": log_level, "children": [child.to_json() for child in children]})
+    spec = json.dumps({"logging": logging_config, "children": [child.to_json() for child in children]})
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (import_root, env.get("PYTHONPATH", "")) if p)
     sys.stdout.flush()
@@ -145,8 +173,8 @@ def exec_supervisor(children: list[Child], log_level: str, import_root: str) -> 
 def main(argv: list[str]) -> int:
     """``python -m`` this module with the JSON written by ``exec_supervisor``."""
     spec = json.loads(argv[0])
-    # The format Django's logging config gives the supervisor's lines (message only), on stderr.
-    logging.basicConfig(level=spec["log_level"], format="%(message)s", stream=sys.stderr)
+    set_process_name("supervisor")
+    logging.config.dictConfig(spec["logging"])  # settings.LOGGING, as its children have it
     die_with_parent()  # kept across exec by Linux; asked again in case it was not
     return Supervisor([Child.from_json(child) for child in spec["children"]]).run()
 

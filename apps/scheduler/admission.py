@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import timezone
 
-from apps.core.errors import OverBudget, PermissionRefused, RateLimited
+from apps.core import metrics
+from apps.core.errors import DomainError, OverBudget, PermissionRefused, RateLimited
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
 from apps.tenants import ratelimit
 from apps.tenants import services as tenant_services
@@ -78,6 +80,22 @@ def admit(tenant: Tenant, api_key: ApiKey | None, request: TaskRequest, prompt_t
     """Admit one task or refuse it: PermissionRefused, RateLimited or OverBudget. Call it inside the
     ``transaction.atomic()`` block that inserts the task, with the returned id. ``prompt_tokens``:
     the model's own count of the prompt (apps.catalog.prompt_tokens), None where it has none."""
+    with _counted_refusals():
+        return _admit(tenant, api_key, request, prompt_tokens)
+
+
+@contextmanager
+def _counted_refusals() -> Iterator[None]:
+    """Count a refusal by its error code (llmagentos_admission_rejections_total) as it
+    passes: the transaction it rolls back does not undo that it happened."""
+    try:
+        yield
+    except DomainError as exc:
+        metrics.admission_rejections.labels(reason=exc.code).inc()
+        raise
+
+
+def _admit(tenant: Tenant, api_key: ApiKey | None, request: TaskRequest, prompt_tokens: int | None) -> Admission:
     plan = Plan.objects.get(pk=tenant.plan_id)  # fresh: an operator may just have changed it
     _check_priority(plan, request.priority)
     if prompt_tokens is None:
@@ -125,10 +143,11 @@ def admit_release(task: Task, resolved_input: Mapping[str, Any], prompt_tokens: 
     plan = Plan.objects.get(pk=task.tenant.plan_id)
     if prompt_tokens is None:
         prompt_tokens = estimate_prompt_tokens(resolved_input.get("prompt"), resolved_input.get("messages"))
-    try:
-        tenant_services.reprice_reservation(plan, task.pk, prompt_tokens + task.max_tokens)
-    except tenant_services.BudgetExceeded as exc:
-        raise OverBudget(_budget_message(exc)) from None
+    with _counted_refusals():
+        try:
+            tenant_services.reprice_reservation(plan, task.pk, prompt_tokens + task.max_tokens)
+        except tenant_services.BudgetExceeded as exc:
+            raise OverBudget(_budget_message(exc)) from None
 
 
 def _check_priority(plan: Plan, priority: str) -> None:

@@ -11,6 +11,7 @@ class SchedulerConfig(AppConfig):
         from apps.catalog import hooks as catalog_hooks
         from apps.scheduler import admission, estimates, jobs, placer, wakeup  # noqa: F401
         from apps.tasks import lifecycle
+        from apps.tenants import hooks as tenant_hooks
 
         # What the tasks app asks and announces (apps.tasks.lifecycle has the table).
         lifecycle.admit.register(admission.admit)
@@ -20,7 +21,10 @@ class SchedulerConfig(AppConfig):
         lifecycle.ended.register("scheduler.wake", wakeup.slot_freed)
         lifecycle.ready.register("scheduler.wake", wakeup.wake_dispatcher)
         lifecycle.submitted.register("scheduler.place_pinned", placer.place_pinned_version)
+        lifecycle.placing.register("scheduler.judge_version", placer.judge_version)
         catalog_hooks.placement_inputs_changed.register("scheduler.place", placer.replan)
         # The fleet or the catalog changed (a worker registered, drained, undrained,
         # stopped): the slots to fill did too.
         catalog_hooks.placement_inputs_changed.register("scheduler.wake", wakeup.wake_dispatcher)
+        # A resumed tenant's queued tasks may start now.
+        tenant_hooks.tenant_resumed.register("scheduler.wake", wakeup.wake_dispatcher)

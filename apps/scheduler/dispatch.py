@@ -20,7 +20,7 @@ from django.conf import settings
 from apps.scheduler import wakeup
 from apps.scheduler.queues import model_queue, queue_spec
 from apps.tasks import services as task_services
-from apps.tasks.models import Priority, Task
+from apps.tasks.models import Priority, Task, TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,48 @@ def redispatch_stale() -> int:
         logger.info("%d queued tasks were dispatched too long ago; they are ready again", count)
         wakeup.wake_dispatcher()
     return count
+
+
+def requeue_lost_messages() -> int:
+    """Put back on their queues the dispatched tasks whose message is gone (Redis
+    restarted or flushed, a scheduler killed between marking a task dispatched
+    and enqueuing it), in the order they were handed out; returns how many.
+
+    The database says which tasks were handed to a queue and not yet claimed;
+    each queue says which ids it holds. A task a worker took meanwhile (off the
+    queue, not yet claimed) may be enqueued twice: harmless, the second claim
+    finds it running (a conditional UPDATE) and does nothing.
+    """
+    dispatched = list(
+        Task.objects.filter(state=TaskState.QUEUED, dispatched_at__isnull=False)
+        .order_by("dispatched_at", "id")
+        .values_list("id", "dispatched_at", "model__name", "model_version__version", "priority")
+    )
+    if not dispatched:
+        return 0
+    specs = {queue_spec(model_name, version) for _, _, model_name, version, _ in dispatched}
+    waiting = {spec: model_queue(spec).task_ids() for spec in specs}
+    lost = [row for row in dispatched if str(row[0]) not in waiting[queue_spec(row[2], row[3])]]
+    if not lost:
+        return 0
+    # Read again after the queues: only those still dispatched as they were then.
+    still = set(
+        Task.objects.filter(
+            pk__in=[task_id for task_id, *_ in lost], state=TaskState.QUEUED, dispatched_at__isnull=False
+        ).values_list("id", "dispatched_at")
+    )
+    woken: set[str] = set()
+    for task_id, dispatched_at, model_name, version, priority in lost:
+        if (task_id, dispatched_at) in still:
+            spec = queue_spec(model_name, version)
+            model_queue(spec).enqueue(task_id, priority=HUEY_PRIORITY.get(priority, 10))
+            woken.add(spec)
+    for spec in woken:
+        wakeup.wake_queue_consumers(spec)
+    requeued = len([row for row in lost if row[:2] in still])
+    if requeued:
+        logger.warning("%d dispatched tasks were missing from their queues; enqueued again", requeued)
+    return requeued
 
 
 def reap_and_requeue() -> int:

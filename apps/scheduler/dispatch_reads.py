@@ -41,6 +41,8 @@ class ReadyTask:
     reserved_tokens: int | None  # the admission's reservation (None: none was made)
     weight: float | None  # the tenant's plan's fair-share weight
     max_running: int | None  # the tenant's plan's running cap
+    tenant_active: bool  # False: the tenant is paused and its tasks wait
+    request_id: str  # the submitting request's id, for the dispatch's log line
 
 
 def _q(name: str) -> str:
@@ -70,7 +72,7 @@ _READY_FIELDS: tuple[tuple[type[models.Model], str, str], ...] = (
     (Task, "id", "t"), (Task, "model", "t"), (Task, "tenant", "t"), (Task, "priority", "t"),
     (Task, "max_tokens", "t"), (Task, "queued_at", "t"), (Task, "critical_path_rank", "t"),
     (LLMModel, "name", "m"), (ModelVersion, "version", "v"), (TaskCharge, "reserved_tokens", "c"),
-    (Plan, "weight", "p"), (Plan, "max_running", "p"),
+    (Plan, "weight", "p"), (Plan, "max_running", "p"), (Tenant, "active", "n"), (Task, "request_id", "t"),
 )
 
 

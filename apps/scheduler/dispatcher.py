@@ -1,6 +1,7 @@
 """The dispatch step: hand each model's workers only as many tasks as they have
 free slots, in policy order (apps.scheduler.policy), passing over tenants at
-their running cap — they keep their place.
+their running cap — they keep their place — and paused tenants (a cap of 0
+until they are resumed: apps.tenants.services.pause_tenant).
 
 One Dispatcher lives in the scheduler process (``manage.py run_scheduler``).
 It keeps a FairScheduler per model in memory, because fair-share tags are
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core import logs
 from apps.scheduler import dispatch_reads
 from apps.scheduler.dispatch import hand_to_workers
 from apps.scheduler.policy import FairScheduler
@@ -45,6 +47,7 @@ class Dispatcher:
         self._policies: dict[uuid.UUID, FairScheduler] = {}
         self._ready: dict[uuid.UUID, uuid.UUID] = {}  # task id -> model id, as the policies hold them
         self._routes: dict[uuid.UUID, tuple[str, str | None, str]] = {}  # task id -> its queue (hand_to_workers)
+        self._request_ids: dict[uuid.UUID, str] = {}  # task id -> its submitting request's id, for the log
         self._charged: dict[uuid.UUID, _Charged] = {}
         self._caps: dict[str, int | None] = {}  # tenant id (str) -> running cap, as of the last sync
 
@@ -78,10 +81,14 @@ class Dispatcher:
         # paid per task at low load).
         ready = {task.id: task for task in dispatch_reads.ready_tasks()}
         # The running caps of the tenants with ready tasks: the only ones a round can pass over.
-        self._caps = {str(task.tenant_id): task.max_running for task in ready.values()}
+        # A paused tenant's cap is 0: its tasks keep their place and wait for its resumption.
+        self._caps = {
+            str(task.tenant_id): task.max_running if task.tenant_active else 0 for task in ready.values()
+        }
         for task_id in self._ready.keys() - ready.keys():  # cancelled, or handed out by another scheduler
             self._policies[self._ready.pop(task_id)].remove(task_id)
             self._routes.pop(task_id, None)
+            self._request_ids.pop(task_id, None)
         for task in (task for task_id, task in ready.items() if task_id not in self._ready):
             self._policy(task.model_id).add(
                 task.id,
@@ -96,6 +103,7 @@ class Dispatcher:
             )
             self._ready[task.id] = task.model_id
             self._routes[task.id] = (task.model_name, task.version, task.priority)
+            self._request_ids[task.id] = task.request_id
 
     def _correct_finished(self) -> None:
         if not self._charged:
@@ -123,8 +131,12 @@ class Dispatcher:
             # The policy takes any hashable id; the ones added here are task ids (_sync_ready).
             assert isinstance(task_id, uuid.UUID), f"not a task id: {task_id!r}"
             self._ready.pop(task_id, None)
-            if not hand_to_workers(task_id, self._routes.pop(task_id, None)):
-                continue  # cancelled since the last sync
+            route = self._routes.pop(task_id, None)
+            with logs.bound(task_id=str(task_id), request_id=self._request_ids.pop(task_id, "")):
+                if not hand_to_workers(task_id, route):
+                    continue  # cancelled since the last sync
+                model_name, _, priority = route or ("its model", None, "-")
+                logger.info("dispatched to the workers of %s (priority %s)", model_name, priority)
             handed += 1
             load.busy[model_id] += 1
             self._charged[task_id] = _Charged(model_id, entry.tenant, entry.priority_class, entry.estimated_cost)

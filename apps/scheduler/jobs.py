@@ -1,4 +1,7 @@
-"""Periodic Huey jobs of the scheduler (thin: they call service functions)."""
+"""Periodic Huey jobs of the scheduler (thin: they call service functions).
+
+The lease reaper is not one: it runs in the scheduler's loop every few seconds
+(apps.scheduler.reaper), where a crontab's minute would delay failover."""
 
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
@@ -8,8 +11,8 @@ from apps.tasks import retention
 
 
 @db_periodic_task(crontab(minute="*"))
-def reap_expired_leases() -> None:
-    dispatch.reap_and_requeue()
+def fail_unplaceable_tasks() -> None:
+    placer.fail_unplaceable()
 
 
 @db_periodic_task(crontab(minute="*"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -24,6 +24,7 @@ from django.utils import timezone
 from apps.catalog import services as catalog_services
 from apps.catalog.models import ModelVersion
 from apps.scheduler import autoscale, placement
+from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
 from apps.workers import services as worker_services
 from apps.workers.models import Placement, VersionPlacement, Worker, WorkerState
@@ -36,7 +37,9 @@ NO_NEEDS = "its resource needs are unknown: set its device and GPU memory"
 
 
 def apply_placement(
-    now: datetime | None = None, rules: autoscale.ScalingRules | None = None
+    now: datetime | None = None,
+    rules: autoscale.ScalingRules | None = None,
+    also: Sequence[ModelVersion] = (),
 ) -> placement.Plan:
     """Place the live model versions on the active managed workers; record the verdicts.
 
@@ -51,6 +54,9 @@ def apply_placement(
     503 (catalog.services.refuse_unplaceable). With no active worker at all
     nothing is reported: that is an outage, not a lack of room, and tasks
     wait as they would for a model without versions.
+
+    ``also``: versions to place as if they were live (a submission pinned to
+    one asks for its verdict before it is accepted: ``judge_version``).
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -66,6 +72,7 @@ def apply_placement(
         )
         live = live_models()
         versions = {v.spec: v for entry in worker_services.enabled_models(live) for v in entry.versions}
+        versions.update({v.spec: v for v in also if v.model.enabled and v.spec not in versions})
         # Oldest first: each version's primary, then its replicas in the order they were added.
         existing = list(VersionPlacement.objects.select_related("version__model").order_by("placed_at", "pk"))
         reserved: dict[tuple[uuid.UUID, int], int] = {}
@@ -216,6 +223,55 @@ def replan() -> None:
         apply_placement()
     except Exception:
         logger.exception("placement run failed; the next periodic run retries")
+
+
+# A pinned version's verdict younger than this is trusted at submission; older, or
+# none (a version neither current nor with unfinished tasks is not judged by the
+# runs), and the placement runs for it first. Twice the scheduler's placement round.
+VERDICT_SECONDS = 10.0
+
+
+def judge_version(version: ModelVersion) -> None:
+    """apps.tasks.lifecycle ``placing``: before a task pinned to ``version`` is accepted,
+    make sure its placement verdict (``placement_error``, refreshed on ``version``) is
+    current, so that a version no active worker can hold is refused from its first task
+    on (apps.catalog.services.refuse_unplaceable), every time.
+
+    A model's current version is judged by every run, which catalog and fleet
+    changes trigger: nothing to do. Nor for a version placed on a worker already."""
+    found = ModelVersion.objects.select_related("model").filter(pk=version.pk).first()
+    if found is None or found.model.current_version_id == found.pk:
+        return
+    checked = found.placement_checked_at
+    if checked is not None and (timezone.now() - checked).total_seconds() < VERDICT_SECONDS:
+        return
+    if not found.placement_error and VersionPlacement.objects.filter(version_id=found.pk).exists():
+        return
+    try:
+        apply_placement(also=[found])
+    except Exception:  # no verdict: the task is accepted; the runs judge it from then on
+        logger.exception("placement run for %s failed", found.spec)
+        return
+    version.refresh_from_db(fields=["placement_error", "placement_checked_at", "unplaceable_since"])
+
+
+def fail_unplaceable(now: datetime | None = None) -> int:
+    """Fail the queued tasks of versions no active worker has been able to hold for
+    UNPLACEABLE_TIMEOUT_SECONDS (a periodic job); returns how many. A worker that can
+    hold one appears: the placement run clears its error, and its tasks stay."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.UNPLACEABLE_TIMEOUT_SECONDS)
+    stuck = dict(
+        ModelVersion.objects.filter(unplaceable_since__lte=cutoff)
+        .exclude(placement_error="")
+        .values_list("pk", "placement_error")
+    )
+    if not stuck:
+        return 0
+    failed = task_services.fail_unplaceable(list(stuck), stuck)
+    if failed:
+        logger.warning("%d queued tasks failed: their model version has had no possible host for %ss",
+                       failed, settings.UNPLACEABLE_TIMEOUT_SECONDS)
+    return failed
 
 
 def place_pinned_version(task: Task) -> None:

@@ -38,6 +38,11 @@ class ModelQueue:
     def enqueue(self, task_id: uuid.UUID, priority: int) -> None:
         self.run_task(str(task_id), priority=priority)
 
+    def task_ids(self) -> set[str]:
+        """The ids of the tasks whose messages wait on this queue now (the whole
+        queue is read: the dispatcher keeps it as short as the free slots)."""
+        return {str(message.args[0]) for message in self.huey.pending() if message.args}
+
 
 _queues: dict[str, ModelQueue] = {}
 _queues_lock = threading.Lock()

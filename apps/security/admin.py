@@ -10,7 +10,7 @@ class OperatorTokenAdmin(admin.ModelAdmin):
     (the secret is shown once there and never stored; its hash is never shown)."""
 
     list_display = ["prefix", "user", "name", "created_at", "revoked_at", "last_used_at"]
-    list_filter = ["user"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "user"]
     search_fields = ["prefix", "name", "user__username"]
     fields = readonly_fields = ("user", "name", "prefix", "created_at", "revoked_at", "last_used_at")
     actions = ["revoke_tokens"]

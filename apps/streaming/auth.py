@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http.request import validate_host
 from django.utils import timezone
 
+from apps.core.logs import note_tenant
 from apps.core.secrets import bearer
 from apps.streaming.tokens import grant_of_stream_token
 from apps.tasks.models import Task
@@ -58,8 +59,9 @@ def authorised_task(scope: dict, task_id: uuid.UUID) -> StreamAccess | None:
     """The task and the key that reaches it, when the caller may read it; None for
     a missing task and another tenant's alike (both are refused the same way)."""
     api_key = _key_from_header(scope) or _key_from_token(scope, task_id)
-    if api_key is None or not api_key.tenant.active:
+    if api_key is None:  # a paused tenant still follows its tasks (running ones finish)
         return None
+    note_tenant(api_key.tenant.slug)  # the session's access line names who opened it
     task = Task.objects.for_tenant(api_key.tenant).select_related("tenant", "model").filter(pk=task_id).first()
     return StreamAccess(task=task, api_key=api_key) if task is not None else None
 

@@ -18,6 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from apps.core import metrics
+from apps.core.errors import unavailable_dependency
 from apps.streaming.auth import SUBPROTOCOL, StreamAccess, authorised_task, origin_allowed
 from apps.streaming.events import CHUNK, DONE, client_message, done_message, end_of
 from apps.streaming.hub import Subscription, hub
@@ -42,6 +43,10 @@ TOO_MANY_STREAMS = 4429
 # The close code of a stream whose key (or the key that issued its stream token)
 # was revoked while it was open ("401" as HTTP's Unauthorized).
 KEY_REVOKED = 4401
+# The close code of a stream cut short because the database or Redis is down
+# (RFC 6455's "Try Again Later"): the client reconnects later with ?after=N,
+# N being the last chunk seq it got, and loses nothing.
+TRY_AGAIN_LATER = 1013
 
 
 class TaskStreamConsumer(AsyncWebsocketConsumer):
@@ -50,8 +55,35 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
     subscription: Subscription | None = None
     pump: asyncio.Task | None = None
     place: uuid.UUID | None = None  # the lease on one of the tenant's stream places (open_streams)
+    accepted = False
+    last_seq = 0  # the last chunk seq this stream sent (or the client's ?after=N)
 
     async def connect(self) -> None:
+        try:
+            await self._connect()
+        except Exception as exc:
+            down = unavailable_dependency(exc)
+            if down is None:
+                raise
+            await self._unavailable(down)
+
+    async def _unavailable(self, down: str) -> None:
+        """A dependency is down: say so, and close with a code the client may retry on."""
+        if not self.accepted:
+            # Accepted to say why: a failed handshake would reach the client as a bare HTTP error.
+            await self.accept(SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None)
+        await self._send({
+            "type": "error",
+            "message": f"the {down} is unavailable; reconnect later with ?after={self.last_seq}",
+        })
+        await self.close(code=TRY_AGAIN_LATER)
+        try:
+            await self._release()
+        except Exception as exc:  # giving back the stream's place needs the database too; it expires
+            if unavailable_dependency(exc) is None:
+                raise
+
+    async def _connect(self) -> None:
         try:
             task_id = uuid.UUID(self.scope["url_route"]["kwargs"]["task_id"])
         except ValueError:
@@ -68,6 +100,7 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
         self.place = place = await database_sync_to_async(open_stream)(self.task.tenant_id, self.task.id)
         after = _after_param(self.scope)
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None)
+        self.accepted = True
         if place is None:
             # Accepted, then closed: a refused handshake would reach the client as a
             # bare HTTP 403, the same as a missing task; a close code says why.
@@ -79,6 +112,7 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
         if after is None:
             await self._send({"type": "error", "message": "after must be a non-negative integer"})
             after = 0
+        self.last_seq = after
         key_watch().watch(self.access.api_key.id, self._key_revoked)
         # The pump is handed what it reads (the attributes are None before connect).
         self.subscription = await hub().subscribe(self.task.id)
@@ -126,6 +160,16 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
         )
 
     async def _pump(self, task: Task, subscription: Subscription, after: int, place: uuid.UUID) -> None:
+        try:
+            await self._pump_events(task, subscription, after, place)
+        except Exception as exc:
+            down = unavailable_dependency(exc)
+            if down is None:
+                raise
+            self.pump = None  # this very task: the release below must not cancel it
+            await self._unavailable(down)
+
+    async def _pump_events(self, task: Task, subscription: Subscription, after: int, place: uuid.UUID) -> None:
         cipher = task.tenant.cipher
         started = False
         last_sent = time.monotonic()
@@ -169,6 +213,8 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
             if event.kind == CHUNK and event.seq <= after:
                 continue
             await self._send(client_message(cipher, event))
+            if event.kind == CHUNK:
+                self.last_seq = event.seq
             if event.kind == DONE:
                 await self.close(code=1000)
                 return

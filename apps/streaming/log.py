@@ -44,6 +44,8 @@ from apps.core.rows import reader
 from apps.security.crypto import TenantCipher
 from apps.streaming.events import CHUNK, StoredEvent
 from apps.streaming.models import StreamEvent
+from apps.tasks.fencing import StaleAttempt
+from apps.tasks.models import Task, TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +60,17 @@ SWEEP_SECONDS = 1.0
 
 
 class StreamLog(Protocol):
-    def append(self, task_id: uuid.UUID, events: list[StoredEvent]) -> None: ...
-    def submit(self, task_id: uuid.UUID, events: list[StoredEvent], stream: Hashable) -> Future: ...
+    """``attempt``: the writing attempt's number, its fencing token (apps.tasks.fencing):
+    the write is refused with StaleAttempt once a newer attempt began (``fence``) or,
+    in the database log, once the task is no longer running that attempt. None: unfenced
+    (the end of a task, written once its end is recorded)."""
+
+    def append(self, task_id: uuid.UUID, events: list[StoredEvent], attempt: int | None = None) -> None: ...
+    def submit(
+        self, task_id: uuid.UUID, events: list[StoredEvent], stream: Hashable, attempt: int | None = None
+    ) -> Future: ...
+    def fence(self, task_id: uuid.UUID, attempt: int) -> None:
+        """Attempt ``attempt`` begins: refuse the writes of earlier attempts from now on."""
     def last_seq(self, task_id: uuid.UUID) -> int: ...
     def purge(self, task_id: uuid.UUID) -> None: ...
     async def read_all(self, task_id: uuid.UUID) -> list[tuple[Cursor, StoredEvent]]: ...
@@ -81,6 +92,21 @@ def _insert_sql(vendor: str) -> str:
     columns = ", ".join(q(column_of(StreamEvent, name)) for name in _EVENT_COLUMNS)
     values = ", ".join(["%s"] * len(_EVENT_COLUMNS))
     return f"INSERT INTO {q(StreamEvent._meta.db_table)} ({columns}) VALUES ({values})"
+
+
+@functools.cache
+def _fenced_insert_sql(vendor: str) -> str:
+    """The insert, only while the task runs the writing attempt (one statement: no race
+    with a claim between a check and the write)."""
+    q = connection.ops.quote_name
+    columns = ", ".join(q(column_of(StreamEvent, name)) for name in _EVENT_COLUMNS)
+    values = ", ".join(["%s"] * len(_EVENT_COLUMNS))
+    task = q(Task._meta.db_table)
+    return (
+        f"INSERT INTO {q(StreamEvent._meta.db_table)} ({columns}) SELECT {values} WHERE EXISTS ("
+        f"SELECT 1 FROM {task} WHERE {q(column_of(Task, 'id'))} = %s AND {q(column_of(Task, 'state'))} = %s "
+        f"AND {q(column_of(Task, 'attempt'))} = %s)"
+    )
 
 
 @functools.cache
@@ -112,7 +138,7 @@ class DatabaseStreamLog:
     def __init__(self) -> None:
         self._readers: dict[int, _DatabaseReader] = {}
 
-    def append(self, task_id: uuid.UUID, events: list[StoredEvent]) -> None:
+    def append(self, task_id: uuid.UUID, events: list[StoredEvent], attempt: int | None = None) -> None:
         # Through a cursor, with no transaction of its own (bulk_create opens one:
         # BEGIN and COMMIT around each chunk): one statement per event, written
         # once the caller's transaction (if any) commits.
@@ -125,17 +151,33 @@ class DatabaseStreamLog:
             for event in events
         ]
         with connection.cursor() as cursor:
-            cursor.executemany(_insert_sql(connection.vendor), rows)
+            if attempt is None:
+                cursor.executemany(_insert_sql(connection.vendor), rows)
+            else:
+                fence = [concrete_field(Task, "id").get_db_prep_value(task_id, connection), TaskState.RUNNING, attempt]
+                for row in rows:
+                    cursor.execute(_fenced_insert_sql(connection.vendor), [*row, *fence])
+                    if cursor.rowcount != 1:
+                        raise StaleAttempt(task_id, attempt)
         # Once committed (at once outside a transaction): a reader woken earlier would not see the rows.
         transaction.on_commit(partial(notify.wake, STREAM_NEWS_CHANNEL, str(task_id)), robust=True)
 
-    def submit(self, task_id: uuid.UUID, events: list[StoredEvent], stream: Hashable) -> Future:
+    def submit(
+        self, task_id: uuid.UUID, events: list[StoredEvent], stream: Hashable, attempt: int | None = None
+    ) -> Future:
         # At once, in the caller's thread: its database connection and transaction are the
         # ones a writer thread would not see (and SQLite would lock it out of).
-        self.append(task_id, events)
         written: Future = Future()
-        written.set_result(None)
+        try:
+            self.append(task_id, events, attempt)
+        except StaleAttempt as refused:
+            written.set_exception(refused)
+        else:
+            written.set_result(None)
         return written
+
+    def fence(self, task_id: uuid.UUID, attempt: int) -> None:
+        pass  # each write checks the task's row itself
 
     def last_seq(self, task_id: uuid.UUID) -> int:
         from django.db.models import Max
@@ -310,6 +352,30 @@ class _Doorbell:
     interrupted: bool = False  # StreamLog.interrupt: return from the read in progress
 
 
+# The fencing of the Redis log (apps.tasks.fencing). A task's fence key holds the
+# newest attempt that began; an older attempt's entries are refused with STALE_REPLY.
+STALE_REPLY = "STALE attempt"
+# KEYS: the stream, its fence; ARGV: the writing attempt, then kind, seq, payload of each entry.
+_FENCED_ADD = """
+local fence = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[1]) < fence then
+  return redis.error_reply('STALE attempt ' .. ARGV[1] .. ', the task is on attempt ' .. fence)
+end
+for i = 2, #ARGV, 3 do
+  redis.call('XADD', KEYS[1], '*', 'k', ARGV[i], 's', ARGV[i + 1], 'p', ARGV[i + 2])
+end
+return (#ARGV - 1) / 3
+"""
+# KEYS: the fence; ARGV: the attempt beginning, the key's lifetime (the stream's).
+_RAISE_FENCE = """
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
 class RedisStreamLog:
     """One Redis Stream per task, kept STREAM_TTL_SECONDS after its last event.
 
@@ -329,7 +395,7 @@ class RedisStreamLog:
         self._channel = f"{prefix}:stream-news"
         self._sync = redis.Redis(
             connection_pool=redis.BlockingConnectionPool.from_url(
-                url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS
+                url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, **settings.REDIS_CLIENT_OPTIONS
             )
         )
         self._writer = _BatchWriter(self._write, name="stream-writer")
@@ -339,6 +405,10 @@ class RedisStreamLog:
     def _key(self, task_id: uuid.UUID | str) -> str:
         return f"{self._prefix}:stream:{task_id}"
 
+    def _fence_key(self, task_id: uuid.UUID | str) -> str:
+        """The newest attempt that began writing the task's stream (see ``fence``)."""
+        return f"{self._prefix}:stream-attempt:{task_id}"
+
     def _async(self):
         # One client per event loop: redis.asyncio connections belong to the loop that made them.
         import redis.asyncio
@@ -347,42 +417,61 @@ class RedisStreamLog:
         known = self._async_clients.get(id(loop))
         if known is None or known[0] is not loop:  # (an id is reused once its loop is gone)
             pool = redis.asyncio.BlockingConnectionPool.from_url(
-                self._url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS
+                self._url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, **settings.REDIS_CLIENT_OPTIONS
             )
             known = self._async_clients[id(loop)] = (loop, redis.asyncio.Redis(connection_pool=pool))
         return known[1]
 
     # --- writing ------------------------------------------------------------------------
 
-    def _write(self, batch: list[tuple[uuid.UUID, list[StoredEvent]]]) -> list[BaseException | None]:
+    def _write(
+        self, batch: list[tuple[uuid.UUID, list[StoredEvent], int | None]]
+    ) -> list[BaseException | None]:
         """One round trip for the whole batch; an error or None for each item."""
         pipe = self._sync.pipeline(transaction=False)
         touched: dict[str, str] = {}
-        for task_id, events in batch:
+        replies_of: list[int] = []  # how many replies each item has
+        for task_id, events, attempt in batch:
             key = self._key(task_id)
-            for event in events:
-                pipe.xadd(key, {"k": event.kind, "s": event.seq, "p": event.payload})
+            if attempt is None:
+                for event in events:
+                    pipe.xadd(key, {"k": event.kind, "s": event.seq, "p": event.payload})
+                replies_of.append(len(events))
+            else:  # one script: the fence check and the entries, atomically
+                fields = [value for event in events for value in (event.kind, event.seq, event.payload)]
+                # EVAL, not EVALSHA through a registered script: redis-py's pipeline would
+                # ask SCRIPT EXISTS before every batch, a second round trip on the hot path.
+                pipe.eval(_FENCED_ADD, 2, key, self._fence_key(task_id), attempt, *fields)
+                replies_of.append(1)
             touched[key] = str(task_id)
         for key in touched:
             pipe.expire(key, self._ttl)
         pipe.publish(self._channel, " ".join(touched.values()))
         replies = iter(pipe.execute(raise_on_error=False))
         errors: list[BaseException | None] = []
-        for _, events in batch:
-            failed = [reply for reply in (next(replies) for _ in events) if isinstance(reply, Exception)]
-            errors.append(failed[0] if failed else None)
+        for (task_id, _, attempt), count in zip(batch, replies_of, strict=True):
+            failed = [reply for reply in (next(replies) for _ in range(count)) if isinstance(reply, Exception)]
+            error = failed[0] if failed else None
+            if attempt is not None and error is not None and STALE_REPLY in str(error):
+                error = StaleAttempt(task_id, attempt)
+            errors.append(error)
         trailing = [reply for reply in replies if isinstance(reply, Exception)]
         if trailing:  # an expiry or the notice: the events are in; log it and go on
             logger.warning("stream log: %s", trailing[0])
         return errors
 
-    def append(self, task_id: uuid.UUID, events: list[StoredEvent]) -> None:
-        error = self._write([(task_id, events)])[0]
+    def append(self, task_id: uuid.UUID, events: list[StoredEvent], attempt: int | None = None) -> None:
+        error = self._write([(task_id, events, attempt)])[0]
         if error is not None:
             raise error
 
-    def submit(self, task_id: uuid.UUID, events: list[StoredEvent], stream: Hashable) -> Future:
-        return self._writer.submit((task_id, events), stream)
+    def submit(
+        self, task_id: uuid.UUID, events: list[StoredEvent], stream: Hashable, attempt: int | None = None
+    ) -> Future:
+        return self._writer.submit((task_id, events, attempt), stream)
+
+    def fence(self, task_id: uuid.UUID, attempt: int) -> None:
+        self._sync.eval(_RAISE_FENCE, 1, self._fence_key(task_id), attempt, self._ttl)
 
     def last_seq(self, task_id: uuid.UUID) -> int:
         entries = self._sync.xrevrange(self._key(task_id), count=1000)
@@ -395,7 +484,7 @@ class RedisStreamLog:
         return 0
 
     def purge(self, task_id: uuid.UUID) -> None:
-        self._sync.delete(self._key(task_id))
+        self._sync.delete(self._key(task_id), self._fence_key(task_id))
 
     def reencrypt(self, task_id: uuid.UUID, cipher: TenantCipher) -> int:
         """Rewrite the task's stream with every payload not under the tenant's primary

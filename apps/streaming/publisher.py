@@ -30,9 +30,22 @@ logger = logging.getLogger(__name__)
 
 class StreamPublisher:
     def __init__(
-        self, task_id: uuid.UUID, cipher: TenantCipher, log: StreamLog, window: float, *, resume: bool = True
+        self,
+        task_id: uuid.UUID,
+        cipher: TenantCipher,
+        log: StreamLog,
+        window: float,
+        *,
+        resume: bool = True,
+        attempt: int | None = None,
     ) -> None:
+        """``attempt``: the attempt that writes, its fencing token: the log refuses its writes
+        (StaleAttempt, raised by ``add`` or ``close``) once a newer attempt began."""
         self.task_id = task_id
+        self.attempt = attempt
+        if attempt is not None:
+            # Before the last seq is read: a stale attempt cannot add chunks after it.
+            log.fence(task_id, attempt)
         self._cipher = cipher
         self._log = log
         self._window = window
@@ -47,7 +60,9 @@ class StreamPublisher:
 
     def begin_attempt(self, attempt: int) -> None:
         if attempt > 1:
-            self._log.append(self.task_id, [seal(self._cipher, RESTART, 0, {"attempt": attempt})])
+            self._log.append(
+                self.task_id, [seal(self._cipher, RESTART, 0, {"attempt": attempt})], self.attempt
+            )
 
     def add(self, text: str) -> None:
         if not text:
@@ -89,7 +104,7 @@ class StreamPublisher:
         self._pending.clear()
         self._last_flush = now
         event = seal(self._cipher, CHUNK, self._seq, {"text": text})
-        self._writes.append(self._log.submit(self.task_id, [event], stream=self))
+        self._writes.append(self._log.submit(self.task_id, [event], stream=self, attempt=self.attempt))
 
     def _raise_failed_write_locked(self) -> None:
         while self._writes and self._writes[0].done():

@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 def open_publisher(task) -> StreamPublisher:
     publisher = StreamPublisher(
-        task.id, task.tenant.cipher, stream_log(), settings.STREAM_COALESCE_SECONDS, resume=task.attempt > 1
+        task.id, task.tenant.cipher, stream_log(), settings.STREAM_COALESCE_SECONDS, resume=task.attempt > 1,
+        attempt=task.attempt,
     )
     publisher.begin_attempt(task.attempt)
     return publisher

@@ -7,7 +7,14 @@ their ``AppConfig.ready()``:
 ==================  ==========================  ===================================
 hook                when it runs                registered by
 ==================  ==========================  ===================================
-``ending``          in the ending transaction   scheduler: settle the charge
+``checking``        before the submitting       webhooks: refuse a callback URL on
+                    transaction                 a non-public address
+``placing``         before the submitting       scheduler: a placement verdict for
+                    transaction                 a version no run has checked
+``submitting``      in the submitting           webhooks: keep the task's callback
+                    transaction
+``ending``          in the ending transaction   scheduler: settle the charge;
+                                                webhooks: record the delivery
 ``ended``           after commit                streaming: end the stream;
                                                 tasks: release or fail dependants;
                                                 scheduler: wake the dispatcher
@@ -39,6 +46,7 @@ from django.db import transaction
 from apps.core.hooks import Hook, Port
 
 if TYPE_CHECKING:
+    from apps.catalog.models import ModelVersion
     from apps.tasks.models import Task
     from apps.tasks.services import TaskRequest
     from apps.tenants.models import ApiKey, Tenant
@@ -57,6 +65,9 @@ class Admission(Protocol):
 
 Usage = dict[str, int]
 
+checking: Hook[[Tenant, TaskRequest]] = Hook("task submission check (before its transaction)")
+placing: Hook[[ModelVersion]] = Hook("task's model version to place (before its transaction)")
+submitting: Hook[[Task, TaskRequest]] = Hook("task submitting (in its transaction)")
 ending: Hook[[uuid.UUID, Usage | None]] = Hook("task ending (in its transaction)")
 ended: Hook[[uuid.UUID, Task | None]] = Hook("task ended (after commit)")
 ready: Hook[[]] = Hook("task ready (after commit)")

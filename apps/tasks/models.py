@@ -41,6 +41,12 @@ class EndReason(models.TextChoices):
     MODEL_UNAVAILABLE = "model_unavailable", "the model could not be loaded"
     GENERATION_FAILED = "generation_failed", "the model failed while generating"
     WORKER_LOST = "worker_lost", "the worker stopped responding"
+    # A poison task: it failed, or its worker died, on every one of TASK_MAX_ATTEMPTS
+    # attempts; the message names the last attempt's reason. The admin's dead letters.
+    RETRIES_EXHAUSTED = "retries_exhausted", "failed on every attempt"
+    # No active worker can hold its model version (apps.scheduler.placer), for longer
+    # than UNPLACEABLE_TIMEOUT_SECONDS while it was queued.
+    MODEL_UNPLACEABLE = "model_unplaceable", "no worker can hold the model version"
     DEPENDENCY_FAILED = "dependency_failed", "a dependency failed or was cancelled"
     # At its release (apps.tasks.dependencies), once the parents' outputs are in its input:
     INPUT_TOO_LONG = "input_too_long", "the input with its dependencies' outputs is longer than a prompt may be"
@@ -49,6 +55,10 @@ class EndReason(models.TextChoices):
 
 # Not an end: the error of an attempt given back to the queue for a retry.
 RETRYING = "retrying"
+
+# The ends of a task that used up TASK_MAX_ATTEMPTS (the admin's "dead letters"):
+# each attempt failed, or its worker died under it (a poison task).
+DEAD_LETTER_CODES = frozenset({EndReason.RETRIES_EXHAUSTED, EndReason.WORKER_LOST})
 
 
 TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
@@ -113,6 +123,11 @@ class Task(models.Model):
     output_ciphertext = models.BinaryField(null=True, editable=False)
     # Blind index of client_ref: filterable without storing the value.
     client_ref_digest = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # The X-Request-ID of the request that submitted it, so the scheduler's and the
+    # worker's log lines about the task carry it (apps.core.logs). An identifier made
+    # to be logged (llmagentos.middleware accepts only [A-Za-z0-9._:-], 128 at most),
+    # not content: stored as it is, like the id echoed in the response's header.
+    request_id = models.CharField(max_length=128, blank=True, default="", editable=False)
 
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -128,6 +143,9 @@ class Task(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When the recorded attempt produced its first text (the worker notes it and
+    # writes it with the end): time to first token is first_token_at - queued_at.
+    first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     erased_at = models.DateTimeField(null=True, blank=True)
 
@@ -154,6 +172,8 @@ class Task(models.Model):
             # A model's latest finished tasks (wait estimates, on every submission):
             # without it, a scan of all the model's tasks.
             models.Index(fields=["model", "state", "-finished_at"], name="task_model_state_finished"),
+            # The operations dashboard: the last hour's ends and the latest failures, all models.
+            models.Index(fields=["state", "-finished_at"], name="task_state_finished"),
         ]
 
     def __str__(self) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -24,9 +25,9 @@ from django.utils import timezone
 
 from apps.catalog.prompt_tokens import count_prompt_tokens
 from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
-from apps.core import notify
+from apps.core import logs, notify
 from apps.core.errors import Conflict, NotFound, UnknownModel
-from apps.tasks import dependencies, lifecycle, statements
+from apps.tasks import dependencies, lifecycle, metrics, statements
 from apps.tasks.models import (
     CANCELLABLE_BEFORE_START,
     RETRYING,
@@ -39,6 +40,9 @@ from apps.tasks.models import (
 )
 from apps.tenants.models import ApiKey, Tenant
 from apps.tenants.ratelimit import RateLimits
+from apps.tenants.services import refuse_if_paused
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,10 @@ class TaskRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     client_ref: str | None = None
     depends_on: tuple[str, ...] = ()  # parent task ids: the task waits until they all succeed
+    # Where to POST a summary when the task ends (apps.webhooks, which checks and keeps it):
+    # None: the tenant's webhook URL, if it set one. With the output only when asked.
+    webhook_url: str | None = None
+    webhook_include_output: bool = False
 
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -75,6 +83,7 @@ class Submission:
 def submit_task(
     tenant: Tenant, api_key: ApiKey | None, request: TaskRequest, idempotency_key: str | None = None
 ) -> Submission:
+    refuse_if_paused(tenant)  # 403 tenant_paused, on every channel that submits
     # "name" runs the model's current version as of now; "name@version" pins one.
     target = resolve_target_for_tenant(tenant, request.model)
     if target is None:
@@ -88,7 +97,14 @@ def submit_task(
         earlier = _earlier_submission(tenant, key_digest, request_digest)
         if earlier is not None:
             return earlier
+    if target.version is not None:
+        # A version no placement run has judged (pinned, not current, nothing queued)
+        # gets its verdict now, so even the first task for it is refused if nothing can hold it.
+        lifecycle.placing(target.version)
     refuse_unplaceable(target)  # 503: no worker can host that version (a replay above still answers)
+    # The apps above refuse what they own (a callback URL on a private address: 400),
+    # before the transaction: their checks may look names up.
+    lifecycle.checking(tenant, request)
     # The budget is reserved by the model's own count where its adapter has one.
     # Counted before the transaction: a model's first count in this process
     # reads its tokenizer (a second or so), which must not hold a write lock.
@@ -117,9 +133,13 @@ def submit_task(
                 meta_ciphertext=cipher.encrypt_json({"metadata": request.metadata, "client_ref": request.client_ref}),
                 client_ref_digest=cipher.blind_index(request.client_ref) if request.client_ref else "",
                 queued_at=None if request.depends_on else now,
+                # The submitting request's id (bound by llmagentos.middleware), for the
+                # scheduler's and the worker's log lines about this task.
+                request_id=logs.current("request_id"),
             )
             if request.depends_on:
                 dependencies.attach_parents(task, request.depends_on)
+            lifecycle.submitting(task, request)  # what the apps above keep with it (its webhook)
             if key_digest:
                 IdempotencyKey.objects.create(
                     tenant=tenant, key_digest=key_digest, request_digest=request_digest, task=task
@@ -231,7 +251,10 @@ def claim_task(task_id: uuid.UUID, worker_name: str) -> Task | None:
 
     One statement (apps.tasks.statements): the conditional UPDATE returns the
     task with its tenant, model and version loaded."""
-    return statements.claim(task_id, worker_name, timezone.now(), lease_deadline())
+    task = statements.claim(task_id, worker_name, timezone.now(), lease_deadline())
+    if task is not None:
+        metrics.count_claim(task)
+    return task
 
 
 def renew_leases(attempts: Mapping[uuid.UUID, int]) -> set[uuid.UUID]:
@@ -266,8 +289,13 @@ def finish_task(
     error_code: str = "",
     error_message: str = "",
     cancel_wins: bool = False,
+    first_token_at: datetime | None = None,
 ) -> bool:
     """Record the end of this attempt; False when the attempt no longer owns the task.
+
+    ``first_token_at``: when this attempt produced its first text (None: none),
+    written with the end rather than as it happens, so a streaming slot needs
+    no database connection.
 
     ``cancel_wins``: if a cancel was asked for while it ran, it ends cancelled
     instead (decided by the same statement, so no read comes first). An erased
@@ -279,6 +307,7 @@ def finish_task(
         written = statements.finish(
             task, state=state, error_code=error_code, error_message=error_message, finished_at=now,
             usage=usage, output_ciphertext=output_ciphertext, cancel_wins=cancel_wins,
+            first_token_at=first_token_at,
         )
         if written is not None:
             # The row as this UPDATE left it: the end of its stream needs no read-back.
@@ -286,9 +315,24 @@ def finish_task(
             ended.state, ended.error_code = written.state, written.error_code
             ended.error_message = written.error_message
             ended.finished_at, ended.lease_expires_at = now, None
+            ended.first_token_at = first_token_at
             if usage is not None:
                 ended.prompt_tokens, ended.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
             lifecycle.announce_end(task.pk, usage, ended)
+    if written is None:
+        # Fenced: a newer attempt owns the task (its lease was lost) or it has ended.
+        # What this attempt produced is dropped, and never charged (the charge is
+        # settled by the end that is written).
+        logger.warning("attempt %d of task %s no longer owns it: its %s result is dropped",
+                       task.attempt, task.pk, state)
+    if written is not None:
+        # The code only: an error's message may quote what a model or an upstream said.
+        with logs.bound(task_id=str(task.pk), request_id=task.request_id):
+            logger.info(
+                "ended %s%s, %s prompt + %s completion tokens", written.state,
+                f" ({written.error_code})" if written.error_code else "",
+                usage["prompt_tokens"] if usage else "-", usage["completion_tokens"] if usage else "-",
+            )
     return written is not None
 
 
@@ -310,15 +354,51 @@ def release_for_retry(task: Task, reason: str) -> bool:
     return bool(released)
 
 
-def reap_expired_leases() -> tuple[list[Task], int]:
-    """Running tasks whose worker stopped renewing: back to the queue, or failed
-    after the last attempt. Returns (requeued tasks, number failed)."""
-    now = timezone.now()
+# Why a running task goes back to the queue without its worker's word (the message of
+# its RETRYING mark, and of its worker_lost end on the last attempt).
+LEASE_EXPIRED = "the worker stopped responding"
+WORKER_RESTARTED = "the worker restarted"
+
+
+def exhausted_message(attempt: int, reason: str) -> str:
+    """The end message of a task whose last allowed attempt failed: says so and why."""
+    return f"attempt {attempt} of {settings.TASK_MAX_ATTEMPTS} failed, the last allowed: {reason}"
+
+
+def reap_expired_leases(now: datetime | None = None) -> tuple[list[Task], int]:
+    """Running tasks whose worker stopped renewing (lease expired before ``now``): back
+    to the queue, or failed after the last attempt. Returns (requeued tasks, number failed)."""
+    now = now or timezone.now()
+    return _take_back(Task.objects.filter(state=TaskState.RUNNING, lease_expires_at__lt=now), LEASE_EXPIRED, now)
+
+
+def release_worker_leases(worker_name: str) -> tuple[list[Task], int]:
+    """A worker process starts under ``worker_name``: the attempts its predecessor
+    held died with it, so their tasks go back to the queue now rather than when
+    their leases run out (or fail, on their last attempt). Returns (requeued, failed)."""
+    if not worker_name:
+        return [], 0
+    running = Task.objects.filter(state=TaskState.RUNNING, worker_name=worker_name)
+    requeued, failed = _take_back(running, WORKER_RESTARTED, timezone.now())
+    if requeued:
+        lifecycle.announce_ready()  # the dispatcher hands them out again
+    if requeued or failed:
+        logger.warning("worker %s restarted: %d of its tasks requeued, %d failed after the last attempt",
+                       worker_name, len(requeued), failed)
+    return requeued, failed
+
+
+def _take_back(running, reason: str, now: datetime) -> tuple[list[Task], int]:
+    """End the attempts of ``running`` (running tasks, filtered by why they are taken
+    back) that no worker will finish: requeued for attempt + 1 (the next claim), ended
+    cancelled if a cancel was asked for, failed ``worker_lost`` on the last attempt.
+
+    Each change is conditional on the task still matching ``running`` on the attempt
+    read, so a renewal or an end that lands in between wins."""
     requeued: list[Task] = []
     failed = 0
-    expired = Task.objects.filter(state=TaskState.RUNNING, lease_expires_at__lt=now)
-    for task in expired.only("id", "attempt", "priority", "cancel_requested"):
-        owned = Task.objects.filter(pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt, lease_expires_at__lt=now)
+    for task in running.only("id", "attempt", "priority", "cancel_requested"):
+        owned = running.filter(pk=task.pk, attempt=task.attempt)
         if task.cancel_requested:
             ended = owned.update(
                 state=TaskState.CANCELLED, finished_at=now, lease_expires_at=None,
@@ -330,18 +410,36 @@ def reap_expired_leases() -> tuple[list[Task], int]:
                 finished_at=now,
                 lease_expires_at=None,
                 error_code=EndReason.WORKER_LOST,
-                error_message=(
-                    f"the worker stopped responding on attempt {task.attempt} of {settings.TASK_MAX_ATTEMPTS}"
-                ),
+                error_message=exhausted_message(task.attempt, reason),
             )
             failed += ended
         else:
             ended = 0
-            if owned.update(state=TaskState.QUEUED, lease_expires_at=None, worker_name="", dispatched_at=None):
+            if owned.update(state=TaskState.QUEUED, lease_expires_at=None, worker_name="", dispatched_at=None,
+                            error_code=RETRYING, error_message=reason):
                 requeued.append(task)
         if ended:
             lifecycle.announce_end(task.pk)
     return requeued, failed
+
+
+def fail_unplaceable(version_ids: Sequence[uuid.UUID], reasons: Mapping[uuid.UUID, str]) -> int:
+    """Fail the queued tasks of ``version_ids`` (versions no worker can hold, for too
+    long): ``model_unplaceable`` with the placement's reason. Returns how many."""
+    failed = 0
+    now = timezone.now()
+    stuck = Task.objects.filter(state=TaskState.QUEUED, model_version_id__in=list(version_ids))
+    for task_id, version_id in stuck.values_list("pk", "model_version_id"):
+        with transaction.atomic():
+            ended = Task.objects.filter(pk=task_id, state=TaskState.QUEUED).update(
+                state=TaskState.FAILED, finished_at=now, dispatched_at=None,
+                error_code=EndReason.MODEL_UNPLACEABLE,
+                error_message=f"{EndReason.MODEL_UNPLACEABLE.label}: {reasons.get(version_id, '')}".rstrip(": "),
+            )
+            if ended:
+                lifecycle.announce_end(task_id)
+        failed += ended
+    return failed
 
 
 def claim_for_dispatch(task_id: uuid.UUID) -> bool:

@@ -120,7 +120,8 @@ def _finish_sql(vendor: str, alias: str) -> str:
         f"{q('prompt_tokens')} = COALESCE(%s, {q('prompt_tokens')}), "
         f"{q('completion_tokens')} = COALESCE(%s, {q('completion_tokens')}), "
         # An erased task keeps no output, even one that was being generated.
-        f"{q('output_ciphertext')} = CASE WHEN {q('erased_at')} IS NULL THEN %s ELSE {q('output_ciphertext')} END "
+        f"{q('output_ciphertext')} = CASE WHEN {q('erased_at')} IS NULL THEN %s ELSE {q('output_ciphertext')} END, "
+        f"{q('first_token_at')} = %s "
         f"WHERE {q('id')} = %s AND {q('state')} = %s AND {q('attempt')} = %s "
         f"RETURNING {q('state')}, {q('error_code')}, {q('error_message')}"
     )
@@ -136,6 +137,7 @@ def finish(
     usage: dict[str, int] | None,
     output_ciphertext: bytes,
     cancel_wins: bool,
+    first_token_at: datetime | None = None,
 ) -> Ended | None:
     """Record the end of ``task``'s attempt; what was written, or None when the attempt
     no longer owns the task."""
@@ -152,6 +154,7 @@ def finish(
                 None if usage is None else usage["prompt_tokens"],
                 None if usage is None else usage["completion_tokens"],
                 _prep("output_ciphertext", output_ciphertext),
+                _prep("first_token_at", first_token_at),
                 _prep("id", task.pk), TaskState.RUNNING, task.attempt,
             ],
         )

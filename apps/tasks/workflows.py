@@ -19,6 +19,7 @@ from apps.tasks.models import TERMINAL_STATES, Task, TaskState, Workflow
 from apps.tasks.payloads import node_ids
 from apps.tenants.models import ApiKey, Tenant
 from apps.tenants.ratelimit import RateLimits
+from apps.tenants.services import refuse_if_paused
 
 MAX_WORKFLOW_NODES = 100
 
@@ -47,6 +48,7 @@ def submit_workflow(tenant: Tenant, api_key: ApiKey | None, nodes: Sequence[Work
     admission — parents first. Each node's critical-path rank is stored; the
     dispatcher (apps.scheduler) starts a tenant's higher ranks first.
     """
+    refuse_if_paused(tenant)  # once for the workflow, not as the first node's refusal
     depends_on = {node.name: tuple(dict.fromkeys(node.request.depends_on)) for node in nodes}
     ranks = graph.critical_path_ranks(depends_on)
     position = {node.name: index for index, node in enumerate(nodes)}

@@ -9,15 +9,24 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import StreamingHttpResponse
 from django.urls import path
+from django.utils import timezone
 from guardian.admin import GuardedModelAdmin
 
-from apps.tenants import admin_audit
+from apps.tenants import admin_audit, hooks
 from apps.tenants.data_keys import delete_tenant
 from apps.tenants.models import ApiKey, AuditEvent, BudgetLedger, Membership, Plan, Tenant
-from apps.tenants.services import TenantError, checked_scopes, default_plan, issue_api_key, revoke_api_key
+from apps.tenants.services import (
+    TenantError,
+    checked_scopes,
+    default_plan,
+    issue_api_key,
+    pause_tenant,
+    resume_tenant,
+    revoke_api_key,
+)
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations  # installed with the stubs, for type checking only
@@ -38,6 +47,7 @@ class TenantAdmin(GuardedModelAdmin):
     search_fields = ["slug", "name"]
     readonly_fields = ["id", "created_at"]
     inlines = [MembershipInline]
+    actions = ["pause_tenants", "resume_tenants"]
 
     def get_changeform_initial_data(self, request):
         # A tenant added here starts on the default plan, like one from create_tenant.
@@ -47,6 +57,24 @@ class TenantAdmin(GuardedModelAdmin):
         before = Tenant.objects.select_related("plan").get(pk=obj.pk) if change else None
         super().save_model(request, obj, form, change)
         admin_audit.tenant_saved(before, obj)  # pausing, resuming, a plan change, …
+        if before is not None and obj.active and not before.active:
+            hooks.fire_resumed_after_commit()  # its queued tasks may start (as resume_tenant does)
+
+    # An action without permissions is offered to whoever may view the list.
+    @admin.action(description="Pause: refuse new submissions, hold queued tasks", permissions=["change"])
+    def pause_tenants(self, request, queryset) -> None:
+        self._set_active(request, queryset, pause_tenant, "Paused", "already paused")
+
+    @admin.action(description="Resume: accept submissions, run queued tasks", permissions=["change"])
+    def resume_tenants(self, request, queryset) -> None:
+        self._set_active(request, queryset, resume_tenant, "Resumed", "not paused")
+
+    def _set_active(self, request, queryset, change, done: str, unchanged: str) -> None:
+        changed = [tenant.slug for tenant in queryset if change(tenant)]
+        if changed:
+            messages.success(request, f"{done}: {', '.join(changed)}.")
+        if len(changed) < len(queryset):
+            messages.info(request, f"{len(queryset) - len(changed)} tenant(s) {unchanged}: left as they were.")
 
     def save_formset(self, request, form, formset, change) -> None:
         if formset.model is not Membership:
@@ -91,7 +119,7 @@ class TenantAdmin(GuardedModelAdmin):
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "tenant", "role", "created_at"]
-    list_filter = ["role"]
+    list_filter = ["role", "tenant"]
     search_fields = ["user__username", "tenant__slug"]
     autocomplete_fields = ["user", "tenant"]
 
@@ -132,13 +160,34 @@ class ApiKeyForm(forms.ModelForm):
             raise forms.ValidationError(exc.message) from None
 
 
+class KeyStatusFilter(admin.SimpleListFilter):
+    """Keys by whether they still authenticate: live, revoked, or expired (not revoked)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("live", "live"), ("revoked", "revoked"), ("expired", "expired")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        not_revoked = queryset.filter(revoked_at__isnull=True)
+        if self.value() == "live":
+            return not_revoked.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        if self.value() == "expired":
+            return not_revoked.filter(expires_at__lte=now)
+        return queryset
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     """Shows the lookup prefix only: the secret is never stored, its hash never shown."""
 
     form = ApiKeyForm
     list_display = ["prefix", "tenant", "name", "created_at", "expires_at", "revoked_at", "last_used_at"]
-    list_filter = ["tenant"]
+    list_filter = [KeyStatusFilter, "tenant"]
     search_fields = ["prefix", "name", "tenant__slug"]
     fields = ["tenant", "name", "scopes", "expires_at", "prefix", "created_at", "revoked_at", "last_used_at"]
     readonly_fields = ["prefix", "created_at", "revoked_at", "last_used_at"]
@@ -207,7 +256,8 @@ class BudgetLedgerAdmin(admin.ModelAdmin):
     """Usage per tenant and budget period. Read-only: only admission and settlement write it."""
 
     list_display = ["tenant", "period", "period_start", "spent_tokens", "reserved_tokens"]
-    list_filter = ["period"]
+    list_filter = ["period", "tenant"]
+    date_hierarchy = "period_start"
     search_fields = ["tenant__slug"]
     list_select_related = ["tenant"]
 

@@ -29,7 +29,8 @@ class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
-    # A paused tenant's keys still authenticate but every call is refused (403).
+    # Paused (False): new submissions are refused (403 tenant_paused), queued tasks
+    # wait, running ones finish; reads still answer (apps.tenants.services.pause_tenant).
     active = models.BooleanField(default=True)
     # The tenant's data key, wrapped by the master keys; never stored in the clear.
     wrapped_data_key = models.BinaryField(default=new_wrapped_data_key, editable=False)

@@ -1,6 +1,7 @@
 """Who may call what.
 
-Tenant endpoints: an active tenant's key holding the view's scope.
+Tenant endpoints: a tenant's key holding the view's scope (a paused tenant's
+too: its submissions are refused where they are taken, apps.tenants.services).
 
 The operator API (/api/v1/ops/…): active staff users, signed in to the admin
 (a Django session, with CSRF enforced on writes: DRF's SessionAuthentication),
@@ -26,16 +27,17 @@ from apps.tenants.models import ApiKey, Tenant
 
 
 class HasActiveTenantKey(permissions.BasePermission):
-    """Authenticated by an API key of an active tenant, with the scope the view needs.
+    """Authenticated by a live (unexpired, unrevoked) API key, with the scope the view needs.
 
     A view names its scope per action in ``required_scopes``
     (``{"list": "tasks:read", ...}``) or for every action in ``required_scope``.
+    A paused tenant passes: it may still read, cancel and erase; only its new
+    submissions are refused, by the services that take them
+    (apps.tenants.services.refuse_if_paused), whatever the channel.
     """
 
     def has_permission(self, request: Request, view) -> bool:
         principal = _principal(request)
-        if not principal.tenant.active:
-            raise exceptions.PermissionDenied("this tenant is paused", code="tenant_paused")
         scope = _required_scope(request, view)
         if scope and not principal.api_key.has_scope(scope):
             raise exceptions.PermissionDenied(f"this key lacks the scope {scope!r}", code="insufficient_scope")

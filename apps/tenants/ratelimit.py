@@ -183,7 +183,8 @@ class _RedisBuckets:
     def __init__(self, url: str) -> None:
         import redis
 
-        self._script = redis.Redis.from_url(url).register_script(_LUA)
+        # Bounded waits: Redis down answers the request 503 (llmagentos.api_errors), never a hang.
+        self._script = redis.Redis.from_url(url, **settings.REDIS_CLIENT_OPTIONS).register_script(_LUA)
 
     def apply(self, tenant: Tenant, costs: Costs, *, take: bool) -> tuple[bool, tuple[float, float]]:
         (requests_interval, _), (tokens_interval, tokens) = costs

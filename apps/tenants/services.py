@@ -18,7 +18,7 @@ from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.core import logs, notify
+from apps.core import logs, metrics, notify
 from apps.core.errors import InvalidInput, PermissionRefused
 from apps.core.secrets import SecretKind
 from apps.security.crypto import DecryptionError, destroyed_key, rewrap_data_key
@@ -171,6 +171,7 @@ def refuse_if_paused(tenant: Tenant) -> None:
     """Called by every way new work comes in (tasks, workflows, the /v1 gateway:
     apps.tasks.services.submit_task and .workflows.submit_workflow)."""
     if not tenant.active:
+        metrics.admission_rejections.labels(reason=TenantPaused.default_code).inc()  # as admission's refusals
         raise TenantPaused("this tenant is paused: it cannot submit new tasks until an operator resumes it")
 
 

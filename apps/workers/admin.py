@@ -6,21 +6,57 @@ drain actions below), so the admin neither adds, edits nor deletes them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.core.errors import DomainError
 from apps.workers import services
-from apps.workers.models import Worker
+from apps.workers.models import Worker, in_live_views
+
+if TYPE_CHECKING:
+    from django.contrib.admin.filters import _ListFilterChoices  # (the stubs' name for a choice's dict)
 
 GIB = 1024**3
+
+
+class PresenceFilter(admin.SimpleListFilter):
+    """Live workers by default; those lost or stopped for longer than
+    LOST_WORKER_RETENTION_SECONDS only when asked for (history)."""
+
+    title = "presence"
+    parameter_name = "presence"
+    HISTORY = "history"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(self.HISTORY, "all, with those long lost or stopped")]
+
+    def choices(self, changelist: Any) -> Iterator[_ListFilterChoices]:
+        # No filter means "live" here, not "all": the default view leaves the long-gone out.
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": f"live (heard from in the last {settings.LOST_WORKER_RETENTION_SECONDS:g} s)",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Worker]) -> QuerySet[Worker]:
+        return queryset if self.value() == self.HISTORY else queryset.filter(in_live_views())
 
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
     list_display = ["name", "status", "lost", "slots", "in_flight", "last_heartbeat_at", "gpus", "host", "pid"]
-    list_filter = ["state"]
+    list_filter = [PresenceFilter, "state", "models"]
     search_fields = ["name", "host"]
     actions = ["drain_workers", "undrain_workers"]
     fields = readonly_fields = (

@@ -35,6 +35,14 @@ def lost_cutoff(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(seconds=settings.WORKER_LOST_SECONDS)
 
 
+def in_live_views(now: datetime | None = None) -> models.Q:
+    """The workers the live views show (the admin's list by default, the ops API without
+    ``history``): all but those lost or stopped for longer than LOST_WORKER_RETENTION_SECONDS,
+    whose rows stay for history. (A stopped worker's last heartbeat is its stop.)"""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.LOST_WORKER_RETENTION_SECONDS)
+    return models.Q(last_heartbeat_at__gte=cutoff)
+
+
 class WorkerQuerySet(models.QuerySet):
     def alive(self) -> WorkerQuerySet:
         return self.filter(state__in=RUNNING_STATES, last_heartbeat_at__gte=lost_cutoff())

@@ -35,6 +35,7 @@ from django.utils import timezone
 from apps.catalog.hooks import placement_inputs_changed
 from apps.catalog.models import LLMModel, ModelVersion
 from apps.core.errors import Conflict, InvalidInput, NotFound
+from apps.tasks import services as task_services
 from apps.tasks.models import TERMINAL_STATES, Task
 from apps.workers.models import ReplicaTarget, VersionPlacement, Worker, WorkerState
 
@@ -75,7 +76,8 @@ def register_worker(
     at each heartbeat). A name still held by a live process elsewhere is
     refused. A drain survives a restart that was not a clean stop (a crash
     under the supervisor must not quietly undo an operator's drain); a clean
-    stop ends it.
+    stop ends it. Taking over a row re-queues at once the tasks its previous
+    process was running (apps.tasks.services.release_worker_leases).
     """
     placed = _models_named(model_names)
     now = timezone.now()
@@ -104,6 +106,10 @@ def register_worker(
             },
         )
         worker.models.set(placed)
+    if existing is not None:
+        # A restart (a crash under the supervisor, a SIGKILL): the attempts the old
+        # process held are dead; their tasks are requeued now, not when their leases lapse.
+        task_services.release_worker_leases(name)
     _replan()  # a new bin (or a new explicit host): place versions on it
     return worker
 

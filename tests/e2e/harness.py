@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import select
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +45,41 @@ class Platform:
         return self.process.wait(timeout=120)
 
 
+class Process:
+    """A platform process with its stderr in a log file (shown when a check fails)."""
+
+    def __init__(self, env: dict[str, str], name: str, argv: list[str]) -> None:
+        self.name = name
+        self.log = Path(env["DATA_DIR"]).parent / f"{name}.log"
+        self.process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=open(self.log, "ab"), text=True
+        )
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def first_line(self, timeout: float = 60.0) -> str:
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        assert ready, f"{self.name} printed nothing in {timeout}s:\n{self.log_text()}"
+        return self.process.stdout.readline().strip()
+
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            assert time.monotonic() < deadline, f"{self.name} never logged {text!r}:\n{self.log_text()}"
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 40.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"{self.name} did not stop after SIGTERM:\n{self.log_text()}") from exc
+
+
 def wait_for_readyz(
     base_url: str, process: subprocess.Popen, describe: Callable[[], str], timeout: float = 180.0
 ) -> None:
@@ -58,6 +95,25 @@ def wait_for_readyz(
             pass
         assert time.monotonic() < deadline, f"the server never became ready: {describe()}"
         time.sleep(0.2)
+
+
+def start_worker(env: dict[str, str], name: str, slots: int = 2) -> Process:
+    """``run_worker`` registered (it prints its id, and only that, on stdout)."""
+    worker = Process(env, name, [sys.executable, "manage.py", "run_worker", "--name", name, "--slots", str(slots)])
+    printed = worker.first_line()
+    uuid.UUID(printed)
+    return worker
+
+
+def start_server(env: dict[str, str], timeout: float = 60.0) -> Process:
+    """uvicorn serving the API on env's HOST and PORT, ready (/readyz)."""
+    server = Process(
+        env, "server",
+        [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
+         "--host", env["HOST"], "--port", env["PORT"], "--no-access-log"],
+    )
+    wait_for_readyz(f"http://{env['HOST']}:{env['PORT']}", server.process, server.log_text, timeout)
+    return server
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -10,20 +10,15 @@ Runs on SQLite (embedded) and on PostgreSQL + Redis, like the whole suite.
 from __future__ import annotations
 
 import json
-import select
 import signal
-import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import REPO_ROOT
-from tests.e2e.harness import wait_for_readyz
+from tests.e2e.harness import Process, start_server, start_worker
 from tests.integration.manage_cli import describe, manage, shell
 
 pytestmark = pytest.mark.e2e
@@ -36,58 +31,6 @@ TASK_TIMEOUT = 60.0
 
 def _prompt(label: str) -> str:
     return " ".join([label] + [f"w{i}" for i in range(SLOW_PROMPT_WORDS - 1)])
-
-
-class Process:
-    """A platform process with its stderr in a log file (shown when a check fails)."""
-
-    def __init__(self, env: dict[str, str], name: str, argv: list[str]) -> None:
-        self.name = name
-        self.log = Path(env["DATA_DIR"]).parent / f"{name}.log"
-        self.process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=open(self.log, "ab"), text=True
-        )
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def first_line(self, timeout: float = START_TIMEOUT) -> str:
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        assert ready, f"{self.name} printed nothing in {timeout}s:\n{self.log_text()}"
-        return self.process.stdout.readline().strip()
-
-    def wait_for_log(self, text: str, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log_text():
-            assert time.monotonic() < deadline, f"{self.name} never logged {text!r}:\n{self.log_text()}"
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 40.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"{self.name} did not stop after SIGTERM:\n{self.log_text()}") from exc
-
-
-def _worker(env: dict[str, str], name: str) -> Process:
-    worker = Process(env, name, [sys.executable, "manage.py", "run_worker", "--name", name, "--slots", "2"])
-    printed = worker.first_line()
-    uuid.UUID(printed)  # a registered worker prints its id, and only that, on stdout
-    return worker
-
-
-def _server(env: dict[str, str]) -> Process:
-    server = Process(
-        env, "server",
-        [sys.executable, "-m", "uvicorn", "llmagentos.asgi:application",
-         "--host", env["HOST"], "--port", env["PORT"], "--no-access-log"],
-    )
-    wait_for_readyz(f"http://{env['HOST']}:{env['PORT']}", server.process, server.log_text, START_TIMEOUT)
-    return server
 
 
 def _django(env: dict[str, str], code: str) -> str:
@@ -167,11 +110,11 @@ def test_workers_share_the_load_drain_and_stop_gracefully(platform_env):
 from apps.catalog.models import LLMModel
 LLMModel.objects.create(name={SLOW_MODEL!r}, adapter="echo", adapter_config={{"words_per_second": 5}}, is_public=True)
 """)
-        processes.append(_server(env))
+        processes.append(start_server(env))
         # The dispatcher hands the workers what their free slots can take.
         processes.append(Process(env, "scheduler", [sys.executable, "manage.py", "run_scheduler"]))
-        worker_a = _worker(env, "e2e-a")
-        worker_b = _worker(env, "e2e-b")
+        worker_a = start_worker(env, "e2e-a")
+        worker_b = start_worker(env, "e2e-b")
         processes += [worker_a, worker_b]
         client = httpx.Client(
             base_url=f"http://{env['HOST']}:{env['PORT']}", headers={"Authorization": f"Bearer {api_key}"}, timeout=10

@@ -1,5 +1,6 @@
 """API keys: 401 for a missing, wrong, revoked or expired key; 403 for a missing
-scope or a paused tenant. Every refusal is in the contract's error shape."""
+scope. Every refusal is in the contract's error shape. (A paused tenant's
+refusals: test_tenant_pause.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import pytest
 from django.utils import timezone
 
 from apps.tasks.models import Task
-from apps.tenants.models import Tenant
 from apps.tenants.services import issue_api_key, revoke_api_key
 from tests.conftest import ApiClient
 
@@ -179,24 +179,3 @@ def test_key_with_no_scopes_can_do_nothing(acme, acme_task):
     for response in _calls(api, acme_task):
         _assert_403(response, "insufficient_scope")
     assert Task.objects.get(pk=acme_task).state == "queued"
-
-
-# --- 403: paused tenant ----------------------------------------------------------------------
-
-
-def test_paused_tenant_is_403_on_every_route(acme, acme_api, acme_task, globex_api):
-    Tenant.objects.filter(pk=acme.pk).update(active=False)
-    for response in _calls(acme_api, acme_task):
-        _assert_403(response, "tenant_paused")
-    task = Task.objects.get(pk=acme_task)
-    assert task.state == "queued" and task.erased_at is None
-    assert Task.objects.count() == 1
-    # Another tenant is not affected.
-    assert globex_api.post(TASKS, SUBMISSION).status == 201
-
-
-def test_paused_tenant_works_again_once_resumed(acme, acme_api):
-    Tenant.objects.filter(pk=acme.pk).update(active=False)
-    _assert_403(acme_api.get(TASKS), "tenant_paused")
-    Tenant.objects.filter(pk=acme.pk).update(active=True)
-    assert acme_api.get(TASKS).status == 200

@@ -250,6 +250,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("post", WORKFLOWS + "/{id}/cancel"): lambda w: Call(w.api, "post", f"{WORKFLOWS}/{w.submit_workflow()}/cancel"),
     ("get", "/api/v1/models"): lambda w: Call(w.api, "get", "/api/v1/models"),
     ("get", "/api/v1/usage"): lambda w: Call(w.api, "get", "/api/v1/usage"),
+    ("get", "/api/v1/usage/report"): lambda w: Call(w.api, "get", "/api/v1/usage/report"),
     ("get", KEYS): lambda w: Call(w.api, "get", KEYS),
     ("post", KEYS): lambda w: Call(
         w.api, "post", KEYS, {"name": "ci", "scopes": ["tasks:read"], "expires_at": "2999-01-01T00:00:00Z"}
@@ -261,6 +262,12 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("get", MEMBERS + "/{username}"): lambda w: Call(w.api, "get", f"{MEMBERS}/{w.member()}"),
     ("patch", MEMBERS + "/{username}"): lambda w: Call(w.api, "patch", f"{MEMBERS}/{w.member()}", {"role": "admin"}),
     ("delete", MEMBERS + "/{username}"): lambda w: Call(w.api, "delete", f"{MEMBERS}/{w.member()}"),
+    ("get", "/api/v1/webhooks/settings"): lambda w: Call(w.api, "get", "/api/v1/webhooks/settings"),
+    ("patch", "/api/v1/webhooks/settings"): lambda w: Call(
+        w.api, "patch", "/api/v1/webhooks/settings", {"url": "https://hooks.example.com/llm"}
+    ),
+    ("post", "/api/v1/webhooks/secret"): lambda w: Call(w.api, "post", "/api/v1/webhooks/secret"),
+    ("get", "/api/v1/webhooks/deliveries"): lambda w: Call(w.api, "get", "/api/v1/webhooks/deliveries"),
     ("get", "/api/v1/ops/workers"): lambda w: Call(w.operator, "get", "/api/v1/ops/workers"),
     ("get", "/api/v1/ops/models"): lambda w: Call(w.operator, "get", "/api/v1/ops/models"),
     ("post", "/api/v1/ops/models"): lambda w: Call(w.operator, "post", "/api/v1/ops/models", {
@@ -287,6 +294,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ),
 }
 OPERATIONS = sorted(EXAMPLES)
+SUBMISSIONS = {("post", TASKS), ("post", WORKFLOWS)}
 
 
 def _id(operation: tuple[str, str]) -> str:
@@ -364,11 +372,16 @@ def test_with_a_revoked_credential(world, operation):
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=_id)
 def test_forbidden(world, operation):
-    if _security(operation) == "ApiKey":
-        call = EXAMPLES[operation](world)  # made while the tenant may still act
+    if operation in SUBMISSIONS:  # refused to a paused tenant, whose other calls still answer
+        call = EXAMPLES[operation](world)
         Tenant.objects.filter(pk=world.tenant.pk).update(active=False)
         response = check(*operation, call.path, call.send())
         assert (response.status, response.body["error"]["code"]) == (403, "tenant_paused"), response.body
+    elif _security(operation) == "ApiKey":
+        call = EXAMPLES[operation](world)
+        scopeless = ApiClient(issue_api_key(world.tenant, name="no scopes", scopes=[]).secret)
+        response = check(*operation, call.path, call.send(scopeless))
+        assert response.status == 403, response.body
     else:
         response = _exercise(world, operation, world.api)  # a tenant's key on an operator route
         assert (response.status, response.body["error"]["code"]) == (403, "staff_only"), response.body
@@ -436,6 +449,10 @@ INVALID: dict[tuple[str, str], Callable[[World], Call]] = {
         w.operator, "patch", f"/api/v1/ops/tenants/{w.tenant.slug}/plan", {"rpm": -1}
     ),
     ("post", KEYS): lambda w: Call(w.api, "post", KEYS, {"name": "ci", "scopes": ["tasks:everything"]}),
+    ("patch", "/api/v1/webhooks/settings"): lambda w: Call(
+        w.api, "patch", "/api/v1/webhooks/settings", {"url": "not a url"}
+    ),
+    ("get", "/api/v1/webhooks/deliveries"): lambda w: Call(w.api, "get", "/api/v1/webhooks/deliveries?status=lost"),
     ("post", MEMBERS): lambda w: Call(w.api, "post", MEMBERS, {"username": w.user("newcomer"), "role": "boss"}),
     ("patch", MEMBERS + "/{username}"): lambda w: Call(w.api, "patch", f"{MEMBERS}/{w.member()}", {"role": "boss"}),
 }

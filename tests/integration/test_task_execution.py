@@ -232,8 +232,10 @@ def test_the_task_fails_after_max_attempts_transient_errors(acme_api, remote_mod
     task.refresh_from_db()
     assert task.state == TaskState.FAILED
     assert task.attempt == max_attempts
-    assert task.error_code == "generation_failed"
-    assert "upstream timed out" in task.error_message
+    assert task.error_code == "retries_exhausted"
+    assert task.error_message == (
+        f"attempt {max_attempts} of {max_attempts} failed, the last allowed: upstream timed out"
+    )
     assert adapter.calls == max_attempts
     execute_task(task.pk)  # no attempt after the last
     assert adapter.calls == max_attempts
@@ -248,7 +250,7 @@ def test_the_attempt_limit_comes_from_settings(acme_api, remote_model, huey, set
     execute_task(task.pk)
 
     task.refresh_from_db()
-    assert (task.state, task.attempt, task.error_code) == (TaskState.FAILED, 1, "generation_failed")
+    assert (task.state, task.attempt, task.error_code) == (TaskState.FAILED, 1, "retries_exhausted")
     assert huey.pending_count() == 0
 
 

@@ -1,14 +1,18 @@
 """The usage representation: a tenant's budget, rate limits and queue (GET
-/api/v1/usage, and the operators' view of any tenant's)."""
+/api/v1/usage, and the operators' view of any tenant's); the usage report
+by day and model (GET /api/v1/usage/report)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from rest_framework import serializers
 
 from apps.core.openapi import object_kind
+from apps.core.serializers import StrictSerializer
 from apps.scheduler.admission import UsageReport
+from apps.scheduler.usage import Period, UsageRow, usage_totals
 from apps.tenants.api.serializers import NamedPlanSerializer
 from apps.tenants.models import BudgetPeriod
 
@@ -107,3 +111,52 @@ class TenantUsageSerializer(UsageSerializer):
     """The usage of the tenant named in the path (operators)."""
 
     tenant = serializers.SlugField()
+
+
+# --- The usage report (GET /api/v1/usage/report) -------------------------------------------------
+
+
+class UsageReportQuerySerializer(StrictSerializer):
+    since = serializers.DateField(
+        required=False, input_formats=["%Y-%m-%d"],
+        help_text="first day (UTC), YYYY-MM-DD; default: 29 days before until",
+    )
+    until = serializers.DateField(
+        required=False, input_formats=["%Y-%m-%d"], help_text="last day (UTC, included), YYYY-MM-DD; default: today"
+    )
+    # Read by DRF's content negotiation (URL_FORMAT_OVERRIDE); named here so it is not an unknown field.
+    format = serializers.ChoiceField(choices=["json", "csv"], required=False)
+
+
+class UsageReportRowSerializer(serializers.Serializer):
+    day = serializers.DateField()
+    model = serializers.CharField()
+    tasks = serializers.IntegerField(help_text="tasks submitted that day")
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+
+
+class UsageTotalsSerializer(serializers.Serializer):
+    tasks = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+
+
+class UsageReportSerializer(serializers.Serializer):
+    """The calling tenant's tasks and tokens over a period, by day (UTC) and model."""
+
+    object = object_kind("usage_report")
+    since = serializers.DateField()
+    until = serializers.DateField()
+    rows = UsageReportRowSerializer(many=True)
+    totals = UsageTotalsSerializer()
+
+
+def usage_report_representation(period: Period, rows: list[UsageRow]) -> dict[str, Any]:
+    return {
+        "object": "usage_report",
+        "since": period.since,
+        "until": period.until,
+        "rows": [asdict(row) for row in rows],
+        "totals": usage_totals(rows),
+    }

@@ -1,7 +1,8 @@
 from django.urls import path
 
-from apps.scheduler.api.views import UsageView
+from apps.scheduler.api.views import UsageReportView, UsageView
 
 urlpatterns = [
     path("usage", UsageView.as_view(), name="usage"),
+    path("usage/report", UsageReportView.as_view(), name="usage-report"),
 ]

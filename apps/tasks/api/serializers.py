@@ -97,6 +97,9 @@ class TaskCreateSerializer(StrictSerializer):
     depends_on = serializers.ListField(
         child=serializers.UUIDField(), required=False, max_length=dependencies.MAX_PARENTS
     )
+    # Checked further (a public address) by apps.webhooks when the task is submitted.
+    webhook_url = serializers.URLField(required=False, allow_null=True, max_length=2000)
+    webhook_include_output = serializers.BooleanField(required=False, default=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         has_prompt = "prompt" in attrs
@@ -141,6 +144,8 @@ class TaskCreateSerializer(StrictSerializer):
             metadata=data.get("metadata", {}),
             client_ref=data.get("client_ref"),
             depends_on=tuple(dict.fromkeys(str(parent) for parent in data.get("depends_on", ()))),
+            webhook_url=data.get("webhook_url"),
+            webhook_include_output=data.get("webhook_include_output", False),
         )
 
 

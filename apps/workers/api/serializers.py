@@ -16,6 +16,8 @@ from apps.workers.models import LOST, RUNNING_STATES, ReplicaTarget, Worker, Wor
 
 class WorkerListQuerySerializer(StrictSerializer):
     model = serializers.CharField(required=False, max_length=100)
+    # Also the workers lost or stopped for longer than LOST_WORKER_RETENTION_SECONDS.
+    history = serializers.BooleanField(required=False, default=False)
 
 
 def worker_representation(worker: Worker) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from apps.workers.api.serializers import (
     model_placement_representation,
     worker_representation,
 )
-from apps.workers.models import Worker
+from apps.workers.models import Worker, in_live_views
 
 
 class OperatorView(APIView):
@@ -43,7 +43,14 @@ class WorkerListView(OperatorView):
 
     @extend_schema(
         tags=["ops"],
-        parameters=[OpenApiParameter("model", str, description="only workers taking this model's tasks now")],
+        parameters=[
+            OpenApiParameter("model", str, description="only workers taking this model's tasks now"),
+            OpenApiParameter(
+                "history", bool,
+                description="also the workers lost or stopped longer than LOST_WORKER_RETENTION_SECONDS ago "
+                "(left out by default)",
+            ),
+        ],
         responses=api_responses({200: WorkerListSerializer}, 400),
     )
     def get(self, request: Request) -> Response:
@@ -55,6 +62,8 @@ class WorkerListView(OperatorView):
             if model is None:
                 raise UnknownModel("no model with this name")
             workers = services.workers_for_model(model)
+        if not query.validated_data["history"]:
+            workers = workers.filter(in_live_views())
         workers = workers.prefetch_related("models", "version_placements__version__model")
         return Response({"object": "list", "data": [worker_representation(worker) for worker in workers]})
 

@@ -11,7 +11,8 @@ by SIGTERM like the others); the scheduler (the dispatcher
 loop and the periodic jobs: lease reaper, stale dispatches, placement); and
 one worker serving every enabled model. HOST, PORT and DATA_DIR come from the
 environment; WORKER_THREADS sets the worker's slots, WORKER_NAME its name
-(default "<host>-embedded").
+(default "<host>-embedded"). The children share one PROMETHEUS_MULTIPROC_DIR
+(DATA_DIR/metrics unless set; emptied here), so GET /metrics sums them all.
 
 The supervisor is what stays resident for the platform's whole life, so it
 is kept small: the tiny model's build (torch, transformers: ~300 MB once
@@ -22,6 +23,7 @@ Django behind too.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -33,7 +35,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from apps.catalog.services import ensure_tiny_model
-from apps.runtime.supervisor import Child, die_with_parent, exec_supervisor
+from apps.runtime.supervisor import METRICS_DIR_VARIABLE, Child, die_with_parent, exec_supervisor
 from apps.tenants.seeding import seed_first_run
 
 
@@ -72,6 +74,9 @@ class Command(BaseCommand):
             f"LLMAgentOS on http://{host}:{port}/ (data in {settings.DATA_DIR}); SIGTERM or Ctrl-C stops it"
         )
 
+        # Multi-process metrics (apps.core.metrics): set before the children start, so
+        # each imports prometheus_client with it; emptied, so no earlier run's pids count.
+        os.environ[METRICS_DIR_VARIABLE] = str(_fresh_metrics_dir())
         connections.close_all()  # nothing of this process's state outlives the exec
         fd = listener.fileno()
         servers = settings.SERVER_PROCESSES
@@ -93,9 +98,19 @@ class Command(BaseCommand):
                 Child("worker", [sys.executable, manage_py, "run_worker", "--name", worker_name,
                                  "--slots", threads]),
             ],
-            log_level=settings.LOG_LEVEL,
+            logging_config=settings.LOGGING,
             import_root=str(settings.BASE_DIR),
         )
+
+
+def _fresh_metrics_dir() -> Path:
+    """PROMETHEUS_MULTIPROC_DIR if the operator set it, else DATA_DIR/metrics; emptied
+    of the previous run's files (prometheus_client requires it between runs)."""
+    directory = Path(os.environ.get(METRICS_DIR_VARIABLE) or Path(settings.DATA_DIR) / "metrics")
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # only its own files: the directory may be the operator's
+        stale.unlink(missing_ok=True)
+    return directory
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -11,6 +11,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.core.logs import set_process_name
 from apps.runtime.runner import WorkerOptions, WorkerRunner
 from apps.workers.models import Worker
 from apps.workers.services import UnknownModels, WorkerNameInUse
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--models", help="comma-separated model names to serve (default: every enabled model)")
 
     def handle(self, *args, name: str, slots: int, models: str | None, **options) -> None:
+        set_process_name("worker")  # its log lines say which process wrote them
         name = name.strip()
         # max_length is None only for an unbounded field; Worker.name is bounded.
         if not name or (NAME_MAX_LENGTH is not None and len(name) > NAME_MAX_LENGTH):
