@@ -401,6 +401,9 @@ LOST_WORKER_RETENTION_SECONDS = env.seconds("LOST_WORKER_RETENTION_SECONDS", 600
 # fails model_unplaceable once the version has been unplaceable this long, unless a
 # worker that can hold it appears meanwhile (apps.scheduler.jobs).
 UNPLACEABLE_TIMEOUT_SECONDS = env.seconds("UNPLACEABLE_TIMEOUT_SECONDS", 300)
+# How long a placement run's integer program may take (apps.scheduler.placement_program;
+# docs/scheduling.md): past it, the solver's best plan if it beats first-fit decreasing, else FFD's.
+PLACEMENT_SOLVER_TIME_LIMIT_SECONDS = env.seconds("PLACEMENT_SOLVER_TIME_LIMIT_SECONDS", 2.0)
 
 # --- Webhooks (apps.webhooks; docs/api.md "Webhooks") ---------------------------------
 # Whether callback URLs may be on loopback, private, link-local or other non-public

@@ -39,8 +39,9 @@ ACME_ROWS = [
     (DAY_2, "echo", 2, 1, 1),
     (DAY_2, "echo-b", 1, 2, 2),
 ]
-ACME_CSV = "day,model,tasks,prompt_tokens,completion_tokens\r\n" + "".join(
-    f"{day},{model},{tasks},{prompt},{completion}\r\n" for day, model, tasks, prompt, completion in ACME_ROWS
+# The last column, cost, is empty: these models have no prices (test_model_prices has priced ones).
+ACME_CSV = "day,model,tasks,prompt_tokens,completion_tokens,cost\r\n" + "".join(
+    f"{day},{model},{tasks},{prompt},{completion},\r\n" for day, model, tasks, prompt, completion in ACME_ROWS
 )
 
 

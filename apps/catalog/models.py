@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
 from apps.catalog.devices import Device
 from apps.catalog.plugins import registry
 from apps.catalog.resources import VersionError, complete_resource_needs
+from apps.catalog.routing import ROUTER_ADAPTER, RouterConfigError, parse_config
 from apps.tenants.models import Tenant
 
 model_name_validator = RegexValidator(
@@ -49,6 +50,16 @@ class LLMModel(models.Model):
         "ModelVersion", on_delete=models.RESTRICT, null=True, blank=True, related_name="current_of"
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Operator-set prices per thousand tokens, in the operator's currency (null: no price):
+    # the usage report's cost column and routed models' "price" strategy read them.
+    price_prompt_per_1k = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="price per 1,000 prompt tokens (empty: no price)",
+    )
+    price_completion_per_1k = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="price per 1,000 completion tokens (empty: no price)",
+    )
 
     objects = LLMModelQuerySet.as_manager()
 
@@ -59,13 +70,24 @@ class LLMModel(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def is_router(self) -> bool:
+        """A routed model: it never runs; a task submitted to it runs on one of its
+        candidates (apps.catalog.routing)."""
+        return self.adapter == ROUTER_ADAPTER
+
     def clean(self) -> None:
-        if self.adapter not in registry.adapter_names:
+        if self.adapter not in registry.adapter_names and not self.is_router:
             raise ValidationError(
                 {"adapter": f"unknown adapter; registered: {', '.join(registry.adapter_names) or 'none'}"}
             )
         if not isinstance(self.adapter_config, dict):
             raise ValidationError({"adapter_config": "must be a JSON object"})
+        if self.is_router:  # its candidates' existence is checked by apps.catalog.services
+            try:
+                parse_config(self.adapter_config)
+            except RouterConfigError as exc:
+                raise ValidationError({"adapter_config": f"{exc.param}: {exc}"}) from None
         if self.current_version is not None and self.current_version.model_id != self.pk:
             raise ValidationError({"current_version": "must be one of this model's versions"})
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from apps.catalog.models import LLMModel, ModelVersion
 
 logger = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 4
 
 # Counting adapters kept per process: a tokenizer is a few MB; a process
 # serving more models than this re-reads the least recently used one's.
@@ -100,3 +103,15 @@ def _counter(model: LLMModel, version: ModelVersion | None) -> ModelAdapter | No
         while len(_counters) > CACHE_SIZE:
             _counters.popitem(last=False)
     return adapter
+
+
+def estimate_prompt_tokens(prompt: str | None, messages: list[dict[str, str]] | None) -> int:
+    """The prompt's tokens where the model's adapter cannot count them (a remote model, a
+    tokenizer this process cannot read): characters / 4, rounded up, over the prompt or
+    all messages' contents — the usual rule of thumb for English text with BPE tokenizers.
+
+    It undercounts chat templates, code and other scripts; the task is charged its
+    real usage anyway (``settle_task``), so a low estimate only reserves too little.
+    """
+    texts = [prompt] if prompt is not None else [message["content"] for message in messages or ()]
+    return math.ceil(sum(len(text) for text in texts) / CHARS_PER_TOKEN)

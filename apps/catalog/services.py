@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -16,6 +17,7 @@ from apps.catalog.artifacts import ArtifactError, artifact_path, digest
 from apps.catalog.models import LLMModel, ModelVersion
 from apps.catalog.plugins import registry
 from apps.catalog.resources import VersionError, effective_adapter_config
+from apps.catalog.routing import ROUTER_ADAPTER, RouterConfigError, parse_config
 from apps.catalog.tiny_model import build_tiny_model
 from apps.core.errors import Conflict, InvalidInput, Unavailable
 from apps.tenants import audit
@@ -34,6 +36,17 @@ def resolve_model_for_tenant(tenant: Tenant, name: str) -> LLMModel | None:
     caller, so a tenant cannot learn which private models exist.
     """
     return LLMModel.objects.visible_to(tenant).select_related("current_version").filter(name=name).first()
+
+
+def candidates_for_tenant(tenant: Tenant, names: Collection[str]) -> dict[str, LLMModel]:
+    """Those of ``names`` that ``tenant`` may use (enabled, public or granted), by name, with
+    their current version: a routed model grants nothing on its candidates. Routers are left
+    out (registration refuses them as candidates; this holds if one became a router since)."""
+    models = (
+        LLMModel.objects.visible_to(tenant).select_related("current_version")
+        .filter(name__in=list(names)).exclude(adapter=ROUTER_ADAPTER)
+    )
+    return {model.name: model for model in models}
 
 
 @dataclass(frozen=True)
@@ -83,7 +96,10 @@ class ModelError(InvalidInput):
 
 
 # What update_model may change; the name is the model's identity (tasks and the API name it).
-MODEL_FIELDS = frozenset({"description", "adapter", "adapter_config", "is_public", "enabled", "tenants"})
+MODEL_FIELDS = frozenset({
+    "description", "adapter", "adapter_config", "is_public", "enabled", "tenants",
+    "price_prompt_per_1k", "price_completion_per_1k",
+})
 
 
 def create_model(
@@ -95,19 +111,25 @@ def create_model(
     is_public: bool = False,
     tenants: Sequence[str] = (),
     enabled: bool = True,
+    price_prompt_per_1k: Decimal | None = None,
+    price_completion_per_1k: Decimal | None = None,
 ) -> LLMModel:
     """Register a model served by ``adapter`` with ``adapter_config``, public or granted to the
     tenants with slugs ``tenants``. The adapter is created (never loaded) to validate the config:
     its own AdapterConfigError message is the refusal. Raises ModelError, or Conflict for a
     name in use; nothing is written then. The placement runs once it is committed, and managed
-    workers take it up from their next heartbeat, without a restart."""
+    workers take it up from their next heartbeat, without a restart.
+
+    ``adapter`` ROUTER_ADAPTER registers a routed model: ``adapter_config`` is its router
+    config (apps.catalog.routing), whose candidates must be existing models, none a router.
+    Prices are per thousand tokens (None: no price)."""
     if adapter_config is not None and not isinstance(adapter_config, Mapping):  # from JSON: a list, a string
         raise ModelError("adapter_config must be a JSON object", param="adapter_config")
     config = dict(adapter_config or {})
-    _check_adapter(adapter, config)
+    _check_adapter(adapter, config, name)
     model = LLMModel(
         name=name, adapter=adapter, adapter_config=config, description=description, is_public=is_public,
-        enabled=enabled,
+        enabled=enabled, price_prompt_per_1k=price_prompt_per_1k, price_completion_per_1k=price_completion_per_1k,
     )
     _check_fields(model)
     try:
@@ -145,7 +167,7 @@ def update_model(model: LLMModel, changes: Mapping[str, Any]) -> LLMModel:
                 config = effective_adapter_config(model, model.current_version)
             except ArtifactError as exc:
                 raise ModelError(str(exc), param="adapter_config") from exc
-            _check_adapter(model.adapter, config)
+            _check_adapter(model.adapter, config, model.name)
         _check_fields(model)
         model.save()
         if "tenants" in changes:
@@ -181,15 +203,56 @@ def record_grant_changes(model: LLMModel, before: Mapping[Any, Tenant]) -> None:
         audit.record(AuditAction.MODEL_REVOKED, tenant=tenant, target=target)
 
 
-def _check_adapter(adapter: str, config: Any) -> None:
+def _check_adapter(adapter: str, config: Any, name: str) -> None:
     if not isinstance(config, dict):
         raise ModelError("adapter_config must be a JSON object", param="adapter_config")
+    if adapter == ROUTER_ADAPTER:
+        _check_router(name, config)
+        return
     try:
         registry.create_adapter(adapter, config)
     except LookupError as exc:
         raise ModelError(str(exc), param="adapter") from exc
     except Exception as exc:  # AdapterConfigError ("key: reason"), or whatever a plugin raises: its reason
         raise ModelError(f"the {adapter!r} adapter refuses this config: {exc}", param="adapter_config") from exc
+
+
+def _routers_naming(name: str) -> list[str]:
+    """The routed models that list ``name`` among their candidates."""
+    routers = LLMModel.objects.filter(adapter=ROUTER_ADAPTER).exclude(name=name).values_list("name", "adapter_config")
+    named = []
+    for router, config in routers:
+        try:
+            parsed = parse_config(config)
+        except RouterConfigError:
+            continue
+        if any(candidate.model == name for candidate in parsed.candidates):
+            named.append(router)
+    return sorted(named)
+
+
+def _check_router(name: str, config: Mapping[str, Any]) -> None:
+    """A router's config: valid (routing.parse_config), its candidates existing models and
+    none of them a router — a router naming a router is refused outright, which rules out
+    cycles — and no router naming this one (it would become a router's candidate)."""
+    try:
+        parsed = parse_config(config)
+    except RouterConfigError as exc:
+        raise ModelError(f"{exc.param}: {exc}", param=exc.param) from None
+    listed = [candidate.model for candidate in parsed.candidates]
+    found = dict(LLMModel.objects.filter(name__in=listed).values_list("name", "adapter"))
+    for i, candidate in enumerate(listed):
+        param = f"adapter_config.candidates.{i}.model"
+        if candidate == name:
+            raise ModelError(f"{param}: a router cannot route to itself", param=param)
+        if candidate not in found:
+            raise ModelError(f"{param}: no model named {candidate!r}", param=param)
+        if found[candidate] == ROUTER_ADAPTER:
+            raise ModelError(f"{param}: {candidate!r} is a router; a router's candidates run models", param=param)
+    naming = _routers_naming(name)
+    if naming:
+        raise ModelError(f"adapter: {naming[0]!r} routes to this model; a router cannot be a candidate",
+                         param="adapter")
 
 
 def _check_fields(model: LLMModel) -> None:

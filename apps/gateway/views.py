@@ -166,7 +166,8 @@ def _accept(request: HttpRequest, kind: str) -> _Accepted | HttpResponse:
         kind=kind,
         id=str(task.id),
         created=int(task.created_at.timestamp()),
-        model=translated.task.model,
+        # The model that runs it: a routed model's chosen candidate, else as the request named it.
+        model=task.model.name if task.routed_from_id is not None else translated.task.model,
         max_tokens=task.max_tokens,
         service_tier=TIER_OF_CLASS[task.priority],
         include_usage=translated.include_usage,

@@ -32,7 +32,6 @@ holds a capped tenant's tasks back, and they wait their turn (Contracts).
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -43,6 +42,9 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import timezone
 
+# estimate_prompt_tokens: where the model's adapter cannot count (moved to the catalog, which
+# routed models' length rules need too; still importable from here).
+from apps.catalog.prompt_tokens import estimate_prompt_tokens
 from apps.core import metrics
 from apps.core.errors import DomainError, OverBudget, PermissionRefused, RateLimited
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
     from apps.tasks.services import TaskRequest
 
 PENDING_STATES = (TaskState.QUEUED, TaskState.WAITING)
-CHARS_PER_TOKEN = 4
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,6 @@ class Admission:
     task_id: uuid.UUID  # the id the admitted task must be inserted with
     cost_tokens: int  # reserved until the task ends
     rate_limits: ratelimit.RateLimits
-
-
-def estimate_prompt_tokens(prompt: str | None, messages: list[dict[str, str]] | None) -> int:
-    """The prompt's tokens where the model's adapter cannot count them (a remote model, a
-    tokenizer this process cannot read): characters / 4, rounded up, over the prompt or
-    all messages' contents — the usual rule of thumb for English text with BPE tokenizers.
-
-    It undercounts chat templates, code and other scripts; the task is charged its
-    real usage anyway (``settle_task``), so a low estimate only reserves too little.
-    """
-    texts = [prompt] if prompt is not None else [message["content"] for message in messages or ()]
-    return math.ceil(sum(len(text) for text in texts) / CHARS_PER_TOKEN)
 
 
 def admit(tenant: Tenant, api_key: ApiKey | None, request: TaskRequest, prompt_tokens: int | None) -> Admission:

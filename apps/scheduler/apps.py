@@ -17,6 +17,7 @@ class SchedulerConfig(AppConfig):
         lifecycle.admit.register(admission.admit)
         lifecycle.admit_release.register(admission.admit_release)
         lifecycle.estimate_wait.register(estimates.task_wait)
+        lifecycle.estimate_model_wait.register(estimates.model_wait)
         lifecycle.ending.register("scheduler.settle", admission.settle_task)
         lifecycle.ended.register("scheduler.wake", wakeup.slot_freed)
         lifecycle.ready.register("scheduler.wake", wakeup.wake_dispatcher)

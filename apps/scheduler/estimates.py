@@ -10,6 +10,7 @@ until the model has finished tasks and a worker serves it.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -135,6 +136,16 @@ def queue_stats(model: LLMModel, counts: dict[str, int] | None = None) -> QueueS
         slots=workers_for_model(model).aggregate(total=Sum("slots"))["total"] or 0,
         mean_service_seconds=_mean_service_seconds(model.pk),
     )
+
+
+def model_wait(model: LLMModel) -> float | None:
+    """Seconds a task submitted now to ``model`` (normal class, behind every queued task)
+    would wait to start: math.inf when no active worker serves it (drained, none placed),
+    None when unknown (no finished task measured yet)."""
+    stats = queue_stats(model)
+    if stats.slots == 0:
+        return math.inf
+    return stats.start_after(stats.queued + 1)
 
 
 def task_wait(task: Task) -> dict[str, int | float | None]:

@@ -1,4 +1,6 @@
-"""Where each model version runs: first-fit decreasing bin packing on GPU memory.
+"""Where each model version runs: first-fit decreasing bin packing on GPU memory (the
+integer program of apps.scheduler.placement_program is the placer's first choice; this is
+its fallback and the bar it must clear).
 
 Pure Python, no Django: ``apps.scheduler.placer.apply_placement`` gathers the
 items (live model versions and what each needs) and the bins (active managed
@@ -7,6 +9,7 @@ and writes the result.
 
 - A CPU item needs no GPU memory and is placed on every worker (as models
   without versions always were): it costs nothing to offer it everywhere.
+- A worker's ``hosts``, when set, are the only items it may take.
 - A GPU item must fit on one GPU. Items go in decreasing order of memory,
   each onto the first GPU (workers in the given order, GPUs by index) with
   room left. An item that is already placed keeps its GPU when it still has
@@ -43,12 +46,13 @@ Guarantees of the primary pass (it is plain FFD when nothing is placed yet):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 CPU = "cpu"
 GPU = "gpu"
 GIB = 1024**3
+NO_HOST = "no active worker may host it"
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,17 @@ class Item:
     key: str  # e.g. "tiny@v2"
     device: str  # "cpu" or "gpu"
     gpu_memory_bytes: int = 0
+    # Tasks waiting for it or running on it: what its copies could serve
+    # (apps.scheduler.placement_program maximises the demand served; FFD ignores it).
+    demand: int = 0
 
     def __post_init__(self) -> None:
         if self.device not in (CPU, GPU):
             raise ValueError(f"{self.key}: device must be 'cpu' or 'gpu', not {self.device!r}")
         if self.gpu_memory_bytes < 0:
             raise ValueError(f"{self.key}: gpu_memory_bytes must be >= 0")
+        if self.demand < 0:
+            raise ValueError(f"{self.key}: demand must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,17 @@ class Bin:
 
     key: str
     gpus: tuple[Gpu, ...] = ()
+    # Tasks it runs at once (None: no limit), shared by every model on it.
+    slots: int | None = None
+    # The item keys it may host (None: any).
+    hosts: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.slots is not None and self.slots < 0:
+            raise ValueError(f"{self.key}: slots must be >= 0")
+
+    def may_host(self, key: str) -> bool:
+        return self.hosts is None or key in self.hosts
 
 
 @dataclass(frozen=True)
@@ -113,6 +133,8 @@ class Plan:
     slots: Mapping[str, tuple[Slot, ...]] = field(default_factory=dict)
     unplaced: tuple[Unplaced, ...] = ()
     short: tuple[Short, ...] = ()
+    # How it was made: FFD, or apps.scheduler.placement_program's solver (and why not, when it fell back).
+    method: str = "first-fit decreasing"
 
 
 def plan_placement(
@@ -140,10 +162,11 @@ def plan_placement(
 
     for item in items:
         if item.device == CPU:
-            if bins:
-                slots[item.key] = tuple(Slot(b.key) for b in bins)
+            hosts = tuple(Slot(b.key) for b in bins if b.may_host(item.key))
+            if hosts:
+                slots[item.key] = hosts
             else:
-                unplaced.append(Unplaced(item.key, "no active worker"))
+                unplaced.append(Unplaced(item.key, NO_HOST if bins else "no active worker"))
 
     gpu_items = sorted((i for i in items if i.device == GPU), key=lambda i: (-i.gpu_memory_bytes, i.key))
     capacity = {(b.key, g.index): g.free_bytes for b in bins for g in b.gpus}
@@ -159,9 +182,10 @@ def plan_placement(
     primary_current = {
         key: tuple(slot for slot in map(_gpu_slot_key, found) if slot is not None) for key, found in current.items()
     }
-    primaries, left = _first_fit_decreasing(gpu_items, capacity, primary_current)
+    allowed = _allowed(bins)
+    primaries, left = _first_fit_decreasing(gpu_items, capacity, primary_current, allowed)
     if left:
-        fresh, fresh_left = _first_fit_decreasing(gpu_items, capacity, {})
+        fresh, fresh_left = _first_fit_decreasing(gpu_items, capacity, {}, allowed)
         if len(fresh_left) < len(left):
             primaries, left = fresh, fresh_left
 
@@ -170,7 +194,7 @@ def plan_placement(
     for key, slot in primaries.items():
         remaining[slot] -= need[key]
     placed_on: dict[str, list[tuple[str, int]]] = {key: [slot] for key, slot in primaries.items()}
-    _add_replicas(gpu_items, bins, remaining, placed_on, current, desired)
+    _add_replicas(gpu_items, bins, remaining, placed_on, current, desired, allowed)
 
     short = []
     for item in gpu_items:
@@ -178,11 +202,18 @@ def plan_placement(
             slots[item.key] = tuple(Slot(b, g) for b, g in placed_on[item.key])
             if len(placed_on[item.key]) < desired.get(item.key, 1):
                 short.append(Short(item.key, desired[item.key], len(placed_on[item.key])))
-    largest = max(capacity.values())
     for item in gpu_items:
         if item.key in left:
-            unplaced.append(Unplaced(item.key, _reason(item, largest, left[item.key])))
+            hosting = [free for (b, _), free in capacity.items() if allowed(item.key, b)]
+            reason = unplaced_reason(item, max(hosting), left[item.key]) if hosting else NO_HOST
+            unplaced.append(Unplaced(item.key, reason))
     return Plan(slots=slots, unplaced=tuple(unplaced), short=tuple(short))
+
+
+def _allowed(bins: Sequence[Bin]) -> Callable[[str, str], bool]:
+    """(item key, bin key) -> whether that worker may host that item."""
+    by_key = {b.key: b for b in bins}
+    return lambda item, bin_key: bin_key in by_key and by_key[bin_key].may_host(item)
 
 
 def _gpu_slot_key(slot: Slot) -> tuple[str, int] | None:
@@ -193,8 +224,9 @@ def _first_fit_decreasing(
     items: Sequence[Item],
     capacity: Mapping[tuple[str, int], int],
     preferred: Mapping[str, Sequence[tuple[str, int]]],
+    allowed: Callable[[str, str], bool],
 ) -> tuple[dict[str, tuple[str, int]], dict[str, int]]:
-    """(item -> GPU, item left out -> the most any GPU had left when it was tried).
+    """(item -> GPU, item left out -> the most any GPU it may use had left when it was tried).
 
     ``items`` are already in decreasing order; ``capacity`` iterates in the
     bins' order, so "first" is well defined. An item goes to the first of its
@@ -205,11 +237,13 @@ def _first_fit_decreasing(
     left: dict[str, int] = {}
     for item in items:
         need = item.gpu_memory_bytes
-        slot = next((s for s in preferred.get(item.key, ()) if remaining.get(s, -1) >= need), None)
+        slot = next(
+            (s for s in preferred.get(item.key, ()) if remaining.get(s, -1) >= need and allowed(item.key, s[0])), None
+        )
         if slot is None:
-            slot = next((s for s, free in remaining.items() if free >= need), None)
+            slot = next((s for s, free in remaining.items() if free >= need and allowed(item.key, s[0])), None)
         if slot is None:
-            left[item.key] = max(remaining.values())
+            left[item.key] = max((free for s, free in remaining.items() if allowed(item.key, s[0])), default=0)
             continue
         remaining[slot] -= need
         placed[item.key] = slot
@@ -223,6 +257,7 @@ def _add_replicas(
     placed_on: dict[str, list[tuple[str, int]]],
     current: Mapping[str, Sequence[Slot]],
     desired: Mapping[str, int],
+    allowed: Callable[[str, str], bool],
 ) -> None:
     """Copies of each placed item on other workers, up to ``desired`` in all (see the module docstring).
 
@@ -237,7 +272,7 @@ def _add_replicas(
         for slot in map(_gpu_slot_key, current.get(item.key, ())):
             if where is None or len(where) >= desired.get(item.key, 1):
                 break
-            if slot is not None and _has_room(slot, item, where, remaining):
+            if slot is not None and allowed(item.key, slot[0]) and _has_room(slot, item, where, remaining):
                 remaining[slot] -= item.gpu_memory_bytes
                 where.append(slot)
     for item in items:
@@ -245,6 +280,8 @@ def _add_replicas(
         for b in bins:
             if where is None or len(where) >= desired.get(item.key, 1):
                 break
+            if not b.may_host(item.key):
+                continue
             slot = next((s for s in ((b.key, g.index) for g in b.gpus) if _has_room(s, item, where, remaining)), None)
             if slot is not None:
                 remaining[slot] -= item.gpu_memory_bytes
@@ -258,7 +295,7 @@ def _has_room(
     return remaining.get(slot, -1) >= item.gpu_memory_bytes and all(slot[0] != bin_key for bin_key, _ in where)
 
 
-def _reason(item: Item, largest_gpu: int, most_left: int) -> str:
+def unplaced_reason(item: Item, largest_gpu: int, most_left: int) -> str:
     need = format_bytes(item.gpu_memory_bytes)
     if item.gpu_memory_bytes > largest_gpu:
         return f"needs {need} of GPU memory; the largest free GPU has {format_bytes(largest_gpu)}"

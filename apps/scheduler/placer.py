@@ -1,5 +1,6 @@
-"""The placement run: the pure policies (apps.scheduler.placement: GPU bin
-packing; apps.scheduler.autoscale: how many replicas) applied to the live
+"""The placement run: the pure policies (apps.scheduler.placement_program: GPU
+placement as an integer program, apps.scheduler.placement's first-fit
+decreasing its fallback; apps.scheduler.autoscale: how many replicas) applied to the live
 fleet, their verdicts recorded through the apps that own the rows (workers:
 placements and replica state; catalog: a version's placement error).
 
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 from apps.catalog import services as catalog_services
 from apps.catalog.models import ModelVersion
-from apps.scheduler import autoscale, placement
+from apps.scheduler import autoscale, placement, placement_program
 from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
 from apps.workers import services as worker_services
@@ -84,17 +85,24 @@ def apply_placement(
             current.setdefault(row.version.spec, []).append(placement.Slot(str(row.worker_id), row.gpu_index))
         errors: dict[uuid.UUID, str] = {}
         items = []
+        gpu_versions = {spec: version for spec, version in versions.items() if version.device == placement.GPU}
+        load = version_load([version.pk for version in gpu_versions.values()])
         for spec, version in versions.items():
             if version.device:
-                items.append(placement.Item(spec, version.device, version.gpu_memory_bytes or 0))
+                queued, running = load.get(version.pk, (0, 0))
+                items.append(placement.Item(spec, version.device, version.gpu_memory_bytes or 0, queued + running))
             else:
                 errors[version.pk] = NO_NEEDS
-        gpu_versions = {spec: version for spec, version in versions.items() if version.device == placement.GPU}
         desired, scaled = _scale_replicas(
-            gpu_versions, existing, {w.pk: w.slots for w in managed}, now, rules or scaling_rules()
+            gpu_versions, existing, {w.pk: w.slots for w in managed}, load, now, rules or scaling_rules()
         )
-        plan = placement.plan_placement(
-            items, [placement.Bin(str(w.pk), _free_gpus(w, reserved)) for w in managed], current, desired=desired
+        # The program (served demand, then fewest moves), or FFD when it finds nothing better in time.
+        plan = placement_program.plan(
+            items,
+            [placement.Bin(str(w.pk), _free_gpus(w, reserved), slots=w.slots) for w in managed],
+            current,
+            desired=desired,
+            time_limit=settings.PLACEMENT_SOLVER_TIME_LIMIT_SECONDS,
         )
         for short in plan.short:
             # Logged when the wish is new; the ops API shows it (desired vs placed) all along.
@@ -122,6 +130,7 @@ def _scale_replicas(
     versions: Mapping[str, ModelVersion],
     existing: Sequence[VersionPlacement],
     slots_of: Mapping[uuid.UUID, int],
+    load: Mapping[uuid.UUID, tuple[int, int]],
     now: datetime,
     rules: autoscale.ScalingRules,
 ) -> tuple[dict[str, int], set[str]]:
@@ -130,7 +139,8 @@ def _scale_replicas(
     Returns (copies wanted by spec, the specs whose count changed now).
     ``existing`` are the placement rows oldest first; ``slots_of`` the task
     slots of the workers being planned on (a copy on any other worker serves
-    no one). The state lives in ReplicaTarget rows, locked for the run, because
+    no one); ``load`` (tasks queued, running) by version id (``version_load``).
+    The state lives in ReplicaTarget rows, locked for the run, because
     placement runs in several processes; a decision is a function of that
     state and ``now``, so runs that race compute the same count, not one each.
     """
@@ -142,7 +152,6 @@ def _scale_replicas(
         if row.gpu_index is not None and row.version_id in by_id and row.worker_id in slots_of:
             replica_slots.setdefault(row.version_id, []).append(slots_of[row.worker_id])
     targets = worker_services.lock_replica_targets(by_id, replica_slots)
-    load = version_load(by_id)
     desired: dict[str, int] = {}
     changed: set[str] = set()
     for version_id, target in targets.items():

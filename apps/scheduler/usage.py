@@ -7,6 +7,12 @@ tenant's tasks, by the index on tenant and creation time), from each task's
 recorded usage: what it was charged (apps.tenants.models.TaskCharge carries
 the same figures, but not the model).
 
+Cost: at the prices operators set on each model (per thousand prompt and
+completion tokens, apps.catalog.models.LLMModel), the model that ran — a
+routed task's chosen candidate, never the router. None (an empty CSV cell)
+for a model without prices; the totals' cost sums the priced rows (None
+when no row is priced).
+
 A task counts on the day (UTC) it was submitted, whatever its state; one
 that has not finished has used no tokens yet (0). A period is whole days,
 both ends included.
@@ -19,11 +25,14 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.db.models import Count, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from apps.catalog.routing import task_cost
 from apps.core.errors import InvalidInput
 from apps.tasks.models import Task
 from apps.tenants.models import Tenant
@@ -32,7 +41,7 @@ from apps.tenants.models import Tenant
 MAX_PERIOD_DAYS = 366
 DEFAULT_PERIOD_DAYS = 30
 
-CSV_COLUMNS = ("day", "model", "tasks", "prompt_tokens", "completion_tokens")
+CSV_COLUMNS = ("day", "model", "tasks", "prompt_tokens", "completion_tokens", "cost")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class UsageRow:
     tasks: int
     prompt_tokens: int
     completion_tokens: int
+    cost: Decimal | None  # at the model's prices; None: the model has none
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ def usage_by_day(tenant: Tenant, period: Period) -> list[UsageRow]:
         Task.objects.for_tenant(tenant)
         .filter(created_at__gte=start, created_at__lt=end)
         .annotate(day=TruncDate("created_at", tzinfo=UTC))
-        .values("day", "model__name")
+        .values("day", "model__name", "model__price_prompt_per_1k", "model__price_completion_per_1k")
         .annotate(
             tasks=Count("pk"),
             prompt=Coalesce(Sum("prompt_tokens"), Value(0)),
@@ -83,17 +93,32 @@ def usage_by_day(tenant: Tenant, period: Period) -> list[UsageRow]:
         .order_by("day", "model__name")
     )
     return [
-        UsageRow(row["day"], row["model__name"], row["tasks"], row["prompt"], row["completion"]) for row in rows
+        UsageRow(
+            row["day"], row["model__name"], row["tasks"], row["prompt"], row["completion"],
+            _rounded(task_cost(row["prompt"], row["completion"], row["model__price_prompt_per_1k"],
+                               row["model__price_completion_per_1k"])),
+        )
+        for row in rows
     ]
 
 
-def usage_totals(rows: Iterable[UsageRow]) -> dict[str, int]:
-    """The rows' sums: tasks, prompt_tokens, completion_tokens."""
-    totals = {"tasks": 0, "prompt_tokens": 0, "completion_tokens": 0}
+# Costs are shown to the millionth (the prices' own precision).
+COST_QUANTUM = Decimal("0.000001")
+
+
+def _rounded(cost: Decimal | None) -> Decimal | None:
+    return None if cost is None else cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def usage_totals(rows: Iterable[UsageRow]) -> dict[str, Any]:
+    """The rows' sums: tasks, prompt_tokens, completion_tokens, and cost (None: no row priced)."""
+    totals: dict[str, Any] = {"tasks": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": None}
     for row in rows:
         totals["tasks"] += row.tasks
         totals["prompt_tokens"] += row.prompt_tokens
         totals["completion_tokens"] += row.completion_tokens
+        if row.cost is not None:
+            totals["cost"] = (totals["cost"] or Decimal(0)) + row.cost
     return totals
 
 
@@ -103,7 +128,8 @@ def usage_csv(rows: Iterable[UsageRow]) -> str:
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow([row.day.isoformat(), row.model, row.tasks, row.prompt_tokens, row.completion_tokens])
+        writer.writerow([row.day.isoformat(), row.model, row.tasks, row.prompt_tokens, row.completion_tokens,
+                         "" if row.cost is None else str(row.cost)])
     return out.getvalue()
 
 

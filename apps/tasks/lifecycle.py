@@ -27,6 +27,8 @@ hook                when it runs                registered by
                     transaction (a Port)        substituted, re-reserve the budget
 ``estimate_wait``   on read (a Port)            scheduler: queue position and
                                                 estimated start
+``estimate_model_   routing a submission        scheduler: a new task's estimated
+wait``              (a Port)                    start on a candidate model
 ==================  ==========================  ===================================
 
 After-commit effects are ``robust``: one that fails is logged and the others
@@ -46,7 +48,7 @@ from django.db import transaction
 from apps.core.hooks import Hook, Port
 
 if TYPE_CHECKING:
-    from apps.catalog.models import ModelVersion
+    from apps.catalog.models import LLMModel, ModelVersion
     from apps.tasks.models import Task
     from apps.tasks.services import TaskRequest
     from apps.tenants.models import ApiKey, Tenant
@@ -77,6 +79,9 @@ erased: Hook[[Sequence[uuid.UUID]]] = Hook("tasks erased (after commit)")
 # (tenant, key, request, the model's own count of the prompt's tokens or None)
 admit: Port[[Tenant, ApiKey | None, TaskRequest, int | None], Admission] = Port("task admission")
 estimate_wait: Port[[Task], Any] = Port("task wait estimate")
+# Seconds a task submitted now to this model would wait before it starts: None unknown,
+# math.inf when no worker serves it now (routed models: apps.tasks.routed).
+estimate_model_wait: Port[[LLMModel], float | None] = Port("model wait estimate")
 # (task being released, tenant loaded; its input with the parents' outputs in
 # it; the model's own count of that prompt's tokens or None). Raises OverBudget
 # (apps.core.errors) when the task no longer fits in the budget.

@@ -109,6 +109,11 @@ class Task(models.Model):
     model_version = models.ForeignKey(
         ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="tasks"
     )
+    # The routed model the tenant named (apps.catalog.routing), None for a task submitted
+    # to the model that runs it: ``model`` is always the model that runs.
+    routed_from = models.ForeignKey(
+        LLMModel, on_delete=models.PROTECT, null=True, blank=True, related_name="routed_tasks"
+    )
     state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.QUEUED)
     priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.NORMAL)
 

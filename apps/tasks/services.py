@@ -27,7 +27,7 @@ from apps.catalog.prompt_tokens import count_prompt_tokens
 from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
 from apps.core import logs, notify
 from apps.core.errors import Conflict, NotFound, UnknownModel
-from apps.tasks import dependencies, lifecycle, metrics, statements
+from apps.tasks import dependencies, lifecycle, metrics, routed, statements
 from apps.tasks.models import (
     CANCELLABLE_BEFORE_START,
     RETRYING,
@@ -88,7 +88,7 @@ def submit_task(
     target = resolve_target_for_tenant(tenant, request.model)
     if target is None:
         raise UnknownModel(f"model {request.model!r} does not exist or is not available")
-    model = target.model
+    router = target.model if target.model.is_router else None
     cipher = tenant.cipher
     key_digest = request_digest = ""
     if idempotency_key is not None:
@@ -97,18 +97,26 @@ def submit_task(
         earlier = _earlier_submission(tenant, key_digest, request_digest)
         if earlier is not None:
             return earlier
-    if target.version is not None:
-        # A version no placement run has judged (pinned, not current, nothing queued)
-        # gets its verdict now, so even the first task for it is refused if nothing can hold it.
-        lifecycle.placing(target.version)
-    refuse_unplaceable(target)  # 503: no worker can host that version (a replay above still answers)
-    # The apps above refuse what they own (a callback URL on a private address: 400),
-    # before the transaction: their checks may look names up.
-    lifecycle.checking(tenant, request)
-    # The budget is reserved by the model's own count where its adapter has one.
-    # Counted before the transaction: a model's first count in this process
-    # reads its tokenizer (a second or so), which must not hold a write lock.
-    prompt_tokens = count_prompt_tokens(model, target.version, request.prompt, request.messages)
+    if router is not None:
+        # A routed model: one of its candidates runs the task (apps.tasks.routed), chosen
+        # before admission so quotas and the charge are that model's; it places and counts.
+        chosen = routed.route_submission(tenant, router, request)
+        target, prompt_tokens = chosen.target, chosen.prompt_tokens
+        lifecycle.checking(tenant, request)
+    else:
+        if target.version is not None:
+            # A version no placement run has judged (pinned, not current, nothing queued)
+            # gets its verdict now, so even the first task for it is refused if nothing can hold it.
+            lifecycle.placing(target.version)
+        refuse_unplaceable(target)  # 503: no worker can host that version (a replay above still answers)
+        # The apps above refuse what they own (a callback URL on a private address: 400),
+        # before the transaction: their checks may look names up.
+        lifecycle.checking(tenant, request)
+        # The budget is reserved by the model's own count where its adapter has one.
+        # Counted before the transaction: a model's first count in this process
+        # reads its tokenizer (a second or so), which must not hold a write lock.
+        prompt_tokens = count_prompt_tokens(target.model, target.version, request.prompt, request.messages)
+    model = target.model
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -120,6 +128,7 @@ def submit_task(
                 api_key=api_key,
                 model=model,
                 model_version=target.version,
+                routed_from=router,
                 # A task with parents waits for them (apps.tasks.workflows).
                 state=TaskState.WAITING if request.depends_on else TaskState.QUEUED,
                 priority=request.priority,
@@ -175,7 +184,7 @@ def task_of(tenant: Tenant, task_id: uuid.UUID | str) -> Task:
     try:
         task = (
             Task.objects.for_tenant(tenant)
-            .select_related("model", "model_version", "tenant")
+            .select_related("model", "model_version", "tenant", "routed_from")
             .filter(pk=task_id)
             .first()
         )

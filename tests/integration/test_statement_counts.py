@@ -44,9 +44,10 @@ DISPATCH_BOUND = {"sqlite": 5, "postgresql": 5}
 # with the task's tenant, model and version; (SQLite) a chunk insert for the
 # first token (sent at once) and one for the rest (coalesced); the finish, one
 # conditional UPDATE deciding succeeded or cancelled, with the settlement in its
-# transaction; after the commit, the dependants' lookup and (SQLite) the end
-# event's insert.
-WORKER_BOUND = {"sqlite": 8, "postgresql": 4}
+# transaction, and the task's webhook (its own callback or its tenant's: one
+# joined read, apps.webhooks); after the commit, the dependants' lookup and
+# (SQLite) the end event's insert.
+WORKER_BOUND = {"sqlite": 9, "postgresql": 5}
 # Settlement alone: the charge's conditional UPDATE hands its reservation to
 # the ledger's UPDATE (one statement through a data-modifying CTE on PostgreSQL).
 SETTLEMENT_BOUND = {"sqlite": 2, "postgresql": 1}

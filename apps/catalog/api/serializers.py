@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
@@ -32,11 +33,25 @@ CatalogModelListSerializer = list_of(CatalogModelSerializer)
 # --- Operators: registering and changing models (POST/PATCH /api/v1/ops/models, add_model) ----
 
 
+PRICE_QUANTUM = Decimal("0.000001")
+
+
+def _price(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=12, decimal_places=6, min_value=0, allow_null=True, coerce_to_string=True,
+        help_text="per 1,000 tokens, in the operator's currency (null: no price)", **kwargs,
+    )
+
+
 class ModelCreateSerializer(StrictSerializer):
     """POST /api/v1/ops/models: what ``manage.py add_model`` takes."""
 
     name = serializers.CharField(max_length=100, help_text="how tasks name it: lower-case letters, digits, . _ -")
-    adapter = serializers.CharField(max_length=64, help_text="a registered model adapter, e.g. echo, transformers")
+    adapter = serializers.CharField(
+        max_length=64,
+        help_text='a registered model adapter, e.g. echo, transformers; "router": a routed model, whose '
+        "adapter_config lists its candidates and rules (docs/scheduling.md)",
+    )
     adapter_config = serializers.DictField(
         required=False, default=dict, help_text="the adapter's settings; the adapter validates them"
     )
@@ -46,6 +61,8 @@ class ModelCreateSerializer(StrictSerializer):
         child=serializers.SlugField(), required=False, default=list, help_text="slugs of the tenants granted it"
     )
     enabled = serializers.BooleanField(required=False, default=True)
+    price_prompt_per_1k = _price(required=False, default=None)
+    price_completion_per_1k = _price(required=False, default=None)
 
 
 class ModelChangeSerializer(StrictSerializer):
@@ -57,6 +74,8 @@ class ModelChangeSerializer(StrictSerializer):
     is_public = serializers.BooleanField(required=False)
     tenants = serializers.ListField(child=serializers.SlugField(), required=False)
     enabled = serializers.BooleanField(required=False)
+    price_prompt_per_1k = _price(required=False)
+    price_completion_per_1k = _price(required=False)
 
 
 def operator_model_representation(model: LLMModel) -> dict[str, Any]:
@@ -73,7 +92,14 @@ def operator_model_representation(model: LLMModel) -> dict[str, Any]:
         "tenants": sorted(tenant.slug for tenant in model.allowed_tenants.all()),
         "current_version": model.current_version.version if model.current_version else None,
         "created_at": model.created_at,
+        "price_prompt_per_1k": _price_text(model.price_prompt_per_1k),
+        "price_completion_per_1k": _price_text(model.price_completion_per_1k),
     }
+
+
+def _price_text(price: Decimal | None) -> str | None:
+    # As stored (6 places), whether read back or just given.
+    return None if price is None else str(Decimal(price).quantize(PRICE_QUANTUM))
 
 
 class OperatorModelSerializer(serializers.Serializer):
@@ -89,3 +115,5 @@ class OperatorModelSerializer(serializers.Serializer):
     tenants = serializers.ListField(child=serializers.SlugField(), help_text="the tenants granted it, besides public")
     current_version = serializers.CharField(allow_null=True, help_text="what the plain name runs")
     created_at = serializers.DateTimeField()
+    price_prompt_per_1k = _price()
+    price_completion_per_1k = _price()

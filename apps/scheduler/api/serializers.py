@@ -5,6 +5,7 @@ by day and model (GET /api/v1/usage/report)."""
 from __future__ import annotations
 
 from dataclasses import asdict
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
@@ -128,18 +129,27 @@ class UsageReportQuerySerializer(StrictSerializer):
     format = serializers.ChoiceField(choices=["json", "csv"], required=False)
 
 
+def _cost() -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=20, decimal_places=6, allow_null=True,
+        help_text="at the model's prices per 1,000 tokens, as a decimal string; null: no price set",
+    )
+
+
 class UsageReportRowSerializer(serializers.Serializer):
     day = serializers.DateField()
     model = serializers.CharField()
     tasks = serializers.IntegerField(help_text="tasks submitted that day")
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
+    cost = _cost()
 
 
 class UsageTotalsSerializer(serializers.Serializer):
     tasks = serializers.IntegerField()
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
+    cost = _cost()
 
 
 class UsageReportSerializer(serializers.Serializer):
@@ -152,11 +162,15 @@ class UsageReportSerializer(serializers.Serializer):
     totals = UsageTotalsSerializer()
 
 
+def _cost_text(cost: Decimal | None) -> str | None:
+    return None if cost is None else str(cost)
+
+
 def usage_report_representation(period: Period, rows: list[UsageRow]) -> dict[str, Any]:
     return {
         "object": "usage_report",
         "since": period.since,
         "until": period.until,
-        "rows": [asdict(row) for row in rows],
-        "totals": usage_totals(rows),
+        "rows": [{**asdict(row), "cost": _cost_text(row.cost)} for row in rows],
+        "totals": {**(totals := usage_totals(rows)), "cost": _cost_text(totals["cost"])},
     }

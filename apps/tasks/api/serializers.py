@@ -249,7 +249,9 @@ def task_summary(task: Task) -> dict[str, Any]:
     return {
         "id": str(task.id),
         "object": "task",
-        "model": task.model.name,
+        # As the tenant named it: a routed model's name, with the model that runs in routed_to.
+        "model": task.routed_from.name if task.routed_from is not None else task.model.name,
+        "routed_to": task.model.name if task.routed_from is not None else None,
         # The version it runs, fixed at submission (null: a model without versions).
         "model_version": task.model_version.version if task.model_version is not None else None,
         "status": task.state,
@@ -324,7 +326,10 @@ class TaskSummarySerializer(serializers.Serializer):
 
     id = serializers.UUIDField()
     object = object_kind("task")
-    model = serializers.CharField()
+    model = serializers.CharField(help_text="the model as submitted (a routed model: the router's name)")
+    routed_to = serializers.CharField(
+        allow_null=True, help_text="a routed model's candidate that runs the task (null: not routed)"
+    )
     model_version = serializers.CharField(allow_null=True, help_text="the version it runs, fixed at submission")
     status = serializers.ChoiceField(choices=TaskState.choices)
     priority = serializers.ChoiceField(choices=Priority.choices)

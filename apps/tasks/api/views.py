@@ -73,7 +73,9 @@ class TaskViewSet(viewsets.ViewSet):
     }
 
     def _tenant_tasks(self, request: Request):
-        return Task.objects.for_tenant(tenant_of(request)).select_related("model", "model_version", "tenant")
+        return Task.objects.for_tenant(tenant_of(request)).select_related(
+            "model", "model_version", "tenant", "routed_from"
+        )
 
     def _get_task(self, request: Request, pk: uuid.UUID) -> Task:
         return services.task_of(tenant_of(request), pk)
@@ -94,7 +96,9 @@ class TaskViewSet(viewsets.ViewSet):
         tasks = self._tenant_tasks(request)
         if "client_ref" in query.validated_data:
             client_ref = query.validated_data["client_ref"]
-            tasks = services.tasks_with_client_ref(tenant_of(request), client_ref).select_related("model", "tenant")
+            tasks = services.tasks_with_client_ref(tenant_of(request), client_ref).select_related(
+                "model", "tenant", "routed_from"
+            )
         if "status" in query.validated_data:
             tasks = tasks.filter(state=query.validated_data["status"])
         paginator = TaskCursorPagination()

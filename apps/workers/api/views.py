@@ -144,6 +144,8 @@ class ModelPlacementListView(OperatorView):
             is_public=fields["is_public"],
             tenants=fields["tenants"],
             enabled=fields["enabled"],
+            price_prompt_per_1k=fields["price_prompt_per_1k"],
+            price_completion_per_1k=fields["price_completion_per_1k"],
         )
         return Response(_placed(model), status=201)
 
