@@ -7,7 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint install install-test clean
+.PHONY: run test chaos lint install install-test clean
 
 $(PY):
 	@echo 'creating the virtualenv in $(VENV)' >&2
@@ -33,6 +33,11 @@ run: $(VENV)/.installed-run
 ## test: the whole suite, on SQLite and on PostgreSQL + Redis
 test: $(VENV)/.installed-test
 	PY=$(PY) bash scripts/test_all.sh
+
+## chaos: the chaos tests (tests/chaos): real processes killed, and a throwaway PostgreSQL
+## cluster and Redis server of their own stopped, restarted and flushed (never the suite's)
+chaos: $(VENV)/.installed-test
+	DATA_DIR=$$(mktemp -d) $(PY) -m pytest -m chaos -s -p no:cacheprovider tests/chaos
 
 ## lint: the layer contracts (import-linter, no imports inside functions), ruff, then mypy; the first failure stops it
 # mypy's Django plugin loads the settings, which create DATA_DIR (and local

@@ -35,6 +35,9 @@ class Hook(Generic[P]):
     def register(self, key: str, effect: Callable[P, object]) -> None:
         self._effects[key] = effect
 
+    def unregister(self, key: str) -> None:
+        self._effects.pop(key, None)
+
     def effects(self) -> list[Callable[P, object]]:
         return list(self._effects.values())
 

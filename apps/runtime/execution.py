@@ -203,12 +203,22 @@ def _record_failure(
     task: Task, error: AdapterError, partial_output: str, first_token_at: datetime | None = None
 ) -> None:
     task.refresh_from_db(fields=["cancel_requested"])
-    if not error.permanent and task.attempt < settings.TASK_MAX_ATTEMPTS and not task.cancel_requested:
+    if not error.permanent and task.attempts_on_model < settings.TASK_MAX_ATTEMPTS and not task.cancel_requested:
         if task_services.release_for_retry(task, str(error)):
             logger.warning("attempt %d failed; the task is queued again for a retry", task.attempt)
             wake_dispatcher()  # ready again: the dispatcher hands it out by policy
             return
         task.refresh_from_db(fields=["cancel_requested"])  # a cancel may have arrived meanwhile
+    elif not error.permanent and not task.cancel_requested and task.routed_from_id is not None:
+        # Its last allowed attempt on this candidate failed: a routed task goes on to the
+        # next candidate of its router rather than failing (a permanent error never does).
+        moved_to = task_services.fall_back(task, str(error))
+        if moved_to is not None:
+            logger.warning("attempt %d failed, the last allowed on %s; the task falls back to %s",
+                           task.attempt, task.model.name, moved_to)
+            wake_dispatcher()
+            return
+        task.refresh_from_db(fields=["cancel_requested"])
     if task.cancel_requested:
         task_services.finish_task(task, state=TaskState.CANCELLED, output=partial_output, usage=None,
                                   error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label,
@@ -220,5 +230,5 @@ def _record_failure(
     else:  # a poison task: it failed on every attempt it was allowed
         task_services.finish_task(task, state=TaskState.FAILED, output=partial_output, usage=None,
                                   error_code=EndReason.RETRIES_EXHAUSTED,
-                                  error_message=task_services.exhausted_message(task.attempt, str(error)),
+                                  error_message=task_services.exhausted_message(task.attempts_on_model, str(error)),
                                   first_token_at=first_token_at)

@@ -93,7 +93,12 @@ def announce_end(task_id: uuid.UUID, usage: Usage | None = None, ended_task: Tas
 
     ``usage``: what the caller just recorded, if anything (saves reading it
     back); ``ended_task``: the task as the caller's UPDATE left it, tenant
-    loaded (saves reading the row after the commit)."""
+    loaded (saves reading the row after the commit).
+
+    Only inside the transaction that writes the end: the ``ending`` effects (the
+    charge, the webhook's delivery) must commit or roll back with it."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("announce_end() runs the ending effects in the end's transaction: call it inside atomic()")
     ending(task_id, usage)
     for effect in ended.effects():
         transaction.on_commit(partial(effect, task_id, ended_task), robust=True)

@@ -114,6 +114,10 @@ class Task(models.Model):
     routed_from = models.ForeignKey(
         LLMModel, on_delete=models.PROTECT, null=True, blank=True, related_name="routed_tasks"
     )
+    # A routed task's candidates it left, oldest first, each with the last attempt it ran
+    # there: [{"model": name, "attempts": n}] (apps.tasks.services.fall_back). Its attempts
+    # on ``model`` count from the last one's; empty for a task that never fell back.
+    fallbacks = models.JSONField(default=list, blank=True, editable=False)
     state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.QUEUED)
     priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.NORMAL)
 
@@ -187,6 +191,12 @@ class Task(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def attempts_on_model(self) -> int:
+        """The attempts made on ``model`` (TASK_MAX_ATTEMPTS bounds these): ``attempt``
+        itself, less those made on the candidates a routed task fell back from."""
+        return self.attempt - (self.fallbacks[-1]["attempts"] if self.fallbacks else 0)
 
     @property
     def usage(self) -> dict[str, int] | None:

@@ -10,11 +10,14 @@ budget reservation and the charge are the chosen model's.
 Fallbacks at submission: a candidate whose version no worker can hold (503
 ``model_unplaceable`` for a plain model) is passed over for the next; one
 whose wait estimate exceeds the router's ``max_wait_seconds`` goes after
-those within it. No fallback happens once the task runs (docs/scheduling.md).
+those within it. At run time, once a task's attempts on a candidate have all
+failed transiently, ``next_candidate`` picks where it goes on
+(apps.tasks.services.fall_back; docs/scheduling.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +50,35 @@ class Routed:
 def route_submission(tenant: Tenant, router: LLMModel, request: TaskRequest) -> Routed:
     """The candidate of ``router`` that runs ``request``: NoRoute when none is eligible,
     Unavailable (the first candidate's) when every eligible one is unplaceable."""
+    order, models, counted = _ranked(tenant, router, request)
+    if not order:
+        raise NoRoute(f"no model behind {router.name!r} takes this request (its length, language or metadata)")
+    return _first_placeable(order, models, counted)
+
+
+def next_candidate(tenant: Tenant, router: LLMModel, request: TaskRequest, tried: Collection[str]) -> Routed | None:
+    """The candidate a routed task falls back to once its attempts on one failed
+    transiently: the best one left by the same rules and strategy as at submission,
+    ``tried`` (the models it ran on) and those the tenant may not use left out, the
+    unplaceable passed over; None when none is left."""
+    try:
+        order, models, counted = _ranked(tenant, router, request)
+    except NoRoute:  # the router's config was broken since: nothing to fall back to
+        return None
+    left = [name for name in order if name not in tried]
+    if not left:
+        return None
+    try:
+        return _first_placeable(left, models, counted)
+    except Unavailable:
+        return None
+
+
+def _ranked(
+    tenant: Tenant, router: LLMModel, request: TaskRequest
+) -> tuple[list[str], dict[str, LLMModel], dict[str, int | None]]:
+    """The eligible candidates' names, best first (within the wait bound first); the
+    tenant's usable candidates by name; each one's own count of the prompt's tokens."""
     try:
         config = routing.parse_config(router.adapter_config)
     except routing.RouterConfigError as exc:  # registration validates; an edit in the database may not
@@ -68,9 +100,11 @@ def route_submission(tenant: Tenant, router: LLMModel, request: TaskRequest) -> 
         )
     language = detect_language(prompt_text(request.prompt, request.messages)) if config.uses_language else None
     asked = routing.RouteRequest(tenant=tenant.slug, metadata=request.metadata, language=language)
-    order = routing.within_wait(config, routing.route(config, asked, states), states)
-    if not order:
-        raise NoRoute(f"no model behind {router.name!r} takes this request (its length, language or metadata)")
+    return routing.within_wait(config, routing.route(config, asked, states), states), models, counted
+
+
+def _first_placeable(order: list[str], models: dict[str, LLMModel], counted: dict[str, int | None]) -> Routed:
+    """The first of ``order`` some worker can hold; Unavailable (the first one's) when none."""
     refused: Unavailable | None = None
     for name in order:
         model = models[name]

@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.catalog.models import LLMModel
 from apps.catalog.prompt_tokens import count_prompt_tokens
 from apps.catalog.services import refuse_unplaceable, resolve_target_for_tenant
 from apps.core import logs, notify
@@ -38,6 +39,7 @@ from apps.tasks.models import (
     Task,
     TaskState,
 )
+from apps.tasks.payloads import read_input, read_meta
 from apps.tenants.models import ApiKey, Tenant
 from apps.tenants.ratelimit import RateLimits
 from apps.tenants.services import refuse_if_paused
@@ -205,17 +207,20 @@ def cancel_task(task: Task) -> Task:
     Cancelling a finished task changes nothing (the call is idempotent).
     """
     now = timezone.now()
-    cancelled = Task.objects.filter(pk=task.pk, state__in=CANCELLABLE_BEFORE_START).update(
-        state=TaskState.CANCELLED,
-        finished_at=now,
-        error_code=EndReason.CANCELLED,
-        error_message=EndReason.CANCELLED.label,
-    )
-    if cancelled:
-        lifecycle.announce_end(task.pk)
-    elif Task.objects.filter(pk=task.pk, state=TaskState.RUNNING).update(cancel_requested=True):
-        # The worker holding it checks at once (apps.runtime.leases), not at its next renewal.
-        transaction.on_commit(partial(notify.wake, CANCEL_CHANNEL, str(task.pk)), robust=True)
+    # The end and its ``ending`` effects (the charge, the webhook's delivery) commit
+    # together: a process that dies in between leaves the task as it was.
+    with transaction.atomic():
+        cancelled = Task.objects.filter(pk=task.pk, state__in=CANCELLABLE_BEFORE_START).update(
+            state=TaskState.CANCELLED,
+            finished_at=now,
+            error_code=EndReason.CANCELLED,
+            error_message=EndReason.CANCELLED.label,
+        )
+        if cancelled:
+            lifecycle.announce_end(task.pk)
+        elif Task.objects.filter(pk=task.pk, state=TaskState.RUNNING).update(cancel_requested=True):
+            # The worker holding it checks at once (apps.runtime.leases), not at its next renewal.
+            transaction.on_commit(partial(notify.wake, CANCEL_CHANNEL, str(task.pk)), robust=True)
     task.refresh_from_db()
     return task
 
@@ -363,6 +368,45 @@ def release_for_retry(task: Task, reason: str) -> bool:
     return bool(released)
 
 
+def fall_back(task: Task, reason: str) -> str | None:
+    """A routed task whose attempts on its model all failed transiently goes on to the
+    next candidate of its router (apps.tasks.routed.next_candidate, which leaves out
+    those it ran on and those the tenant may not use): queued again on that model's
+    current version, its attempts counting on, so the next claim's stream shows a
+    ``restart`` and its seq continues. Returns the candidate's name; None when the
+    task is not routed, no candidate is left, or this attempt no longer owns the task
+    (a cancel, a newer attempt): it then ends as any task does.
+
+    The charge stays the task's one reservation, settled at its end by the usage of
+    the attempt that ran there (a failed attempt records none)."""
+    if task.routed_from_id is None or task.erased_at is not None:
+        return None
+    router = LLMModel.objects.get(pk=task.routed_from_id)
+    payload = read_input(task) or {}
+    request = TaskRequest(
+        model=router.name, prompt=payload.get("prompt"), messages=payload.get("messages"),
+        max_tokens=task.max_tokens, priority=task.priority, metadata=read_meta(task).get("metadata") or {},
+    )
+    left = task.model.name
+    chosen = routed.next_candidate(task.tenant, router, request, [entry["model"] for entry in task.fallbacks] + [left])
+    if chosen is None:
+        return None
+    moved = Task.objects.filter(
+        pk=task.pk, state=TaskState.RUNNING, attempt=task.attempt, cancel_requested=False
+    ).update(
+        model=chosen.target.model,
+        model_version=chosen.target.version,
+        fallbacks=[*task.fallbacks, {"model": left, "attempts": task.attempt}],
+        state=TaskState.QUEUED,
+        lease_expires_at=None,
+        worker_name="",
+        dispatched_at=None,
+        error_code=RETRYING,
+        error_message=f"{left} failed ({reason}); falling back to {chosen.target.model.name}",
+    )
+    return chosen.target.model.name if moved else None
+
+
 # Why a running task goes back to the queue without its worker's word (the message of
 # its RETRYING mark, and of its worker_lost end on the last attempt).
 LEASE_EXPIRED = "the worker stopped responding"
@@ -403,32 +447,34 @@ def _take_back(running, reason: str, now: datetime) -> tuple[list[Task], int]:
     cancelled if a cancel was asked for, failed ``worker_lost`` on the last attempt.
 
     Each change is conditional on the task still matching ``running`` on the attempt
-    read, so a renewal or an end that lands in between wins."""
+    read, so a renewal or an end that lands in between wins. An end commits with its
+    ``ending`` effects (the charge, the webhook's delivery), one task at a time."""
     requeued: list[Task] = []
     failed = 0
-    for task in running.only("id", "attempt", "priority", "cancel_requested"):
+    for task in running.only("id", "attempt", "fallbacks", "priority", "cancel_requested"):
         owned = running.filter(pk=task.pk, attempt=task.attempt)
-        if task.cancel_requested:
-            ended = owned.update(
-                state=TaskState.CANCELLED, finished_at=now, lease_expires_at=None,
-                error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label,
-            )
-        elif task.attempt >= settings.TASK_MAX_ATTEMPTS:
-            ended = owned.update(
-                state=TaskState.FAILED,
-                finished_at=now,
-                lease_expires_at=None,
-                error_code=EndReason.WORKER_LOST,
-                error_message=exhausted_message(task.attempt, reason),
-            )
-            failed += ended
-        else:
-            ended = 0
+        if not task.cancel_requested and task.attempts_on_model < settings.TASK_MAX_ATTEMPTS:
             if owned.update(state=TaskState.QUEUED, lease_expires_at=None, worker_name="", dispatched_at=None,
                             error_code=RETRYING, error_message=reason):
                 requeued.append(task)
-        if ended:
-            lifecycle.announce_end(task.pk)
+            continue
+        with transaction.atomic():
+            if task.cancel_requested:
+                ended = owned.update(
+                    state=TaskState.CANCELLED, finished_at=now, lease_expires_at=None,
+                    error_code=EndReason.CANCELLED, error_message=EndReason.CANCELLED.label,
+                )
+            else:
+                ended = owned.update(
+                    state=TaskState.FAILED,
+                    finished_at=now,
+                    lease_expires_at=None,
+                    error_code=EndReason.WORKER_LOST,
+                    error_message=exhausted_message(task.attempts_on_model, reason),
+                )
+                failed += ended
+            if ended:
+                lifecycle.announce_end(task.pk)
     return requeued, failed
 
 
