@@ -18,6 +18,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from apps.core.aio import raise_if_cancelled
 from apps.security.crypto import TenantCipher
 from apps.streaming.events import CHUNK, DONE, RESTART, client_message, end_of
 from apps.streaming.hub import hub
@@ -75,6 +76,7 @@ async def follow(task_id: uuid.UUID, cipher: TenantCipher) -> AsyncGenerator[Eve
                 async with asyncio.timeout(TICK_SECONDS):
                     stored = await subscription.queue.get()
             except TimeoutError:
+                raise_if_cancelled()
                 state, _ = await status_board().current(task_id)
                 quiet = loop.time() - quiet_since
                 if state in TERMINAL_STATES and quiet >= END_FALLBACK_SECONDS and not await _logged_end(task_id):

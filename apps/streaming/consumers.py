@@ -18,6 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from apps.core import metrics
+from apps.core.aio import raise_if_cancelled
 from apps.core.errors import unavailable_dependency
 from apps.streaming.auth import SUBPROTOCOL, StreamAccess, authorised_task, origin_allowed
 from apps.streaming.events import CHUNK, DONE, client_message, done_message, end_of
@@ -190,6 +191,7 @@ class TaskStreamConsumer(AsyncWebsocketConsumer):
                 async with asyncio.timeout(TICK_SECONDS):
                     event = await queue.get()
             except TimeoutError:
+                raise_if_cancelled()
                 state, wait = await status_board().current(task.id)
                 now = time.monotonic()
                 if (

@@ -2,8 +2,8 @@
 one whose version no worker can hold (what a plain model refuses 503 ``model_unplaceable``),
 and, under the router's ``max_wait_seconds``, one no active worker serves (drained). The
 task runs on the next candidate and the tenant sees where. Only when every candidate is
-unplaceable is the submission refused, 503 as for a plain model. No fallback happens
-once a task runs (docs/scheduling.md)."""
+unplaceable is the submission refused, 503 as for a plain model. (Fallback once a task
+runs: test_routed_model_runtime_fallback.py.)"""
 
 from __future__ import annotations
 

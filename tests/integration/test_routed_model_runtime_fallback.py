@@ -20,13 +20,15 @@ from django.conf import settings
 from apps.catalog.adapters import AdapterError, GenerationRequest, ModelAdapter, TextChunk, Usage
 from apps.runtime import adapters as runtime_adapters
 from apps.runtime.execution import execute_task
+from apps.streaming.events import client_message
+from apps.streaming.log import StreamLog
 from apps.tasks import payloads
 from apps.tasks.models import Task, TaskState
 from apps.tenants.models import TaskCharge
-from tests.integration.stream_support import chunks, read_to_end
+from tests.integration.stream_support import chunks, on_stream_loop
 from tests.routing_support import TASKS, echo_copies, make_router, submit
 
-# The stream is read from another thread (as a server does): rows must be committed.
+# The stream log is read from another thread (as a server does): rows must be committed.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 PROMPT = "the next candidate answers every one of these words"
@@ -66,17 +68,23 @@ def failing(monkeypatch):
     return install
 
 
+def _messages(log: StreamLog, task: Task) -> list[dict]:
+    """The task's stream as a client is sent it, from the log the worker wrote."""
+    cipher = task.tenant.cipher
+    return [client_message(cipher, event) for _, event in on_stream_loop(log.read_all(task.pk))]
+
+
 def _run_to_end(task_id: uuid.UUID) -> Task:
     """Run the task's attempts, one after another, as workers would, until it ends."""
     for _ in range(4 * settings.TASK_MAX_ATTEMPTS):
         execute_task(task_id)
-        task = Task.objects.select_related("model").get(pk=task_id)
+        task = Task.objects.select_related("model", "tenant").get(pk=task_id)
         if task.is_terminal:
             return task
     raise AssertionError("the task never ended")
 
 
-def test_a_transiently_failing_candidate_falls_back_to_the_next(acme, acme_api, acme_key, failing,
+def test_a_transiently_failing_candidate_falls_back_to_the_next(acme, acme_api, failing,
                                                                 stream_log_backend):
     echo_copies("echo-a", "echo-b")
     make_router("flaky-first", {"candidates": ["echo-a", "echo-b"]})
@@ -94,7 +102,7 @@ def test_a_transiently_failing_candidate_falls_back_to_the_next(acme, acme_api, 
     shown = acme_api.get(f"{TASKS}/{task.pk}").body
     assert (shown["model"], shown["routed_to"], shown["status"]) == ("flaky-first", "echo-b", "succeeded")
 
-    messages = read_to_end(task.pk, key=acme_key)
+    messages = _messages(stream_log_backend, task)
     restarts = [message for message in messages if message["type"] == "restart"]
     assert restarts == [{"type": "restart", "attempt": n} for n in range(2, limit + 2)]
     last_restart = messages.index(restarts[-1])
