@@ -70,8 +70,9 @@ def handshake(task_id: uuid.UUID | str, *, key: str | None = None, stream_token:
     async def attempt() -> Handshake:
         communicator = _communicator(task_id, key=key, stream_token=stream_token)
         accepted, detail = await communicator.connect(timeout=SILENCE_LIMIT_SECONDS)
-        if accepted:
-            await communicator.disconnect(timeout=SILENCE_LIMIT_SECONDS)
+        # Accepted or refused, the client goes and the server finishes the session,
+        # as an ASGI server tells the application (its access line is written then).
+        await communicator.disconnect(timeout=SILENCE_LIMIT_SECONDS)
         return Handshake(accepted, detail)
 
     return on_stream_loop(attempt())
