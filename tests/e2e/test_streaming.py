@@ -263,7 +263,9 @@ def test_fifty_concurrent_tiny_model_streams_across_two_workers(platform, client
             stored = client.get(f"/api/v1/tasks/{task_id}").json()
             assert messages[-1]["type"] == "done" and messages[-1]["status"] == "succeeded", messages[-1]
             assert [m["seq"] for m in stream] == list(range(1, len(stream) + 1)), task_id
-            assert "".join(m["text"] for m in stream) == stored["output"], task_id
+            # On a loaded machine a lease may lapse and the task run again (at least once,
+            # docs/reliability.md): then the stream says "restart" and the text starts over.
+            assert "".join(m["text"] for m in chunks(_since_last_restart(messages))) == stored["output"], task_id
             assert 0 < stored["usage"]["completion_tokens"] <= 12
             assert messages[-1]["usage"] == stored["usage"]
             assert code == 1000
@@ -276,3 +278,8 @@ def test_fifty_concurrent_tiny_model_streams_across_two_workers(platform, client
     finally:
         second.terminate()
         second.wait(timeout=60)
+
+
+def _since_last_restart(messages: list[dict]) -> list[dict]:
+    restarts = [index for index, message in enumerate(messages) if message["type"] == "restart"]
+    return messages[restarts[-1] + 1:] if restarts else messages
