@@ -8,34 +8,18 @@ counts as ``unmatched``, a static file as ``static``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 from apps.core import metrics
-
-GetResponse = Callable[[HttpRequest], Any]
+from apps.core.middleware import HybridMiddleware
 
 # Anything else (a scanner's made-up verb) counts as "other": labels stay bounded.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class RequestMetricsMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: GetResponse) -> None:
-        self.get_response = get_response
-        self._async = iscoroutinefunction(get_response)
-        if self._async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self._async:
-            return self._acall(request)
+class RequestMetricsMiddleware(HybridMiddleware):
+    def _call(self, request: HttpRequest) -> HttpResponseBase:
         return _counted(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:

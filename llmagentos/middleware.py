@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -20,13 +19,12 @@ from django.http import HttpRequest, HttpResponseBase
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from apps.core import logs
+from apps.core.middleware import GetResponse, HybridMiddleware
 
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-GetResponse = Callable[[HttpRequest], Any]
 
-
-class RequestIdMiddleware:
+class RequestIdMiddleware(HybridMiddleware):
     """Echo the caller's X-Request-ID when it is sane, else mint one, and bind it
     (apps.core.logs) so every line logged for the request carries it.
 
@@ -34,18 +32,7 @@ class RequestIdMiddleware:
     whole exchange (its access line included): this takes that one. Without
     it (the test client, WSGI), this binds its own for the request."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: GetResponse) -> None:
-        self.get_response = get_response
-        self._async = iscoroutinefunction(get_response)
-        if self._async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self._async:
-            return self._acall(request)
+    def _call(self, request: HttpRequest) -> HttpResponseBase:
         request_id = _request_id_of(request)
         with logs.bound(request_id=request_id):
             response = self.get_response(request)

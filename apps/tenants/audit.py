@@ -20,17 +20,17 @@ forwarded-for header a client can forge has no place in an audit trail.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.http import HttpRequest
 
+from apps.core.middleware import HybridMiddleware
 from apps.tenants.models import ActorKind, ApiKey, AuditAction, AuditEvent, Tenant
 
 # Names whose values must never reach the log: a guard against a careless
@@ -163,22 +163,11 @@ def on_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs:
     )
 
 
-class AuditRequestMiddleware:
+class AuditRequestMiddleware(HybridMiddleware):
     """Keeps the request being handled where ``record()`` finds it. Sync and async
     capable, as every middleware here must be (llmagentos.middleware)."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self._async = iscoroutinefunction(get_response)
-        if self._async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self._async:
-            return self._acall(request)
+    def _call(self, request: HttpRequest) -> Any:
         token = _current_request.set(request)
         try:
             return self.get_response(request)

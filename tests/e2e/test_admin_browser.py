@@ -24,9 +24,7 @@ reason, where Chromium or chromedriver is missing (.ci/run installs them).
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -43,33 +41,12 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from tests.e2e.browser_support import BROWSER_MARKS, CHROMEDRIVER, CHROMIUM, START_TIMEOUT, WAIT
 from tests.e2e.conftest import REPO_ROOT, isolated_platform_env
 from tests.e2e.harness import stop_process, wait_for_readyz
 from tests.integration.manage_cli import describe, shell
 
-
-def _find(variable: str, name: str, fallback: str) -> str | None:
-    """$variable if set (a path), else ``name`` on the PATH, else ``fallback``; None if not executable."""
-    path = os.environ.get(variable) or shutil.which(name) or fallback
-    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-
-
-CHROMIUM = _find("CHROMIUM", "chromium", "/usr/bin/chromium")
-CHROMEDRIVER = _find("CHROMEDRIVER", "chromedriver", "/usr/bin/chromedriver")
-
-MISSING = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if path is None]
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        bool(MISSING),
-        reason=f"the admin's browser tests need headless Chromium: {' and '.join(MISSING)} not found "
-        "(apt-get install -y chromium chromium-driver; .ci/run installs them)",
-    ),
-]
-
-START_TIMEOUT = 60.0
-WAIT = 20.0  # seconds a page may take to load or change on a loaded machine
+pytestmark = BROWSER_MARKS
 
 OPERATOR = "ops-browser"
 SECRET_PROMPT = "narwhal-juniper merger terms draft"
