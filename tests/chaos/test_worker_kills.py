@@ -69,7 +69,7 @@ def test_workers_killed_at_random_moments_lose_no_task_and_charge_none_twice(pla
     finally:
         for restart in restarts:  # none may start a worker after the test's teardown
             restart.join()
-    rows = platform.assert_each_succeeded_once(prompts, timeout=600)
+    rows = platform.assert_each_succeeded_once(prompts, timeout=600, kills=KILLS)
     deadline = time.monotonic() + 60
     while watcher.pending() and time.monotonic() < deadline:
         time.sleep(0.2)
