@@ -391,6 +391,19 @@ REPLICA_SCALING = {
 SCHEDULER_IDLE_CREDIT_TOKENS = env.number(
     "SCHEDULER_IDLE_CREDIT_TOKENS", 50000, minimum=0, expected="a number of tokens"
 )
+# Preemption and time slicing (docs/scheduling.md, apps.tasks.suspension). A task that
+# outranks a running generation and finds no free slot has the lowest-ranked one
+# suspended at its next token boundary (adapters that can suspend only); it resumes
+# later where it stopped. Thrash guards: a generation runs at least
+# PREEMPT_MIN_RUN_SECONDS before it may be preempted, and is preempted at most
+# PREEMPT_MAX_PER_TASK times.
+PREEMPTION_ENABLED = env.boolean("PREEMPTION_ENABLED", True)
+PREEMPT_MIN_RUN_SECONDS = env.number("PREEMPT_MIN_RUN_SECONDS", 0.5, minimum=0, expected="a number of seconds")
+PREEMPT_MAX_PER_TASK = env.integer("PREEMPT_MAX_PER_TASK", 3, minimum=0, expected="a number of preemptions")
+# Tokens a generation runs before it gives its slot to a waiting task of its class or
+# above (round robin); a model's time_slice_tokens overrides it. 0: no time slicing
+# (the default: each slice's suspend and resume cost more than it gives where waits are short).
+TIME_SLICE_TOKENS = env.integer("TIME_SLICE_TOKENS", 0, minimum=0, expected="a number of tokens")
 # run_worker heartbeats this often; a running worker silent for WORKER_LOST_SECONDS shows as lost.
 WORKER_HEARTBEAT_SECONDS = env.seconds("WORKER_HEARTBEAT_SECONDS", 5)
 WORKER_LOST_SECONDS = env.seconds("WORKER_LOST_SECONDS", 30)

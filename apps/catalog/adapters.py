@@ -7,6 +7,18 @@ stops early and still ends with ``Usage``. Errors are ``AdapterError``; a
 ``permanent`` one fails the task, any other is retried up to the platform's
 attempt limit. Everything else in the platform is private to it.
 
+An adapter may declare ``can_suspend``: ``suspend`` then asks a running
+stream (from another thread) to stop at its next token boundary and end with
+one ``Suspended`` item, instead of ``Usage``, carrying a JSON-safe checkpoint;
+a later ``stream`` of a request whose ``resume`` holds that checkpoint goes on
+where it stopped: it yields only the text after it, and its ``Usage`` counts
+the whole generation (the original prompt, every completion token of every
+segment), so the task is charged once. The resumed text must equal what the
+uninterrupted stream would have produced for greedy decoding and for sampling
+with a seed. A cancel wins over a suspend (the stream then ends with
+``Usage``), and a stream that finishes before it reaches a boundary just ends
+with ``Usage``. docs/plugins.md says how to implement it.
+
 An adapter that reaches a remote server checks the server's addresses with
 ``resolve_upstream`` (at configuration and at every connection): loopback,
 private and other non-public addresses are refused unless the operator
@@ -32,16 +44,32 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """Where a suspended generation of this request stopped (see ``Suspended``).
+
+    ``text``: everything the earlier segments streamed (already delivered: the
+    resumed stream yields only what comes after it). ``checkpoint``: what the
+    adapter's ``Suspended`` item held, as it gave it. ``completion_tokens``:
+    the tokens generated before the suspension (the same as ``Suspended``'s).
+    """
+
+    text: str
+    checkpoint: dict[str, Any]
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     request_id: str
     prompt: str | None
     messages: tuple[ChatMessage, ...] | None
-    max_tokens: int
+    max_tokens: int  # of the whole generation, resumed segments included
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
     priority: str = "normal"
+    resume: Resume | None = None  # set when a suspended generation goes on (can_suspend adapters only)
 
 
 @dataclass(frozen=True)
@@ -66,10 +94,27 @@ class Usage:
         }
 
 
+@dataclass(frozen=True)
+class Suspended:
+    """The last item of a stream that was suspended at a token boundary (instead of ``Usage``).
+
+    ``checkpoint``: JSON-safe values (str, int, float, bool, None, lists, dicts)
+    the adapter needs to go on, handed back in ``GenerationRequest.resume``;
+    the platform stores it encrypted with the tenant's key (it may hold
+    generated tokens). Anything held only in memory (a KV cache) is the
+    adapter's to find again by a key in the checkpoint, and to do without when
+    the generation resumes elsewhere or later. ``completion_tokens``: tokens
+    generated so far, over every segment.
+    """
+
+    checkpoint: dict[str, Any]
+    completion_tokens: int
+
+
 # What ``stream`` returns: a generator (write it with ``yield``), not any
 # iterator. The runtime closes it when a task ends early, which runs the
 # adapter's ``finally`` blocks then rather than whenever it is collected.
-TokenStream = Generator[TextChunk | Usage, None, None]
+TokenStream = Generator[TextChunk | Usage | Suspended, None, None]
 
 
 @dataclass(frozen=True)
@@ -102,6 +147,9 @@ class ModelAdapter(ABC):
     """Base class of every adapter. Subclasses set ``name`` and implement ``stream``."""
 
     name: ClassVar[str]
+    # Whether ``suspend`` works (see the module docstring): the scheduler preempts
+    # and time-slices only the generations of adapters that say so.
+    can_suspend: ClassVar[bool] = False
 
     def __init__(self, config: dict[str, Any], plugin_settings: dict[str, Any]) -> None:
         self.config = config
@@ -121,6 +169,10 @@ class ModelAdapter(ABC):
 
     def cancel(self, request_id: str) -> None:  # noqa: B027 - optional hook
         """Ask a running ``stream`` for ``request_id`` to stop early (thread-safe)."""
+
+    def suspend(self, request_id: str) -> None:  # noqa: B027 - optional hook
+        """Ask a running ``stream`` for ``request_id`` to stop at its next token boundary
+        and end with ``Suspended`` (thread-safe). Called only when ``can_suspend``."""
 
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Release what ``load`` took."""

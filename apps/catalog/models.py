@@ -52,6 +52,13 @@ class LLMModel(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Operator-set prices per thousand tokens, in the operator's currency (null: no price):
     # the usage report's cost column and routed models' "price" strategy read them.
+    # Time slicing (docs/scheduling.md): with more runnable generations than slots, a
+    # generation of an adapter that can suspend gives its slot to a waiting one of its
+    # class or higher after this many tokens. None: settings.TIME_SLICE_TOKENS; 0: off.
+    time_slice_tokens = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="tokens a generation runs before it yields its slot to a waiting one (empty: the default)",
+    )
     price_prompt_per_1k = models.DecimalField(
         max_digits=12, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)],
         help_text="price per 1,000 prompt tokens (empty: no price)",

@@ -25,20 +25,25 @@ from apps.catalog.adapters import (
     ChatMessage,
     GenerationRequest,
     ModelAdapter,
+    Resume,
+    Suspended,
     TextChunk,
     Usage,
 )
 from apps.core import logs
 from apps.core.errors import unavailable_dependency
 from apps.runtime.adapters import adapter_for, release_adapter
-from apps.runtime.leases import KEEPER, LeaseKeeper
+from apps.runtime.leases import KEEPER, Hold, LeaseKeeper
 from apps.scheduler.wakeup import wake_dispatcher
+from apps.streaming.events import SUSPENDED
 from apps.streaming.services import open_publisher
 from apps.tasks import metrics as task_metrics
 from apps.tasks import services as task_services
+from apps.tasks import suspension
 from apps.tasks.fencing import StaleAttempt
 from apps.tasks.models import EndReason, Task, TaskState
 from apps.tasks.payloads import read_input
+from apps.tasks.suspension import Progress, SuspendReason, read_progress
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +59,15 @@ def worker_name() -> str:
     return settings.WORKER_NAME or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def build_request(task: Task) -> GenerationRequest:
+def build_request(task: Task, progress: Progress | None = None) -> GenerationRequest:
+    """The adapter's request for ``task``; ``progress``: where its suspended generation
+    goes on from (apps.tasks.suspension), None to start it."""
     payload = read_input(task) or {}
     messages = payload.get("messages")
     return GenerationRequest(
-        request_id=f"{task.id}:{task.attempt}",
+        # Each resumed segment is a request of its own to the adapter (an engine may keep
+        # an aborted request's id for a while).
+        request_id=f"{task.id}:{task.attempt}" + (f".{task.preemptions + task.slices}" if progress else ""),
         prompt=payload.get("prompt"),
         messages=tuple(ChatMessage(m["role"], m["content"]) for m in messages) if messages else None,
         max_tokens=task.max_tokens,
@@ -67,6 +76,7 @@ def build_request(task: Task) -> GenerationRequest:
         stop=tuple(payload.get("stop") or ()),
         seed=task.seed,
         priority=task.priority,
+        resume=None if progress is None else Resume(progress.text, progress.checkpoint, progress.completion_tokens),
     )
 
 
@@ -81,7 +91,8 @@ def execute_task(task_id: uuid.UUID, keeper: LeaseKeeper = KEEPER) -> None:
         if task is None:
             return  # cancelled, finished, or claimed by another worker: nothing to do
         with logs.bound(request_id=task.request_id):
-            logger.info("attempt %d of %s started", task.attempt, task.model.name)
+            logger.info("attempt %d of %s %s", task.attempt, task.model.name,
+                        "resumed" if task.progress_ciphertext is not None else "started")
             _run_claimed(task, keeper)
 
 
@@ -111,15 +122,24 @@ def _run_claimed(task: Task, keeper: LeaseKeeper) -> None:
 
 
 def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -> None:
-    request = build_request(task)
-    publisher = open_publisher(task)
-    parts: list[str] = []
+    # A suspended generation goes on where it stopped (apps.tasks.suspension): its text so
+    # far is part of the output, its stream continues with the next seq.
+    progress = read_progress(task) if adapter.can_suspend else None
+    request = build_request(task, progress)
+    publisher = open_publisher(task, resuming=progress is not None)
+    parts: list[str] = [progress.text] if progress else []
     usage: Usage | None = None
+    suspended: Suspended | None = None
     stopped = False
-    first_token_at: datetime | None = None  # the operators' time to first token (recorded with the end)
-    # A cancel reaches the adapter from the keeper's thread at once, not after
-    # the next token (which a slow model may take long to produce).
-    held = keeper.hold(task, on_stop=lambda: adapter.cancel(request.request_id))
+    # The operators' time to first token (recorded with the end), kept across suspensions.
+    first_token_at: datetime | None = progress.first_token_at if progress else None
+    slicer = _TimeSlice(task, adapter, request.request_id)
+    # A cancel (a suspension) reaches the adapter from the keeper's thread at once, not
+    # after the next token (which a slow model may take long to produce).
+    held = keeper.hold(
+        task, on_stop=lambda: adapter.cancel(request.request_id),
+        on_suspend=(lambda: adapter.suspend(request.request_id)) if adapter.can_suspend else None,
+    )
     _release_connection_while_streaming()
     stream = adapter.stream(request)
     try:
@@ -130,8 +150,13 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
                     task_metrics.count_first_token(task, first_token_at)
                 parts.append(item.text)
                 publisher.add(item.text)
+                if not held.must_suspend:
+                    slicer.count_chunk()
             elif isinstance(item, Usage):
                 usage = item
+            elif isinstance(item, Suspended):
+                suspended = item
+                publisher.mark(SUSPENDED, {"reason": _suspend_reason(held, slicer)})
             if not stopped and held.must_stop:
                 stopped = True
                 adapter.cancel(request.request_id)
@@ -152,6 +177,10 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
         # Chunks reach the log before the end is recorded, so "done" comes last.
         publisher.close()
 
+    if suspended is not None:
+        stopped_at = Progress("".join(parts), suspended.checkpoint, suspended.completion_tokens, first_token_at)
+        _until_recorded(task, lambda: _record_suspension(task, stopped_at, _suspend_reason(held, slicer)))
+        return
     # Succeeded, or cancelled if a cancel was asked for meanwhile; nothing when
     # the lease was lost and another attempt owns the task now (finish_task's
     # conditional UPDATE is on the attempt this worker claimed).
@@ -160,6 +189,57 @@ def _stream_and_record(task: Task, adapter: ModelAdapter, keeper: LeaseKeeper) -
         task, state=TaskState.SUCCEEDED, output="".join(parts), usage=usage.as_dict() if usage else None,
         cancel_wins=True, first_token_at=first_token_at,
     ))
+
+
+class _TimeSlice:
+    """Time slicing (docs/scheduling.md): after every ``tokens`` text chunks (tokens, for
+    the built-in adapters) a generation asks whether a task of its class or above waits
+    for a slot of its model, and if one does, suspends itself to give the slot up.
+    Off (0) for adapters that cannot suspend and where neither the model nor the
+    settings ask for it."""
+
+    def __init__(self, task: Task, adapter: ModelAdapter, request_id: str) -> None:
+        configured = task.model.time_slice_tokens
+        self.tokens = 0 if not adapter.can_suspend else (
+            configured if configured is not None else settings.TIME_SLICE_TOKENS
+        )
+        self._task, self._adapter, self._request_id = task, adapter, request_id
+        self._count = 0
+        self.ended = False  # the slice ended with a task waiting: the adapter was asked to suspend
+
+    def count_chunk(self) -> None:
+        if not self.tokens or self.ended:
+            return
+        self._count += 1
+        if self._count < self.tokens:
+            return
+        self._count = 0
+        try:
+            waiting = suspension.waiting_for_slot(self._task)
+        except Exception:  # database down: go on with this slice rather than fail the generation
+            logger.warning("could not look for tasks waiting for task %s's slot", self._task.id, exc_info=True)
+            waiting = False
+        finally:
+            _release_connection_while_streaming()
+        if waiting:
+            self.ended = True
+            self._adapter.suspend(self._request_id)
+
+
+def _suspend_reason(held: Hold, slicer: _TimeSlice) -> SuspendReason:
+    return SuspendReason.TIME_SLICE if slicer.ended and not held.must_suspend else SuspendReason.PREEMPTED
+
+
+def _record_suspension(task: Task, progress: Progress, reason: SuspendReason) -> None:
+    """Queue the suspended task again with its progress, or, when a cancel was asked
+    for meanwhile, end it cancelled with the text it has (nothing when a newer
+    attempt owns it: finish_task's conditional UPDATE decides)."""
+    if suspension.suspend_task(task, progress, reason):
+        return
+    task_services.finish_task(
+        task, state=TaskState.CANCELLED, output=progress.text, usage=None, error_code=EndReason.CANCELLED,
+        error_message=EndReason.CANCELLED.label, first_token_at=progress.first_token_at,
+    )
 
 
 def _until_recorded(task: Task, record: Callable[[], object]) -> None:

@@ -14,6 +14,9 @@ A cancel does not wait for the next renewal: ``cancel_task`` wakes the
 task-cancel channel (apps.core.notify) with the task's id, and the keeper of
 the worker holding it checks at once, raises the flag and tells the adapter
 (``Hold.on_stop``), so a generation stops within a token of the request.
+A suspension the scheduler asks for (apps.tasks.suspension) travels the same
+way on the task-suspend channel and reaches the adapter through
+``Hold.on_suspend``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from django.db import close_old_connections
 from apps.core import notify
 from apps.tasks import services as task_services
 from apps.tasks.models import Task
+from apps.tasks.suspension import SUSPEND_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +51,29 @@ class Hold:
     # cancels the adapter's stream there, so a generation waiting for its next
     # token stops without waiting for it.
     on_stop: Callable[[], None] | None = None
+    # Set when the scheduler asked to suspend it; ``on_suspend`` (the adapter's
+    # suspend, for adapters that can) is called once then, from the keeper's thread.
+    suspend: threading.Event = field(default_factory=threading.Event)
+    on_suspend: Callable[[], None] | None = None
 
     @property
     def must_stop(self) -> bool:
         return self.stop.is_set()
+
+    @property
+    def must_suspend(self) -> bool:
+        return self.suspend.is_set()
+
+    def raise_suspend(self) -> None:
+        if self.suspend.is_set() or self.stop.is_set():
+            return
+        self.suspend.set()
+        on_suspend = self.on_suspend
+        if on_suspend is not None:
+            try:
+                on_suspend()
+            except Exception:  # the slot thread still sees the flag after its next token
+                logger.exception("suspending task %s failed", self.task_id)
 
     def raise_stop(self) -> None:
         if self.stop.is_set():
@@ -80,10 +103,13 @@ class LeaseKeeper:
         # Read when used, not at import: the process-wide keeper exists before a test changes settings.
         return self._renew_seconds if self._renew_seconds is not None else settings.TASK_LEASE_RENEW_SECONDS
 
-    def hold(self, task: Task, on_stop: Callable[[], None] | None = None) -> Hold:
+    def hold(
+        self, task: Task, on_stop: Callable[[], None] | None = None, on_suspend: Callable[[], None] | None = None,
+    ) -> Hold:
         """Keep ``task``'s lease (as claimed: its current attempt) until ``release``;
-        ``on_stop`` is called once if it must stop meanwhile."""
-        held = Hold(task.pk, task.attempt, on_stop=on_stop)
+        ``on_stop`` is called once if it must stop meanwhile, ``on_suspend`` once if
+        the scheduler asks to suspend it."""
+        held = Hold(task.pk, task.attempt, on_stop=on_stop, on_suspend=on_suspend)
         with self._lock:
             self._holds[task.pk] = held
         return held
@@ -98,7 +124,7 @@ class LeaseKeeper:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 # Subscribed here, before any task is held: no cancel is missed.
-                self._cancels = notify.subscribe(task_services.CANCEL_CHANNEL)
+                self._cancels = notify.subscribe(task_services.CANCEL_CHANNEL, SUSPEND_CHANNEL)
                 self._thread = threading.Thread(
                     target=self._loop, args=(self._cancels,), name="lease-keeper", daemon=True
                 )
@@ -106,7 +132,7 @@ class LeaseKeeper:
 
     def release(self, held: Hold) -> None:
         with self._lock:
-            held.on_stop = None  # its stream is over: nothing left to stop
+            held.on_stop = held.on_suspend = None  # its stream is over: nothing left to stop
             if self._holds.get(held.task_id) is held:
                 del self._holds[held.task_id]
 
@@ -116,10 +142,12 @@ class LeaseKeeper:
             holds = list(self._holds.values())
         if not holds:
             return
-        owned = task_services.renew_leases({h.task_id: h.attempt for h in holds})
+        found = task_services.renew_leases_round({h.task_id: h.attempt for h in holds})
         for held in holds:
-            if held.task_id not in owned:
+            if held.task_id not in found.owned:
                 held.raise_stop()
+            elif held.task_id in found.suspend:
+                held.raise_suspend()
 
     def _held_ids(self) -> list[str]:
         with self._lock:
@@ -144,8 +172,8 @@ class LeaseKeeper:
                 woken = cancels.wait(next_round - time.monotonic())
                 if self._stopping.is_set():
                     break
-                if time.monotonic() < next_round and (woken is None or not woken.concerns(self._held_ids())):
-                    continue  # a cancel of another worker's task
+                if time.monotonic() < next_round and (woken is None or not _concerns(woken, self._held_ids())):
+                    continue  # a cancel or a suspension of another worker's task
                 next_round = time.monotonic() + self.renew_seconds
                 try:
                     self.renew_once()
@@ -155,6 +183,13 @@ class LeaseKeeper:
                     close_old_connections()  # back to the pool (or closed) between rounds
         finally:
             cancels.close()
+
+
+def _concerns(woken: notify.Wake, held_ids: list[str]) -> bool:
+    """Whether a wake-up may name a held task: a cancel's payload is one id, a
+    suspension's a comma-separated few."""
+    held = set(held_ids)
+    return not woken.complete or any(task_id in held for payload in woken.payloads for task_id in payload.split(","))
 
 
 KEEPER = LeaseKeeper()

@@ -1,7 +1,10 @@
 """Stream events as they are stored and as they go to WebSocket clients.
 
 A task's stream is a log of events: ``chunk`` (seq counts from 1 across
-retries), ``restart`` (a new attempt begins), ``done`` (the task ended). The
+retries and suspensions), ``restart`` (a new attempt begins), ``suspended``
+(the generation gave its slot up at a token boundary: preempted, or its time
+slice ended; apps.tasks.suspension) and ``resumed`` (it goes on where it
+stopped, with the next seq), ``done`` (the task ended). The
 payload is encrypted with the tenant's data key wherever the log persists.
 """
 
@@ -14,6 +17,8 @@ from apps.security.crypto import TenantCipher
 
 CHUNK = "chunk"
 RESTART = "restart"
+SUSPENDED = "suspended"
+RESUMED = "resumed"
 DONE = "done"
 
 
@@ -49,4 +54,8 @@ def client_message(cipher: TenantCipher, event: StoredEvent) -> dict[str, Any]:
         return {"type": "chunk", "seq": event.seq, "text": body["text"]}
     if event.kind == RESTART:
         return {"type": "restart", "attempt": body["attempt"]}
+    if event.kind == SUSPENDED:
+        return {"type": "suspended", "reason": body["reason"]}
+    if event.kind == RESUMED:
+        return {"type": "resumed"}
     return done_message(body)

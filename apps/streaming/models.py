@@ -12,7 +12,7 @@ from django.utils import timezone
 
 class StreamEvent(models.Model):
     task_id = models.UUIDField(db_index=True)
-    kind = models.CharField(max_length=16)  # chunk | restart | done
+    kind = models.CharField(max_length=16)  # chunk | restart | suspended | resumed | done
     seq = models.PositiveIntegerField(default=0)  # chunk sequence; 0 for other kinds
     payload = models.BinaryField()  # encrypted with the tenant's data key
     created_at = models.DateTimeField(default=timezone.now)

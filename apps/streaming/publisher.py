@@ -28,6 +28,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import Future, wait
+from typing import Any
 
 from django.conf import settings
 
@@ -113,6 +114,17 @@ class StreamPublisher:
                 with self._lock:
                     self._log_down_locked(time.monotonic())
                     self._keep_locked(self._held, [event])
+
+    def mark(self, kind: str, body: dict[str, Any]) -> None:
+        """Append a status event (``suspended``, ``resumed``: apps.streaming.events) in
+        order with the chunks: what is buffered goes first. Kept like chunks while the
+        log is down."""
+        with self._lock:
+            if self._failed:
+                return
+            if self._pending:
+                self._flush_locked(time.monotonic())
+            self._send_locked([seal(self._cipher, kind, 0, body)])
 
     def add(self, text: str) -> None:
         if not text:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from django.conf import settings
 
 from apps.security.crypto import TenantCipher
-from apps.streaming.events import DONE, end_of, seal
+from apps.streaming.events import DONE, RESUMED, end_of, seal
 from apps.streaming.log import RedisStreamLog, stream_log
 from apps.streaming.models import StreamEvent
 from apps.streaming.publisher import StreamPublisher
@@ -20,12 +20,17 @@ from apps.tenants.models import Tenant
 logger = logging.getLogger(__name__)
 
 
-def open_publisher(task) -> StreamPublisher:
+def open_publisher(task, *, resuming: bool = False) -> StreamPublisher:
+    """The publisher of ``task``'s claimed attempt; ``resuming``: it goes on after a
+    suspension (a ``resumed`` event, and seq continues) rather than starting."""
     publisher = StreamPublisher(
-        task.id, task.tenant.cipher, stream_log(), settings.STREAM_COALESCE_SECONDS, resume=task.attempt > 1,
-        attempt=task.attempt,
+        task.id, task.tenant.cipher, stream_log(), settings.STREAM_COALESCE_SECONDS,
+        resume=task.attempt > 1 or resuming, attempt=task.attempt,
     )
-    publisher.begin_attempt(task.attempt)
+    if resuming:
+        publisher.mark(RESUMED, {})
+    else:
+        publisher.begin_attempt(task.attempt)
     return publisher
 
 

@@ -147,6 +147,20 @@ class Task(models.Model):
     worker_name = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Preemption and time slicing (docs/scheduling.md). The scheduler asks a running
+    # generation to give its slot back at its next token boundary (suspend_requested);
+    # a suspended task is queued again with its progress: the text streamed so far and
+    # its adapter's checkpoint, encrypted with the tenant's key, and the completion
+    # tokens generated before it (a plain count: what scheduling needs). The same
+    # attempt resumes it; a retry (a failed or lost attempt) starts over and drops it.
+    suspend_requested = models.BooleanField(default=False)
+    progress_ciphertext = models.BinaryField(null=True, editable=False)
+    progress_tokens = models.PositiveIntegerField(default=0)
+    preemptions = models.PositiveIntegerField(default=0)  # suspended for a task that outranked it
+    slices = models.PositiveIntegerField(default=0)  # suspended at the end of a time slice
+    # Where it waits among its flow's tasks: queued_at, or for a task whose time slice
+    # ended, that moment (the back of the line: round robin). None: queued_at.
+    turn_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     queued_at = models.DateTimeField(null=True, blank=True)

@@ -41,6 +41,7 @@ def node_ids(workflow: Workflow) -> dict[str, str]:
 ENCRYPTED_STORES = (
     EncryptedColumns("tasks.workflows", Workflow.objects.for_tenant, ("nodes_ciphertext",)),
     EncryptedColumns(
-        "tasks.tasks", Task.objects.for_tenant, ("input_ciphertext", "meta_ciphertext", "output_ciphertext")
+        "tasks.tasks", Task.objects.for_tenant,
+        ("input_ciphertext", "meta_ciphertext", "output_ciphertext", "progress_ciphertext"),
     ),
 )

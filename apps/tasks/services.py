@@ -215,6 +215,7 @@ def cancel_task(task: Task) -> Task:
             finished_at=now,
             error_code=EndReason.CANCELLED,
             error_message=EndReason.CANCELLED.label,
+            progress_ciphertext=None,  # a suspended task's progress: nothing will resume it
         )
         if cancelled:
             lifecycle.announce_end(task.pk)
@@ -245,6 +246,7 @@ def _erase(task_ids: list[uuid.UUID]) -> int:
         input_ciphertext=None,
         meta_ciphertext=None,
         output_ciphertext=None,
+        progress_ciphertext=None,
         client_ref_digest="",
         erased_at=timezone.now(),
     )
@@ -271,10 +273,25 @@ def claim_task(task_id: uuid.UUID, worker_name: str) -> Task | None:
     return task
 
 
+@dataclass(frozen=True)
+class LeaseRound:
+    """What one renewal found: the attempts that still own their task (the others
+    must stop), and those of them the scheduler asked to suspend (apps.tasks.suspension)."""
+
+    owned: set[uuid.UUID]
+    suspend: set[uuid.UUID]
+
+
 def renew_leases(attempts: Mapping[uuid.UUID, int]) -> set[uuid.UUID]:
     """Extend the leases of the given attempts (task id -> attempt) that still own
-    their task; returns those ids. An id left out must stop: cancel asked, or the
-    lease was lost (requeued, or another attempt owns the task).
+    their task; returns those ids (see ``renew_leases_round``)."""
+    return renew_leases_round(attempts).owned
+
+
+def renew_leases_round(attempts: Mapping[uuid.UUID, int]) -> LeaseRound:
+    """Extend the leases of the given attempts (task id -> attempt) that still own
+    their task. An id left out of ``owned`` must stop: cancel asked, or the lease
+    was lost (requeued, or another attempt owns the task).
 
     One UPDATE per distinct attempt number (almost always one) and one SELECT,
     whatever the number of tasks: a worker renews all of its running tasks at
@@ -291,7 +308,13 @@ def renew_leases(attempts: Mapping[uuid.UUID, int]) -> set[uuid.UUID]:
     # Read back rather than trust the UPDATE's count: the count cannot say which
     # rows matched, and the read also catches a cancel that landed in between.
     owned = Task.objects.filter(pk__in=list(attempts), state=TaskState.RUNNING, cancel_requested=False)
-    return {task_id for task_id, attempt in owned.values_list("pk", "attempt") if attempts[task_id] == attempt}
+    found = LeaseRound(set(), set())
+    for task_id, attempt, suspend in owned.values_list("pk", "attempt", "suspend_requested"):
+        if attempts[task_id] == attempt:
+            found.owned.add(task_id)
+            if suspend:
+                found.suspend.add(task_id)
+    return found
 
 
 def finish_task(
@@ -364,6 +387,7 @@ def release_for_retry(task: Task, reason: str) -> bool:
         dispatched_at=None,
         error_code=RETRYING,
         error_message=reason,
+        **START_OVER,
     )
     return bool(released)
 
@@ -403,8 +427,14 @@ def fall_back(task: Task, reason: str) -> str | None:
         dispatched_at=None,
         error_code=RETRYING,
         error_message=f"{left} failed ({reason}); falling back to {chosen.target.model.name}",
+        **START_OVER,
     )
     return chosen.target.model.name if moved else None
+
+
+# A retry starts the generation over (its stream shows a ``restart``): a suspended
+# generation's progress is dropped with it, and the next claim counts an attempt.
+START_OVER: dict[str, Any] = {"progress_ciphertext": None, "progress_tokens": 0, "suspend_requested": False}
 
 
 # Why a running task goes back to the queue without its worker's word (the message of
@@ -455,7 +485,7 @@ def _take_back(running, reason: str, now: datetime) -> tuple[list[Task], int]:
         owned = running.filter(pk=task.pk, attempt=task.attempt)
         if not task.cancel_requested and task.attempts_on_model < settings.TASK_MAX_ATTEMPTS:
             if owned.update(state=TaskState.QUEUED, lease_expires_at=None, worker_name="", dispatched_at=None,
-                            error_code=RETRYING, error_message=reason):
+                            error_code=RETRYING, error_message=reason, **START_OVER):
                 requeued.append(task)
             continue
         with transaction.atomic():

@@ -56,7 +56,10 @@ def _claim(vendor: str, alias: str) -> _Claim:
     ]
     q = functools.partial(quote, db)
     sql = (
-        f"UPDATE {q(table)} SET {q('state')} = %s, {q('attempt')} = {q('attempt')} + 1, "
+        # A suspended task's progress resumes the same attempt (apps.tasks.suspension).
+        f"UPDATE {q(table)} SET {q('state')} = %s, "
+        f"{q('attempt')} = CASE WHEN {q('progress_ciphertext')} IS NULL THEN {q('attempt')} + 1 "
+        f"ELSE {q('attempt')} END, "
         f"{q('worker_name')} = %s, {q('started_at')} = %s, {q('lease_expires_at')} = %s "
         f"WHERE {q('id')} = %s AND {q('state')} = %s "
         f"RETURNING {', '.join(returning)}"
@@ -117,6 +120,7 @@ def _finish_sql(vendor: str, alias: str) -> str:
         f"{q('error_code')} = CASE WHEN %s AND {cancelled} THEN %s ELSE %s END, "
         f"{q('error_message')} = CASE WHEN %s AND {cancelled} THEN %s ELSE %s END, "
         f"{q('finished_at')} = %s, {q('lease_expires_at')} = NULL, "
+        f"{q('progress_ciphertext')} = NULL, {q('suspend_requested')} = %s, "
         f"{q('prompt_tokens')} = COALESCE(%s, {q('prompt_tokens')}), "
         f"{q('completion_tokens')} = COALESCE(%s, {q('completion_tokens')}), "
         # An erased task keeps no output, even one that was being generated.
@@ -151,6 +155,7 @@ def finish(
                 wins, cancel_code, error_code,
                 wins, cancel_message, error_message,
                 _prep("finished_at", finished_at),
+                _prep("suspend_requested", False),
                 None if usage is None else usage["prompt_tokens"],
                 None if usage is None else usage["completion_tokens"],
                 _prep("output_ciphertext", output_ciphertext),
