@@ -56,6 +56,11 @@ tasks_finished = Counter(
     "Tasks that reached a terminal state, by outcome (succeeded, failed, cancelled)",
     ["model", "tenant", "outcome"],
 )
+task_suspensions = Counter(
+    f"{PREFIX}_task_suspensions",
+    "Running generations suspended and queued again with their progress, by reason (preempted, time_slice)",
+    ["model", "reason"],
+)
 tokens_in = Counter(f"{PREFIX}_tokens_in", "Prompt tokens of ended tasks, as charged", ["model", "tenant"])
 tokens_out = Counter(f"{PREFIX}_tokens_out", "Completion tokens of ended tasks, as charged", ["model", "tenant"])
 queue_wait = Histogram(

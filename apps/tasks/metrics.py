@@ -21,8 +21,9 @@ def count_submitted(task: Task) -> None:
 
 
 def count_claim(task: Task) -> None:
-    """A worker took the task: how long it waited since it became ready (each attempt)."""
-    if task.queued_at is not None and task.started_at is not None:
+    """A worker took the task: how long it waited since it became ready (each attempt;
+    not a resumed suspension, whose wait since queued_at includes its running)."""
+    if task.progress_ciphertext is None and task.queued_at is not None and task.started_at is not None:
         metrics.queue_wait.labels(model=task.model.name).observe(_seconds(task.queued_at, task.started_at))
 
 
@@ -31,6 +32,10 @@ def count_first_token(task: Task, at: datetime) -> None:
     start = task.queued_at or task.started_at
     if start is not None:
         metrics.time_to_first_token.labels(model=task.model.name).observe(_seconds(start, at))
+
+
+def count_suspension(task: Task, reason: str) -> None:
+    metrics.task_suspensions.labels(model=task.model.name, reason=reason).inc()
 
 
 def count_end(task_id: uuid.UUID, ended_task: Task | None) -> None:

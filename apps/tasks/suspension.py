@@ -33,7 +33,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.core import notify
 from apps.core.priorities import CLASSES
-from apps.tasks import lifecycle
+from apps.tasks import lifecycle, metrics
 from apps.tasks.models import Task, TaskState
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ def suspend_task(task: Task, progress: Progress, reason: SuspendReason) -> bool:
         if suspended:
             lifecycle.announce_ready()  # the dispatcher hands out the freed slot and, later, this task
     if suspended:
+        metrics.count_suspension(task, reason)
         logger.info("attempt %d suspended (%s) after %d completion tokens",
                     task.attempt, reason, progress.completion_tokens)
     return bool(suspended)
