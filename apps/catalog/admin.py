@@ -79,7 +79,7 @@ class GrantForm(forms.Form):
 @admin.register(LLMModel)
 class LLMModelAdmin(CatalogChangesReplan):
     list_display = [
-        "name", "adapter", "current_version", "placement", "enabled", "is_public", "created_at",
+        "name", "adapter", "current_version", "placement", "enabled", "is_public", "time_slice_tokens", "created_at",
     ]
     list_filter = ["adapter", "enabled", "is_public"]
     search_fields = ["name", "description"]

@@ -98,7 +98,7 @@ class ModelError(InvalidInput):
 # What update_model may change; the name is the model's identity (tasks and the API name it).
 MODEL_FIELDS = frozenset({
     "description", "adapter", "adapter_config", "is_public", "enabled", "tenants",
-    "price_prompt_per_1k", "price_completion_per_1k",
+    "price_prompt_per_1k", "price_completion_per_1k", "time_slice_tokens",
 })
 
 
@@ -113,6 +113,7 @@ def create_model(
     enabled: bool = True,
     price_prompt_per_1k: Decimal | None = None,
     price_completion_per_1k: Decimal | None = None,
+    time_slice_tokens: int | None = None,
 ) -> LLMModel:
     """Register a model served by ``adapter`` with ``adapter_config``, public or granted to the
     tenants with slugs ``tenants``. The adapter is created (never loaded) to validate the config:
@@ -122,7 +123,8 @@ def create_model(
 
     ``adapter`` ROUTER_ADAPTER registers a routed model: ``adapter_config`` is its router
     config (apps.catalog.routing), whose candidates must be existing models, none a router.
-    Prices are per thousand tokens (None: no price)."""
+    Prices are per thousand tokens (None: no price). ``time_slice_tokens``: None for
+    the platform's default (settings.TIME_SLICE_TOKENS), 0 for no time slicing."""
     if adapter_config is not None and not isinstance(adapter_config, Mapping):  # from JSON: a list, a string
         raise ModelError("adapter_config must be a JSON object", param="adapter_config")
     config = dict(adapter_config or {})
@@ -130,6 +132,7 @@ def create_model(
     model = LLMModel(
         name=name, adapter=adapter, adapter_config=config, description=description, is_public=is_public,
         enabled=enabled, price_prompt_per_1k=price_prompt_per_1k, price_completion_per_1k=price_completion_per_1k,
+        time_slice_tokens=time_slice_tokens,
     )
     _check_fields(model)
     try:

@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from apps.tasks.models import DEAD_LETTER_CODES, TERMINAL_STATES, Task, TaskState
 from apps.tasks.services import cancel_task
 
-CIPHERTEXTS = ("input_ciphertext", "meta_ciphertext", "output_ciphertext")
+CIPHERTEXTS = ("input_ciphertext", "meta_ciphertext", "output_ciphertext", "progress_ciphertext")
 
 
 class DeadLetterFilter(admin.SimpleListFilter):
@@ -35,7 +35,8 @@ class DeadLetterFilter(admin.SimpleListFilter):
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "tenant", "model", "state", "priority", "attempt", "total_tokens", "created_at", "finished_at"
+        "id", "tenant", "model", "state", "priority", "attempt", "preemptions", "slices", "total_tokens",
+        "created_at", "finished_at",
     ]
     list_filter = ["state", DeadLetterFilter, "priority", "model", "tenant", "error_code"]
     list_select_related = ["tenant", "model"]
@@ -49,7 +50,8 @@ class TaskAdmin(admin.ModelAdmin):
         "id", "tenant", "api_key", "model", "state", "priority", "max_tokens", "temperature", "top_p", "seed",
         "prompt_tokens", "completion_tokens", "error_code", "error_message", "attempt", "worker_name",
         "lease_expires_at", "cancel_requested", "created_at", "queued_at", "dispatched_at", "started_at",
-        "finished_at", "erased_at", "workflow", "critical_path_rank", "encrypted_sizes",
+        "finished_at", "erased_at", "workflow", "critical_path_rank", "suspend_requested", "progress_tokens",
+        "preemptions", "slices", "turn_at", "encrypted_sizes",
     ]
 
     def has_add_permission(self, request):

@@ -36,6 +36,15 @@ CatalogModelListSerializer = list_of(CatalogModelSerializer)
 PRICE_QUANTUM = Decimal("0.000001")
 
 
+def _time_slice(**options: Any) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=0, max_value=1_000_000, allow_null=True,
+        help_text="tokens a generation runs before it yields its slot to a waiting task of its class "
+                  "(time slicing, docs/scheduling.md); 0: never; null: the platform's default (TIME_SLICE_TOKENS)",
+        **options,
+    )
+
+
 def _price(**kwargs: Any) -> serializers.DecimalField:
     return serializers.DecimalField(
         max_digits=12, decimal_places=6, min_value=0, allow_null=True, coerce_to_string=True,
@@ -63,6 +72,7 @@ class ModelCreateSerializer(StrictSerializer):
     enabled = serializers.BooleanField(required=False, default=True)
     price_prompt_per_1k = _price(required=False, default=None)
     price_completion_per_1k = _price(required=False, default=None)
+    time_slice_tokens = _time_slice(required=False, default=None)
 
 
 class ModelChangeSerializer(StrictSerializer):
@@ -76,6 +86,7 @@ class ModelChangeSerializer(StrictSerializer):
     enabled = serializers.BooleanField(required=False)
     price_prompt_per_1k = _price(required=False)
     price_completion_per_1k = _price(required=False)
+    time_slice_tokens = _time_slice(required=False)
 
 
 def operator_model_representation(model: LLMModel) -> dict[str, Any]:
@@ -94,6 +105,7 @@ def operator_model_representation(model: LLMModel) -> dict[str, Any]:
         "created_at": model.created_at,
         "price_prompt_per_1k": _price_text(model.price_prompt_per_1k),
         "price_completion_per_1k": _price_text(model.price_completion_per_1k),
+        "time_slice_tokens": model.time_slice_tokens,
     }
 
 
@@ -117,3 +129,4 @@ class OperatorModelSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     price_prompt_per_1k = _price()
     price_completion_per_1k = _price()
+    time_slice_tokens = _time_slice()

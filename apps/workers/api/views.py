@@ -146,6 +146,7 @@ class ModelPlacementListView(OperatorView):
             enabled=fields["enabled"],
             price_prompt_per_1k=fields["price_prompt_per_1k"],
             price_completion_per_1k=fields["price_completion_per_1k"],
+            time_slice_tokens=fields["time_slice_tokens"],
         )
         return Response(_placed(model), status=201)
 

@@ -44,6 +44,13 @@ def _price(value: str) -> Decimal:
     return price
 
 
+def _tokens(value: str) -> int:
+    tokens = int(value)  # a ValueError is argparse's "invalid _tokens value"
+    if tokens < 0:
+        raise ValueError(value)
+    return tokens
+
+
 class Command(BaseCommand):
     help = "Register a model served by a registered adapter; prints the model as one JSON line."
 
@@ -58,6 +65,9 @@ class Command(BaseCommand):
                             help="price per 1,000 prompt tokens")
         parser.add_argument("--price-completion", type=_price, default=None, metavar="PRICE",
                             help="price per 1,000 completion tokens")
+        parser.add_argument("--time-slice-tokens", type=_tokens, default=None, metavar="N",
+                            help="tokens a generation runs before it yields its slot to a waiting task of its "
+                                 "class (0: never; default: the platform's TIME_SLICE_TOKENS)")
         parser.add_argument("--public", action="store_true", help="every tenant may use it")
         parser.add_argument("--tenants", type=_slugs, default=[], metavar="SLUGS",
                             help="comma-separated slugs of the tenants granted it")
@@ -77,6 +87,7 @@ class Command(BaseCommand):
                 config,
                 price_prompt_per_1k=options["price_prompt"],
                 price_completion_per_1k=options["price_completion"],
+                time_slice_tokens=options["time_slice_tokens"],
                 description=options["description"],
                 is_public=options["public"],
                 tenants=options["tenants"],
