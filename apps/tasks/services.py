@@ -517,7 +517,7 @@ def fail_unplaceable(version_ids: Sequence[uuid.UUID], reasons: Mapping[uuid.UUI
     for task_id, version_id in stuck.values_list("pk", "model_version_id"):
         with transaction.atomic():
             ended = Task.objects.filter(pk=task_id, state=TaskState.QUEUED).update(
-                state=TaskState.FAILED, finished_at=now, dispatched_at=None,
+                state=TaskState.FAILED, finished_at=now, dispatched_at=None, progress_ciphertext=None,
                 error_code=EndReason.MODEL_UNPLACEABLE,
                 error_message=f"{EndReason.MODEL_UNPLACEABLE.label}: {reasons.get(version_id, '')}".rstrip(": "),
             )
