@@ -3,6 +3,11 @@
 Rate: ``words_per_second`` from the model's adapter_config, else the plugin
 setting; 0 means as fast as possible. A "token" here is a whitespace-separated
 word, for both prompt and completion counts.
+
+It can be suspended between words: the checkpoint is its position (words
+consumed, the text generated and how much of it was sent, which keeps a held
+back possible stop sequence exact), so a resumed stream goes on as if it had
+never stopped.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from collections.abc import Sequence
 
 from apps.catalog.adapters import (
     AdapterConfigError,
+    AdapterError,
     ChatMessage,
     GenerationRequest,
     ModelAdapter,
+    Resume,
+    Suspended,
     TextChunk,
     TokenStream,
     Usage,
@@ -27,6 +35,7 @@ _WORD = re.compile(r"\S+\s*")
 
 class EchoAdapter(ModelAdapter):
     name = "echo"
+    can_suspend = True
 
     def __init__(self, config, plugin_settings) -> None:
         super().__init__(config, plugin_settings)
@@ -35,18 +44,23 @@ class EchoAdapter(ModelAdapter):
             raise AdapterConfigError("words_per_second", "must be a number >= 0")
         self._interval = 1.0 / rate if rate else 0.0
         self._cancelled: set[str] = set()
+        self._suspended: set[str] = set()
         self._lock = threading.Lock()
 
     def stream(self, request: GenerationRequest) -> TokenStream:
         source = _source_text(request)
         words = _WORD.findall(source)
         stops = tuple(stop for stop in request.stop if stop)
-        generated = ""  # everything produced so far
-        sent = 0  # how much of it has been yielded
         try:
-            for word in words[: request.max_tokens]:
+            consumed, generated, sent = _position(request.resume, len(words))
+            for word in words[consumed: request.max_tokens]:
                 if self._is_cancelled(request.request_id):
                     break
+                if self._is_suspended(request.request_id):
+                    checkpoint = {"words": consumed, "generated": generated, "sent": sent}
+                    yield Suspended(checkpoint=checkpoint, completion_tokens=consumed)
+                    return
+                consumed += 1
                 if self._interval:
                     time.sleep(self._interval)
                 generated += word
@@ -69,10 +83,15 @@ class EchoAdapter(ModelAdapter):
         finally:
             with self._lock:
                 self._cancelled.discard(request.request_id)
+                self._suspended.discard(request.request_id)
 
     def cancel(self, request_id: str) -> None:
         with self._lock:
             self._cancelled.add(request_id)
+
+    def suspend(self, request_id: str) -> None:
+        with self._lock:
+            self._suspended.add(request_id)
 
     def count_prompt_tokens(self, prompt: str | None, messages: Sequence[ChatMessage] | None) -> int | None:
         return _count_words(prompt, messages)  # exactly what stream() reports
@@ -80,6 +99,25 @@ class EchoAdapter(ModelAdapter):
     def _is_cancelled(self, request_id: str) -> bool:
         with self._lock:
             return request_id in self._cancelled
+
+    def _is_suspended(self, request_id: str) -> bool:
+        with self._lock:
+            return request_id in self._suspended
+
+
+def _position(resume: Resume | None, word_count: int) -> tuple[int, str, int]:
+    """(words consumed, text generated, characters of it sent): where a stream starts."""
+    if resume is None:
+        return 0, "", 0
+    checkpoint = resume.checkpoint
+    consumed, generated, sent = checkpoint.get("words"), checkpoint.get("generated"), checkpoint.get("sent")
+    if not (
+        type(consumed) is int and isinstance(generated, str) and type(sent) is int
+        and 0 <= consumed <= word_count and 0 <= sent <= len(generated)
+    ):
+        # The checkpoint holds the tenant's text: the message names none of it.
+        raise AdapterError("cannot resume: not an echo checkpoint of this prompt", permanent=True)
+    return consumed, generated, sent
 
 
 def _source_text(request: GenerationRequest) -> str:

@@ -124,6 +124,8 @@ class _TryFailed(Exception):
 
 class OpenAICompatibleAdapter(ModelAdapter):
     name = "openai_compatible"
+    # A remote server's generation cannot be paused and resumed from outside, so it is never preempted.
+    can_suspend = False
 
     def __init__(self, config: dict[str, Any], plugin_settings: dict[str, Any]) -> None:
         super().__init__(config, plugin_settings)

@@ -11,7 +11,7 @@ when a model is loaded, so processes that never serve one never pay for them.
 """
 
 from apps.catalog.plugins import PluginConfig
-from plugins.transformers.adapter import TransformersAdapter
+from plugins.transformers.adapter import DEFAULT_KV_CACHE_BUDGET_BYTES, TransformersAdapter
 
 plugin = PluginConfig(
     name="transformers",
@@ -21,6 +21,9 @@ plugin = PluginConfig(
     # one per core). Process-wide in torch, hence a plugin setting and not a
     # per-model one. Small models run several times faster on 1 thread than on
     # 2 on a 2-core machine (thread hand-off costs more than the matmuls).
-    default_settings={"cpu_threads": 0},
+    # kv_cache_budget_bytes: bytes of suspended generations' KV caches a model
+    # keeps for their resumes (0: none, resumes recompute); a model's
+    # adapter_config may set its own.
+    default_settings={"cpu_threads": 0, "kv_cache_budget_bytes": DEFAULT_KV_CACHE_BUDGET_BYTES},
     adapters=(TransformersAdapter,),
 )

@@ -9,6 +9,16 @@ down only on that loop. A worker thread's ``stream`` submits a consumer
 coroutine there with ``run_coroutine_threadsafe`` and reads the consumer's
 deltas from a ``queue.Queue``.
 
+Suspend and resume (``can_suspend``). ``suspend`` aborts the request in the
+engine, as ``cancel`` does, but flagged: the stream then ends with
+``Suspended`` instead of ``Usage``, its checkpoint holding the prompt's and
+the generated tokens' ids. Resuming submits a new request whose prompt is
+those ids (a ``TokensPrompt``) with what is left of max_tokens; vLLM's prefix
+cache makes its prefill cheap. The token boundary is the engine's output
+boundary: the abort lands between two decode steps. plugins/vllm/mapping.py
+has the pure half (checkpoint, resumed prompt, usage, held text) and says
+what it guarantees: greedy decoding resumes exactly, seeded sampling does not.
+
 vLLM is imported only when an engine is built (``_create_engine``), so the
 plugin imports and registers on machines without vLLM (web servers, CPU
 workers, the test suite).
@@ -25,7 +35,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from apps.catalog.adapters import (
     AdapterConfigError,
@@ -33,6 +43,7 @@ from apps.catalog.adapters import (
     GenerationRequest,
     ModelAdapter,
     ResourceNeeds,
+    Suspended,
     TextChunk,
     TokenStream,
 )
@@ -40,6 +51,11 @@ from plugins.vllm import mapping
 from plugins.vllm.config import EngineSettings, estimated_gpu_memory_bytes, parse_config
 
 logger = logging.getLogger(__name__)
+
+# Suspends asked for requests that are not streaming yet, kept for when they
+# start; a bound, because one asked for a request that never streams here
+# would otherwise be kept for good.
+EARLY_SUSPENDS_KEPT = 1024
 
 # Bounds on waits for the engine's loop in the calls that must not hang a
 # worker: a wedged loop makes health() report False and unload() move on.
@@ -60,13 +76,16 @@ class VllmRuntime:
     delta_output_kind: Any  # vllm.sampling_params.RequestOutputKind.DELTA
     # Errors that mean "this request is invalid" (retrying cannot help).
     client_errors: tuple[type[BaseException], ...] = (ValueError,)
+    # vllm.TokensPrompt: a TypedDict, so calling it builds the plain dict
+    # {"prompt_token_ids": [...]} that generate() accepts as a prompt.
+    tokens_prompt: Callable[..., Any] = dict
 
 
 def _create_engine(settings: EngineSettings) -> VllmRuntime:
     """Build the real engine. Called on the adapter's event loop, so the engine's
     output handler starts on that loop (AsyncLLM starts it eagerly when a loop is running)."""
     import vllm.exceptions
-    from vllm import SamplingParams
+    from vllm import SamplingParams, TokensPrompt
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.lora.request import LoRARequest
     from vllm.sampling_params import RequestOutputKind
@@ -86,6 +105,7 @@ def _create_engine(settings: EngineSettings) -> VllmRuntime:
         lora_request=LoRARequest,
         delta_output_kind=RequestOutputKind.DELTA,
         client_errors=client_errors,
+        tokens_prompt=TokensPrompt,
     )
 
 
@@ -94,18 +114,24 @@ class _Call:
     """One in-flight stream: what its consumer coroutine needs and how to stop it."""
 
     request_id: str
-    prompt: str
+    prompt: Any  # the prompt text, or a TokensPrompt when resuming
     sampling_params: Any
     lora_request: Any
     priority: int
     client_errors: tuple[type[BaseException], ...]
     items: queue.Queue = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    suspended: threading.Event = field(default_factory=threading.Event)
     future: concurrent.futures.Future | None = None
+
+    def suspending(self) -> bool:
+        """Suspended and not cancelled: a cancel wins over a suspend."""
+        return self.suspended.is_set() and not self.cancelled.is_set()
 
 
 class VllmAdapter(ModelAdapter):
     name = "vllm"
+    can_suspend = True
 
     def __init__(self, config: dict[str, Any], plugin_settings: dict[str, Any]) -> None:
         super().__init__(config, plugin_settings)
@@ -117,6 +143,7 @@ class VllmAdapter(ModelAdapter):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._calls: dict[str, _Call] = {}
+        self._early_suspends: dict[str, None] = {}  # an ordered set: request ids, oldest first
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -189,17 +216,47 @@ class VllmAdapter(ModelAdapter):
     # -- generation -----------------------------------------------------------
 
     def stream(self, request: GenerationRequest) -> TokenStream:
-        call = self._start_call(request)
-        counter = mapping.UsageCounter()
+        resumed: mapping.ResumePoint | None = None
+        if request.resume is not None:
+            try:
+                resumed = mapping.resume_point(request.resume)
+            except ValueError as exc:
+                raise AdapterError(f"cannot resume this generation: {exc}", permanent=True) from exc
+        counter = mapping.UsageCounter(resumed)
+        text = mapping.ResumedText(resumed.held_text if resumed else "", request.stop)
+        if resumed is not None and mapping.remaining_tokens(request) == 0:
+            # Nothing left to generate (the budget ran out exactly at the suspension).
+            yield from _chunks(text.finish())
+            yield counter.usage()
+            return
+        call = self._start_call(request, resumed)
+        # The text of a suspension's last output (the abort's): what vLLM was
+        # holding back for its stop strings, kept for the checkpoint.
+        held = ""
         try:
             while True:
                 item = call.items.get()
                 if isinstance(item, concurrent.futures.Future):  # the consumer ended
                     _raise_if_failed(item, call.client_errors)
                     break
-                text = counter.add(item)
-                if text:
-                    yield TextChunk(text)
+                new_text = counter.add(item)
+                if item.finish_reason == "abort" and call.suspending():
+                    held += new_text
+                    continue
+                yield from _chunks(text.add(new_text))
+                if text.stopped:
+                    break  # a stop string straddled the suspension point; finally aborts the request
+            if (
+                call.suspending()
+                and not text.stopped
+                and counter.finish_reason in (None, "abort")  # a request that finished first just ends
+            ):
+                yield Suspended(
+                    checkpoint=counter.checkpoint(text.take_held() + held),
+                    completion_tokens=counter.completion_tokens,
+                )
+                return
+            yield from _chunks(text.finish() + held)
             yield counter.usage()
         finally:
             with self._lock:
@@ -210,18 +267,35 @@ class VllmAdapter(ModelAdapter):
                 call.future.cancel()
 
     def cancel(self, request_id: str) -> None:
+        self._abort(request_id, "cancelled")
+
+    def suspend(self, request_id: str) -> None:
+        # The same abort as cancel's; the flag makes the stream end with
+        # Suspended. vLLM aborts between decode steps, so what was generated
+        # up to then is whole tokens: the token boundary the contract asks for.
+        with self._lock:
+            if request_id not in self._calls:
+                # The runtime may ask before the stream's first item (stream() is
+                # a generator: nothing runs until it is read); it is kept for then.
+                self._early_suspends[request_id] = None
+                while len(self._early_suspends) > EARLY_SUSPENDS_KEPT:
+                    del self._early_suspends[next(iter(self._early_suspends))]
+                return
+        self._abort(request_id, "suspended")
+
+    def _abort(self, request_id: str, flag: Literal["cancelled", "suspended"]) -> None:
         with self._lock:
             call = self._calls.get(request_id)
             runtime, loop = self._runtime, self._loop
         if call is None or runtime is None or loop is None:
             return  # finished already, or never here
-        # The flag covers a cancel that arrives before the engine knows the
+        # The flag covers an abort that arrives before the engine knows the
         # request (abort of an unknown id is a no-op): the consumer checks it.
-        call.cancelled.set()
+        getattr(call, flag).set()
         future = asyncio.run_coroutine_threadsafe(runtime.engine.abort(request_id), loop)
         future.add_done_callback(_log_abort_failure)
 
-    def _start_call(self, request: GenerationRequest) -> _Call:
+    def _start_call(self, request: GenerationRequest, resumed: mapping.ResumePoint | None) -> _Call:
         with self._lock:
             runtime, loop, tokenizer = self._runtime, self._loop, self._tokenizer
         if runtime is None or loop is None:
@@ -229,7 +303,11 @@ class VllmAdapter(ModelAdapter):
         # ValueError: what mapping raises for a request this model cannot serve.
         client_errors: tuple[type[BaseException], ...] = (ValueError, *runtime.client_errors)
         try:
-            prompt = mapping.prompt_text(request, getattr(tokenizer, "apply_chat_template", None))
+            resumed_ids = mapping.resumed_prompt_token_ids(resumed) if resumed is not None else None
+            if resumed_ids is not None:
+                prompt: Any = runtime.tokens_prompt(prompt_token_ids=resumed_ids)
+            else:
+                prompt = mapping.prompt_text(request, getattr(tokenizer, "apply_chat_template", None))
             sampling_params = runtime.sampling_params(
                 **mapping.sampling_kwargs(request), output_kind=runtime.delta_output_kind
             )
@@ -252,6 +330,9 @@ class VllmAdapter(ModelAdapter):
                 # cancel() and abort() address requests by id: two at once would be ambiguous.
                 raise AdapterError(f"request {request.request_id} is already streaming here")
             self._calls[request.request_id] = call
+            if request.request_id in self._early_suspends:
+                del self._early_suspends[request.request_id]
+                call.suspended.set()  # the consumer then ends at once: Suspended, nothing generated
             call.future = asyncio.run_coroutine_threadsafe(self._consume(runtime.engine, call), loop)
         # The terminal item: put when the consumer returns, fails or is
         # cancelled, even if it never got to run (cancelled while queued).
@@ -260,19 +341,33 @@ class VllmAdapter(ModelAdapter):
 
     async def _consume(self, engine: Any, call: _Call) -> None:
         """On the engine's loop: feed one request's deltas to its worker thread."""
-        if call.cancelled.is_set():
+        if call.cancelled.is_set() or call.suspended.is_set():
             return
         outputs = engine.generate(
             call.prompt, call.sampling_params, call.request_id, lora_request=call.lora_request, priority=call.priority
         )
+        aborted = False
         try:
             async for output in outputs:
                 delta = mapping.delta_of(output)
                 call.items.put(delta)
-                if call.cancelled.is_set() and not delta.finished:
+                if delta.finished:
+                    continue
+                if call.cancelled.is_set():
                     break  # the abort raced the request into the engine; closing aborts it
+                if call.suspended.is_set() and not aborted:
+                    # The same race for a suspend, but aborted rather than closed:
+                    # the abort's last output releases the text vLLM holds back
+                    # for stop strings, which the checkpoint needs. (An abort
+                    # of a request already aborted is a no-op.)
+                    aborted = True
+                    await engine.abort(call.request_id)
         finally:
             await outputs.aclose()  # on an early exit, generate() aborts the request in the engine
+
+
+def _chunks(text: str) -> list[TextChunk]:
+    return [TextChunk(text)] if text else []
 
 
 def _raise_if_failed(future: concurrent.futures.Future, client_errors: tuple[type[BaseException], ...]) -> None:

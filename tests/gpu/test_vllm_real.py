@@ -8,6 +8,8 @@ is unset. One engine serves the whole module: building it takes a while.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import threading
 
@@ -23,7 +25,7 @@ MODEL_DIR = os.environ.get("VLLM_TEST_MODEL", "")
 if not os.path.isdir(MODEL_DIR):
     pytest.skip("VLLM_TEST_MODEL is not a local model directory", allow_module_level=True)
 
-from apps.catalog.adapters import ChatMessage, GenerationRequest, TextChunk, Usage  # noqa: E402
+from apps.catalog.adapters import ChatMessage, GenerationRequest, Resume, Suspended, TextChunk, Usage  # noqa: E402
 from plugins.vllm.adapter import VllmAdapter  # noqa: E402
 
 WAIT = 300.0  # seconds: a bound on waiting for another thread, not a speed assertion
@@ -109,3 +111,34 @@ def test_concurrent_streams_from_threads_each_complete(adapter):
 
 def test_health_is_true_while_the_engine_runs(adapter):
     assert adapter.health() is True
+
+
+@pytest.mark.parametrize("stop", [(), ("one hundred",)], ids=["no-stop", "stop-held-back"])
+def test_a_suspended_greedy_generation_resumes_to_the_uninterrupted_text(adapter, stop):
+    # Long enough that the suspend lands well before the end; with a stop string
+    # vLLM holds text back, which the checkpoint must carry across.
+    prompt, max_tokens = "Count from 1 to 200, separated by commas: 1, 2, 3,", 300
+    whole_chunks, whole_usage = _split(
+        list(adapter.stream(_request(prompt, request_id="gpu:whole", max_tokens=max_tokens, stop=stop)))
+    )
+    request = _request(prompt, request_id="gpu:suspend", max_tokens=max_tokens, stop=stop)
+
+    stream = adapter.stream(request)
+    first = [next(stream) for _ in range(3)]
+    suspender = threading.Thread(target=adapter.suspend, args=(request.request_id,))
+    suspender.start()
+    suspender.join(WAIT)
+    rest = list(stream)
+
+    assert all(isinstance(item, TextChunk) for item in first + rest[:-1])
+    suspended = rest[-1]
+    assert isinstance(suspended, Suspended), f"the stream ended with {suspended!r}, not Suspended"
+    assert 0 < suspended.completion_tokens < whole_usage.completion_tokens
+    streamed = "".join(item.text for item in first + rest[:-1])
+    checkpoint = json.loads(json.dumps(suspended.checkpoint))  # stored as JSON by the platform
+    resumed = dataclasses.replace(request, resume=Resume(streamed, checkpoint, suspended.completion_tokens))
+    chunks, usage = _split(list(adapter.stream(resumed)))
+
+    # Greedy decoding: the same text and the same charge as without the suspension.
+    assert streamed + "".join(chunks) == "".join(whole_chunks)
+    assert usage == whole_usage
