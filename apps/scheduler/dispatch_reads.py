@@ -1,7 +1,7 @@
 """The dispatcher's reads, written by hand (apps.scheduler.dispatcher runs them).
 
 A dispatch round runs after every submission: at low load its fixed cost is
-paid per task. Through the ORM its four reads cost about 1 ms of CPU each to
+paid per task. Through the ORM its reads cost about 1 ms of CPU each to
 compile here; the same SQL through a cursor about 0.1 ms (docs/benchmarks.md).
 The statements are built once per process and database from the models'
 metadata and run on PostgreSQL and SQLite alike; values come back through the
@@ -43,6 +43,9 @@ class ReadyTask:
     max_running: int | None  # the tenant's plan's running cap
     tenant_active: bool  # False: the tenant is paused and its tasks wait
     request_id: str  # the submitting request's id, for the dispatch's log line
+    progress_tokens: int  # completion tokens generated before its last suspension (0: none)
+    turn_at: datetime | None  # its place in line when its time slice ended (None: queued_at)
+    adapter: str  # its model's adapter (whether its generations can be preempted)
 
 
 def _q(name: str) -> str:
@@ -73,6 +76,7 @@ _READY_FIELDS: tuple[tuple[type[models.Model], str, str], ...] = (
     (Task, "max_tokens", "t"), (Task, "queued_at", "t"), (Task, "critical_path_rank", "t"),
     (LLMModel, "name", "m"), (ModelVersion, "version", "v"), (TaskCharge, "reserved_tokens", "c"),
     (Plan, "weight", "p"), (Plan, "max_running", "p"), (Tenant, "active", "n"), (Task, "request_id", "t"),
+    (Task, "progress_tokens", "t"), (Task, "turn_at", "t"), (LLMModel, "adapter", "m"),
 )
 
 
@@ -162,3 +166,52 @@ def ended_usage(task_ids: Sequence[uuid.UUID], terminal_states: Collection[str])
         sql, readers = _usage_sql(connection.vendor, len(part), len(states))
         rows += _rows(sql, [*(_prep(Task, "id", task_id) for task_id in part), *states], readers)  # type: ignore[arg-type]
     return rows
+
+
+@dataclass(frozen=True)
+class SlotHolder:
+    """A task holding one of its model's slots: running, or handed to a queue (``started_at`` None)."""
+
+    id: uuid.UUID
+    model_id: uuid.UUID
+    tenant_id: uuid.UUID
+    priority: str
+    state: str
+    started_at: datetime | None  # the start of its current run segment (every claim sets it)
+    preemptions: int
+    suspend_requested: bool
+    cancel_requested: bool
+    weight: float | None  # the tenant's plan's fair-share weight
+
+
+_HOLDER_FIELDS: tuple[tuple[type[models.Model], str, str], ...] = (
+    (Task, "id", "t"), (Task, "model", "t"), (Task, "tenant", "t"), (Task, "priority", "t"), (Task, "state", "t"),
+    (Task, "started_at", "t"), (Task, "preemptions", "t"), (Task, "suspend_requested", "t"),
+    (Task, "cancel_requested", "t"), (Plan, "weight", "p"),
+)
+
+
+@functools.cache
+def _holders_sql(vendor: str, count: int) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
+    state, dispatched = _col("t", Task, "state"), _col("t", Task, "dispatched_at")
+    sql = (
+        f"SELECT {', '.join(_col(alias, model, name) for model, name, alias in _HOLDER_FIELDS)} "
+        f"FROM {_table(Task)} t "
+        f"JOIN {_table(Tenant)} n ON n.{_q(column_of(Tenant, 'id'))} = {_col('t', Task, 'tenant')} "
+        f"JOIN {_table(Plan)} p ON p.{_q(column_of(Plan, 'id'))} = {_col('n', Tenant, 'plan')} "
+        f"WHERE ({state} = %s OR ({state} = %s AND {dispatched} IS NOT NULL)) "
+        f"AND {_col('t', Task, 'model')} IN ({', '.join(['%s'] * count)})"
+    )
+    return sql, tuple(reader(model, name, connection) for model, name, _ in _HOLDER_FIELDS)
+
+
+def slot_holders(model_ids: Sequence[uuid.UUID]) -> list[SlotHolder]:
+    """The tasks running or handed to a queue on ``model_ids``, with what preemption weighs.
+
+    One statement for every model a round considers (their number is bounded by
+    the models placed on live workers, far below a statement's parameter limit)."""
+    if not model_ids:
+        return []
+    sql, readers = _holders_sql(connection.vendor, len(model_ids))
+    params = [TaskState.RUNNING, TaskState.QUEUED, *(_prep(Task, "model", model_id) for model_id in model_ids)]
+    return [SlotHolder(*row) for row in _rows(sql, params, readers)]

@@ -24,6 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -88,7 +89,7 @@ def request_suspend(task_ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
     Task.objects.filter(pk__in=asked, state=TaskState.RUNNING).update(suspend_requested=True)
     for start in range(0, len(asked), _IDS_PER_WAKE_UP):
         payload = ",".join(str(task_id) for task_id in asked[start:start + _IDS_PER_WAKE_UP])
-        transaction.on_commit(lambda p=payload: notify.wake(SUSPEND_CHANNEL, p), robust=True)
+        transaction.on_commit(partial(notify.wake, SUSPEND_CHANNEL, payload), robust=True)
     return asked
 
 
