@@ -65,26 +65,22 @@ class Hold:
         return self.suspend.is_set()
 
     def raise_suspend(self) -> None:
-        if self.suspend.is_set() or self.stop.is_set():
-            return
-        self.suspend.set()
-        on_suspend = self.on_suspend
-        if on_suspend is not None:
-            try:
-                on_suspend()
-            except Exception:  # the slot thread still sees the flag after its next token
-                logger.exception("suspending task %s failed", self.task_id)
+        if not self.stop.is_set():  # a stop (cancel, lost lease) wins over a suspension
+            self._raise(self.suspend, self.on_suspend, "suspending")
 
     def raise_stop(self) -> None:
-        if self.stop.is_set():
+        self._raise(self.stop, self.on_stop, "stopping")
+
+    def _raise(self, flag: threading.Event, tell: Callable[[], None] | None, doing: str) -> None:
+        """Set ``flag`` and call ``tell`` once (the first time only)."""
+        if flag.is_set():
             return
-        self.stop.set()
-        on_stop = self.on_stop
-        if on_stop is not None:
+        flag.set()
+        if tell is not None:
             try:
-                on_stop()
+                tell()
             except Exception:  # the slot thread still sees the flag after its next token
-                logger.exception("stopping task %s failed", self.task_id)
+                logger.exception("%s task %s failed", doing, self.task_id)
 
 
 class LeaseKeeper:

@@ -1,4 +1,5 @@
-"""Fixtures shared by integration tests: the remote (OpenAI-compatible) models' stub, the stream log's back ends."""
+"""Fixtures shared by integration tests: the remote (OpenAI-compatible) models' stub, the stream log's back ends,
+a worker's lease keeper (suspension tests)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from apps.catalog.models import LLMModel
 from apps.catalog.plugins import registry
+from apps.runtime.leases import LeaseKeeper
 from apps.streaming import log as log_module
 from apps.streaming.log import DatabaseStreamLog, RedisStreamLog, StreamLog
 from tests.stubs.openai_stub import serve_openai_stub
@@ -55,3 +57,13 @@ def stream_log_backend(request, monkeypatch, settings) -> StreamLog:
         backend = DatabaseStreamLog()
     monkeypatch.setattr(log_module, "_log", backend)
     return backend
+
+
+@pytest.fixture
+def keeper() -> Iterator[LeaseKeeper]:
+    """A started keeper of the test's own, renewing once an hour: a suspension or a
+    cancel reaches it only through its wake-up."""
+    keeper = LeaseKeeper(renew_seconds=3600)
+    keeper.start()
+    yield keeper
+    keeper.stop()

@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 
-from apps.runtime.leases import LeaseKeeper
 from apps.tasks import suspension
 from apps.tasks.models import Task
 from tests.integration.gateway_support import COMPLETIONS, AsgiCall, sse_events
@@ -17,23 +16,18 @@ from tests.integration.suspension_support import SLOW_ECHO, WORDS, WorkerThread,
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def test_a_completion_stream_goes_on_across_a_suspension(acme_key):
+def test_a_completion_stream_goes_on_across_a_suspension(acme_key, keeper):
     slow_echo()
     call = AsgiCall(acme_key, COMPLETIONS, {"model": SLOW_ECHO, "prompt": WORDS, "max_tokens": 100, "stream": True})
     status, headers = call.start()
     assert status == 200
     task_id = uuid.UUID(headers["x-task-id"])
-    keeper = LeaseKeeper(renew_seconds=3600)
-    keeper.start()
-    try:
-        worker = WorkerThread(task_id, keeper)
-        wait_until(streamed_some(task_id), "the task streamed a few words")
-        assert suspension.request_suspend([task_id]) == [task_id]
-        worker.join()
-        assert Task.objects.get(pk=task_id).preemptions == 1
-        WorkerThread(task_id, keeper).join()
-    finally:
-        keeper.stop()
+    worker = WorkerThread(task_id, keeper)
+    wait_until(streamed_some(task_id), "the task streamed a few words")
+    assert suspension.request_suspend([task_id]) == [task_id]
+    worker.join()
+    assert Task.objects.get(pk=task_id).preemptions == 1
+    WorkerThread(task_id, keeper).join()
 
     events = sse_events(call.read_to_end())
 

@@ -34,14 +34,6 @@ def _submit(api, **extra) -> uuid.UUID:
     return uuid.UUID(created.body["id"])
 
 
-@pytest.fixture
-def keeper():
-    keeper = LeaseKeeper(renew_seconds=3600)
-    keeper.start()
-    yield keeper
-    keeper.stop()
-
-
 def _suspend_mid_way(task_id: uuid.UUID, keeper: LeaseKeeper) -> Task:
     worker = WorkerThread(task_id, keeper)
     wait_until(streamed_some(task_id), "the task streamed a few words")

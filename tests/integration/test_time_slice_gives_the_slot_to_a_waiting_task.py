@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 
-from apps.runtime.leases import LeaseKeeper
 from apps.tasks import suspension
 from apps.tasks.models import Task, TaskState
 from tests.integration.suspension_support import SLOW_ECHO, WORDS, WorkerThread, slow_echo
@@ -19,14 +18,6 @@ from tests.metrics_support import delta, scrape
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 SLICE = 3
-
-
-@pytest.fixture
-def keeper():
-    keeper = LeaseKeeper(renew_seconds=3600)
-    keeper.start()
-    yield keeper
-    keeper.stop()
 
 
 @pytest.fixture
