@@ -47,7 +47,7 @@ import math
 import random
 import statistics
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +55,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from apps.scheduler.policy import CLASSES, FairScheduler  # noqa: E402
+from apps.scheduler.policy import CLASSES, Entry, FairScheduler, _Task, _Tenant  # noqa: E402
+from apps.scheduler.preemption_policy import Guards, Running, choose_victims, preemptible  # noqa: E402
 
 # settings.SCHEDULER_IDLE_CREDIT_TOKENS's default (this file does not import Django).
 DEFAULT_IDLE_CREDIT = 50_000.0
@@ -91,7 +92,13 @@ class Request:
     completion: int
     max_tokens: int
     service: float
-    start: float | None = None
+    start: float | None = None  # its first dispatch
+    finish: float | None = None  # set by run_preempting only (inf until it ends); else start + service
+    delay: float = 0.0  # time lost to preemption: suspended, waiting again, resuming
+    preemptions: int = 0
+    done: float = 0.0  # service seconds done before its last suspension
+    progress: int = 0  # completion tokens generated before its last suspension
+    suspended_at: float | None = None  # when it was last asked to suspend (it stops working then)
 
     @property
     def estimated(self) -> int:
@@ -189,6 +196,44 @@ class Policy:
         self.scheduler.complete(request.tenant, request.priority, request.estimated, request.actual)
 
 
+class PreemptedPolicy(Policy):
+    """The policy as the dispatcher charges it when generations are suspended
+    (apps.scheduler.dispatcher): a task is charged per segment — what is left of its
+    worst case when dispatched, corrected to the tokens the segment generated when it
+    comes back, and to its prompt plus the rest at its end — so that it is charged
+    about once in total however often it is suspended."""
+
+    def __init__(self, aging_seconds: float, class_weights: tuple[float, ...] | None = None,
+                 idle_credit: float = 0.0) -> None:
+        super().__init__(aging_seconds, class_weights, idle_credit)
+        self.charged: dict[int, tuple[float, int]] = {}  # seq -> (estimated cost charged, progress then)
+
+    def add(self, request: Request, now: float) -> None:
+        self.requests[request.seq] = request
+        # A preempted task keeps its arrival: its place among its flow's tasks (suspend_task).
+        self.scheduler.add(request.seq, request.tenant, request.weight, request.priority,
+                           max(1, request.estimated - request.progress), now, enqueued_at=request.arrival)
+
+    def next(self, now: float, capped: set[str]) -> Request | None:
+        entry = self.scheduler.next(now, capped)
+        if entry is None:
+            return None
+        request = self.requests.pop(entry.task_id)  # type: ignore[call-overload]  # the ids added are seqs
+        self.charged[request.seq] = (entry.estimated_cost, request.progress)
+        return request
+
+    def requeue(self, request: Request, now: float) -> None:
+        """Back in the queue, suspended: added first, then the segment's charge corrected
+        (the refund must not be undone by lifting an emptied flow's tag)."""
+        estimated, progress = self.charged.pop(request.seq)
+        self.add(request, now)
+        self.scheduler.complete(request.tenant, request.priority, estimated, max(0, request.progress - progress))
+
+    def complete(self, request: Request, now: float) -> None:
+        estimated, progress = self.charged.pop(request.seq)
+        self.scheduler.complete(request.tenant, request.priority, estimated, max(0, request.actual - progress))
+
+
 ORDERINGS: dict[str, Callable[[argparse.Namespace], object]] = {
     "fifo": lambda args: Fifo(),
     "class-fifo": lambda args: ClassFifo(),
@@ -196,8 +241,31 @@ ORDERINGS: dict[str, Callable[[argparse.Namespace], object]] = {
     "sfq": lambda args: Policy(args.aging, args.class_weights, 0.0),
 }
 
-# (column label, ordering, running caps per tenant): what every scenario runs.
-BASE_RUNS: list[tuple[str, str, dict[str, int]]] = [(name, name, {}) for name in ORDERINGS]
+# (column label, ordering, running caps per tenant): what every scenario runs; the
+# "+preempt" ordering is the policy with preemption (run_preempting).
+PREEMPT = "policy+preempt"
+BASE_RUNS: list[tuple[str, str, dict[str, int]]] = [
+    *((name, name, {}) for name in ORDERINGS), ("policy,preempt", PREEMPT, {})
+]
+
+# Preemption's costs, from bench/preemption.py on the tiny local model (docs/benchmarks.md,
+# "Preemption"): suspend asked -> slot free, and claimed again -> next token; the p90s of
+# the distributed runs (the slower backend: 78-121 ms and 29-93 ms), rounded up.
+MEASURED_SUSPEND_S = 0.1
+MEASURED_RESUME_S = 0.05
+COSTS_SOURCE = "p90s of bench/preemption.py --backend distributed, tiny model, 2-core VM (docs/benchmarks.md)"
+
+
+def replay(
+    requests: list[Request], ordering: str, args: argparse.Namespace, horizon: float,
+    caps: dict[str, int] | None = None,
+) -> list[Request]:
+    """``requests`` on ``args.slots`` slots under ``ordering`` (a key of ORDERINGS, or PREEMPT)."""
+    if ordering != PREEMPT:
+        return run(requests, ORDERINGS[ordering](args), args.slots, horizon, caps)
+    model = Preempting(args.suspend_cost, args.resume_cost, args.preempt_min_run, args.preempt_max)
+    policy = PreemptedPolicy(args.aging, args.class_weights, args.idle_credit)
+    return run_preempting(requests, policy, args.slots, horizon, model, caps)
 
 
 def run(
@@ -239,6 +307,217 @@ def run(
                 if running[request.tenant] >= caps[request.tenant]:
                     capped.add(request.tenant)
             heapq.heappush(completions, (now + request.service, request.seq, request))
+    return requests
+
+
+def peek_first(scheduler: FairScheduler, now: float, capped: set[str], k: int) -> list[Entry]:
+    """``scheduler.peek_order(now, capped, k)``, on a copy holding only each flow's first
+    k tasks: k decisions can take no others, so the answer is the same, at a cost
+    independent of the queue's length (peek_order copies it all: O(queue) at every
+    event of a backlogged run). Mirrors FairScheduler._copy."""
+    twin = FairScheduler(scheduler.aging_seconds, scheduler.class_weights, scheduler.idle_credit)
+    twin._clock = scheduler._clock
+    twin._level_virtual = list(scheduler._level_virtual)
+    twin._capped = scheduler._capped
+    for mine, theirs in zip(scheduler._classes, twin._classes, strict=True):
+        theirs.virtual, theirs.offset, theirs.level = mine.virtual, mine.offset, mine.level
+    for name, state in scheduler._tenants.items():
+        copy = twin._tenants[name] = _Tenant(name, state.seq, state.weight, state.capped)
+        for flow, flow_copy in zip(state.flows, copy.flows, strict=True):
+            flow_copy.tag = flow.tag
+            # The k live tasks first in the flow's heap order, walking the heap from its root.
+            heap, frontier = flow.tasks, [(flow.tasks[0], 0)] if flow.tasks else []
+            while frontier and len(flow_copy.tasks) < k:
+                (neg_rank, enqueued_at, seq, task), at = heapq.heappop(frontier)
+                if task.alive:
+                    twin_task = _Task(task.task_id, flow_copy, task.cost, task.rank, task.enqueued_at, task.seq)
+                    twin._tasks[task.task_id] = twin_task
+                    flow_copy.tasks.append((neg_rank, enqueued_at, seq, twin_task))
+                for child in (2 * at + 1, 2 * at + 2):
+                    if child < len(heap):
+                        heapq.heappush(frontier, (heap[child], child))
+            if flow_copy.tasks:
+                flow_copy.live = len(flow_copy.tasks)  # already in heap order: taken smallest first
+                if not copy.capped:
+                    twin._classes[flow.base].flows += 1
+                    twin._publish_tag(flow_copy)
+                    twin._publish_age(flow_copy)
+    return twin.peek_order(now, capped, k)
+
+
+@dataclass(frozen=True)
+class Preempting:
+    """Preemption as the dispatcher does it: the victims are chosen by
+    apps.scheduler.preemption_policy.choose_victims after every event that leaves
+    tasks waiting on a full model, with the thrash guards; each costs time."""
+
+    suspend_s: float  # asked to suspend -> its slot is free; it makes no progress meanwhile
+    resume_s: float  # dispatched again -> generating again (added to what is left of its service)
+    min_run_s: float  # settings.PREEMPT_MIN_RUN_SECONDS
+    max_per_task: int  # settings.PREEMPT_MAX_PER_TASK
+
+
+@dataclass
+class _Segment:
+    """A task's run from one dispatch to its end or its suspension."""
+
+    request: Request
+    started: float
+    work_from: float  # started + the resume cost
+    version: int  # an event of an older version is stale
+    leaving_at: float | None = None  # asked to suspend at
+
+
+_DONE, _FREED, _RIPE = 0, 1, 2  # event kinds; at equal times an end comes before an arrival
+
+
+def tokens_done(request: Request, work: float) -> int:
+    """Completion tokens generated after ``work`` seconds of its service."""
+    decoding = work - OVERHEAD_S - request.prompt / PREFILL_TOKENS_PER_S
+    return max(0, min(request.completion, int(decoding * DECODE_TOKENS_PER_S)))
+
+
+def run_preempting(
+    requests: list[Request], policy: PreemptedPolicy, slots: int, horizon: float, model: Preempting,
+    caps: dict[str, int] | None = None,
+) -> list[Request]:
+    """``run`` with preemption: after each event, when tasks wait and no slot is free,
+    the running tasks that ``choose_victims`` names (for the first ``slots`` waiting
+    tasks in the policy's order) stop working, free their slots ``suspend_s`` later
+    and go back to the queue with what is left of their service; their next
+    dispatch pays ``resume_s`` first. A freed slot goes to the policy's next task.
+    Returns copies with ``start`` (first dispatch), ``finish`` and ``delay`` filled in."""
+    requests = [Request(**vars(r)) for r in requests]
+    caps = caps or {}
+    guards = Guards(model.min_run_s, model.max_per_task)
+    weights = {r.tenant: r.weight for r in requests}
+    level_of = {name: level for level, name in enumerate(CLASSES)}
+    running: dict[int, _Segment] = {}
+    in_flight: Counter[str] = Counter()
+    events: list[tuple[float, int, int, int]] = []  # (time, kind, seq, segment version)
+    versions = iter(range(1, 1 << 62))
+    # What waits, for the cheap test below: tenants per class level, oldest arrival per level.
+    queued: list[Counter[str]] = [Counter() for _ in CLASSES]
+    oldest: list[list[tuple[float, int]]] = [[] for _ in CLASSES]
+    waiting: set[int] = set()
+    free = slots
+    index = 0
+
+    def enqueue(request: Request, now: float) -> None:
+        level = level_of[request.priority]
+        queued[level][request.tenant] += 1
+        heapq.heappush(oldest[level], (request.arrival, request.seq))
+        waiting.add(request.seq)
+        if request.seq in policy.charged:
+            policy.requeue(request, now)
+        else:
+            policy.add(request, now)
+
+    def may_preempt(now: float, holders: list[Running]) -> bool:
+        """False only when choose_victims cannot choose anything: no running task may be
+        preempted, or no waiting task can outrank one, whatever the first waiting tasks
+        are (it spares the O(queue) peek_order at most decisions; the answer is the same)."""
+        candidates = [task for task in holders if preemptible(task, now, guards)]
+        if not candidates:
+            return False
+        if any(task.leaving for task in holders):
+            return True
+        reach: dict[int, int] = {}  # base level -> the highest level its tasks may have aged to
+        for level in range(len(CLASSES)):
+            heap = oldest[level]
+            while heap and heap[0][1] not in waiting:
+                heapq.heappop(heap)
+            if heap:
+                reach[level] = level - min(level, int((now - heap[0][0]) // policy.scheduler.aging_seconds))
+        if not reach:
+            return False
+        best, lowest = min(reach.values()), max(level_of[task.priority_class] for task in candidates)
+        if best != lowest:
+            return best < lowest
+        # Same level: some waiting tenant must be able to be under its share, some running one over.
+        at_level = Counter(t.tenant for t in holders if level_of[t.priority_class] == best)
+        maybe = {tenant for base, top in reach.items() if base >= best and top <= best for tenant in queued[base]
+                 if queued[base][tenant]}
+        total = sum(weights[t] for t in at_level)
+        most = total + sum(weights[t] for t in maybe - at_level.keys())
+        slack = 1e-6
+        under = any(at_level[t] + 1 <= slots * weights[t] / (total + (weights[t] if t not in at_level else 0)) + slack
+                    for t in maybe)
+        over = any(at_level[t.tenant] > slots * weights[t.tenant] / most - slack
+                   for t in candidates if level_of[t.priority_class] == best)
+        return under and over
+
+    def start(request: Request, now: float) -> None:
+        waiting.discard(request.seq)
+        queued[level_of[request.priority]][request.tenant] -= 1
+        resume = 0.0
+        if request.start is None:
+            request.start, request.finish = now, math.inf
+        else:
+            resume = model.resume_s
+            assert request.suspended_at is not None
+            request.delay += now + resume - request.suspended_at
+        segment = _Segment(request, now, now + resume, next(versions))
+        running[request.seq] = segment
+        in_flight[request.tenant] += 1
+        heapq.heappush(events, (segment.work_from + request.service - request.done, _DONE, request.seq,
+                                segment.version))
+        if model.min_run_s > 0:  # it becomes a candidate then: a decision point, as a dispatcher round
+            heapq.heappush(events, (now + model.min_run_s, _RIPE, request.seq, segment.version))
+
+    while True:
+        arrival = requests[index].arrival if index < len(requests) else math.inf
+        at = events[0][0] if events else math.inf
+        now = min(arrival, at)
+        if now > horizon:
+            break
+        if at <= arrival:
+            _, kind, seq, version = heapq.heappop(events)
+            segment = running.get(seq)
+            if segment is None or segment.version != version:
+                continue
+            if kind != _RIPE:
+                del running[seq]
+                free += 1
+                request = segment.request
+                in_flight[request.tenant] -= 1
+                if kind == _DONE:
+                    request.finish = now
+                    policy.complete(request, now)
+                else:
+                    assert segment.leaving_at is not None
+                    request.done += max(0.0, segment.leaving_at - segment.work_from)
+                    request.progress = tokens_done(request, request.done)
+                    request.preemptions += 1
+                    request.suspended_at = segment.leaving_at
+                    enqueue(request, now)
+        else:
+            enqueue(requests[index], now)
+            index += 1
+        capped = {tenant for tenant, cap in caps.items() if in_flight[tenant] >= cap}
+        while free and (chosen := policy.next(now, capped)) is not None:
+            free -= 1
+            start(chosen, now)
+            if chosen.tenant in caps and in_flight[chosen.tenant] >= caps[chosen.tenant]:
+                capped.add(chosen.tenant)
+        if free or not len(policy.scheduler):
+            continue
+        holders = [
+            Running(seq, s.request.tenant, s.request.priority, s.started, s.request.preemptions, True,
+                    s.leaving_at is not None)
+            for seq, s in running.items()
+        ]
+        if not may_preempt(now, holders):
+            continue
+        room = {tenant: max(0, cap - in_flight[tenant]) for tenant, cap in caps.items()}
+        order = peek_first(policy.scheduler, now, capped, slots)
+        for preemption in choose_victims(order, holders, slots, now, weights, guards, room):
+            segment = running[preemption.victim.task_id]  # type: ignore[index]
+            segment.leaving_at = now
+            if segment.work_from + segment.request.service - segment.request.done <= now + model.suspend_s:
+                continue  # it ends before its suspension would take effect
+            segment.version = next(versions)
+            heapq.heappush(events, (now + model.suspend_s, _FREED, segment.request.seq, segment.version))
     return requests
 
 
@@ -286,6 +565,8 @@ class Outcome:
     mean_service: float
     dispatched: int = 0
     censored: dict[str, float] = field(default_factory=dict)  # fraction of waits that are lower bounds
+    throughput: float = 0.0  # tokens (prompt + completion) of the tasks that ended in the window, per second
+    preemptions: int = 0  # suspensions of the tasks that arrived in the window
 
 
 def measure(done: list[Request], specs: list[TenantLoad], warmup: float, horizon: float) -> Outcome:
@@ -306,12 +587,16 @@ def measure(done: list[Request], specs: list[TenantLoad], warmup: float, horizon
         share={name: tokens[name] / total for name in tokens},
         p50={name: percentile(w, 0.50) for name, w in waits.items()},
         p99={name: percentile(w, 0.99) for name, w in waits.items()},
-        p99_latency={s.name: percentile([r.start - r.arrival + r.service for r in window
+        p99_latency={s.name: percentile([r.start - r.arrival + r.service + r.delay for r in window
                                          if r.tenant == s.name and r.start is not None], 0.99) for s in specs},
         jain=jain([tokens[name] / fair[name] for name in tokens if fair[name] > 0]),
         mean_service=statistics.fmean(r.service for r in served) if served else float("nan"),
         dispatched=len(served),
         censored={name: censored[name] / max(1, len(waits[name])) for name in waits},
+        throughput=sum(r.actual for r in done if r.start is not None
+                       and warmup <= (r.finish if r.finish is not None else r.start + r.service) <= horizon)
+        / (horizon - warmup),
+        preemptions=sum(r.preemptions for r in window),
     )
 
 
@@ -336,7 +621,13 @@ def check_backlogged(results: dict[str, Outcome], alone: dict[str, Outcome]) -> 
         n = len(outcome.share)
         worst = max(abs(share * n - 1) for share in outcome.share.values())
         text = f"largest deviation from an equal share {worst:.1%} (≤ 5 %), Jain {outcome.jain:.4f} (≥ 0.99)"
-        lines.append((name, text, worst <= 0.05 and outcome.jain >= 0.99))
+        ok = worst <= 0.05 and outcome.jain >= 0.99
+        if outcome.preemptions and "policy" in results:
+            # What preemption costs: its suspend and resume times, and the work redone.
+            loss = 1 - outcome.throughput / results["policy"].throughput
+            text += f"; {outcome.preemptions} preemptions, throughput {loss:.1%} below 'policy' (≤ 5 %)"
+            ok = ok and loss <= 0.05
+        lines.append((name, text, ok))
     return lines
 
 
@@ -533,6 +824,17 @@ def main() -> int:
     parser.add_argument("--idle-credit", type=float, default=DEFAULT_IDLE_CREDIT,
                         help="the policy's idle_credit in tokens (default: the platform's, "
                              "settings.SCHEDULER_IDLE_CREDIT_TOKENS; the 'sfq' column has 0)")
+    parser.add_argument("--suspend-cost", type=float, default=MEASURED_SUSPEND_S,
+                        help=f"seconds from a suspension asked to its slot free (default {MEASURED_SUSPEND_S:g}: "
+                             "measured, see the run's first lines)")
+    parser.add_argument("--resume-cost", type=float, default=MEASURED_RESUME_S,
+                        help=f"seconds from a suspended task's dispatch to its next token "
+                             f"(default {MEASURED_RESUME_S:g}: measured)")
+    parser.add_argument("--preempt-min-run", type=float, default=0.5,
+                        help="seconds a segment runs before it may be preempted "
+                             "(settings.PREEMPT_MIN_RUN_SECONDS's default)")
+    parser.add_argument("--preempt-max", type=int, default=3,
+                        help="preemptions per task at most (settings.PREEMPT_MAX_PER_TASK's default)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -542,11 +844,19 @@ def main() -> int:
     print(f"seed {args.seed}, {args.slots} slots, policy aging {args.aging:g} s, "
           f"class weights {':'.join(f'{w:g}' for w in class_weights)}, "
           f"{'quick' if args.quick else 'full'} run; waits in seconds")
+    measured = (args.suspend_cost, args.resume_cost) == (MEASURED_SUSPEND_S, MEASURED_RESUME_S)
+    print(f"'policy,preempt': the policy with preemption (apps.scheduler.preemption_policy): suspend "
+          f"{args.suspend_cost * 1000:g} ms, resume {args.resume_cost * 1000:g} ms "
+          f"({'measured: ' + COSTS_SOURCE if measured else 'given on the command line'}), "
+          f"min run {args.preempt_min_run:g} s, at most {args.preempt_max} per task")
+    report["preemption"] = {"suspend_s": args.suspend_cost, "resume_s": args.resume_cost,
+                            "min_run_s": args.preempt_min_run, "max_per_task": args.preempt_max,
+                            "costs_from": COSTS_SOURCE if measured else "command line"}
     for scenario in scenarios(args.quick):
         requests = generate(scenario.specs, args.slots, scenario.horizon, args.seed)
         runs = BASE_RUNS + scenario.extra_runs
         results = {
-            label: measure(run(requests, ORDERINGS[ordering](args), args.slots, scenario.horizon, caps),
+            label: measure(replay(requests, ordering, args, scenario.horizon, caps),
                            scenario.specs, scenario.warmup, scenario.horizon)
             for label, ordering, caps in runs
         }
@@ -572,6 +882,8 @@ def main() -> int:
             print(row)
         print(f"{'Jain':<22}" + "".join(f"{o.jain:>28.4f}" for o in results.values()))
         print(f"{'mean service (s)':<22}" + "".join(f"{o.mean_service:>28.2f}" for o in results.values()))
+        print(f"{'tokens/s ended':<22}" + "".join(f"{o.throughput:>28.0f}" for o in results.values()))
+        print(f"{'preemptions':<22}" + "".join(f"{o.preemptions:>28d}" for o in results.values()))
         verdicts = scenario.check(results, alone)
         for name, text, ok in verdicts:
             print(f"  {'meets' if ok else 'MISSES'} target — {name}: {text}")
