@@ -11,7 +11,13 @@ same arrivals are replayed under three orderings:
 * ``policy``     apps.scheduler.policy.FairScheduler, estimating each task at
                  prompt + max_tokens and correcting to prompt + completion at
                  the end, with the platform's idle credit (``--idle-credit``);
-* ``sfq``        the same policy with idle credit 0: plain start-time fair queuing.
+* ``sfq``        the same policy with idle credit 0: plain start-time fair queuing;
+* ``policy,preempt`` the policy with preemption (``run_preempting``): when tasks
+                 wait on a full model, apps.scheduler.preemption_policy chooses
+                 running tasks to suspend; each pays a suspend and a resume
+                 cost (``--suspend-cost``, ``--resume-cost``; by default those
+                 bench/preemption.py measured) and resumes where it stopped,
+                 under the thrash guards (``--preempt-min-run``, ``--preempt-max``).
 
 Scenarios (targets from the scheduling issue):
 
@@ -33,7 +39,9 @@ counts with the wait it had so far (a lower bound). Shares count the tokens
 index is over each tenant's tokens divided by its weighted max-min fair
 allocation of what was served (its demand is what it submitted).
 
-    python bench/simulate.py [--quick] [--seed N] [--slots N] [--aging S] [--class-weights 16,4,1] [--json PATH]
+    python bench/simulate.py [--quick] [--seed N] [--slots N] [--aging S] [--class-weights 16,4,1]
+                             [--suspend-cost S] [--resume-cost S] [--preempt-min-run S] [--preempt-max N]
+                             [--json PATH]
 
 prints a table per scenario and exits 0.
 """
