@@ -34,7 +34,7 @@ from django.db import close_old_connections
 from apps.core import notify
 from apps.tasks import services as task_services
 from apps.tasks.models import Task
-from apps.tasks.suspension import SUSPEND_CHANNEL
+from apps.tasks.suspension import SUSPEND_CHANNEL, SUSPEND_PAYLOAD_PREFIX, suspensions_in
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,19 @@ class LeaseKeeper:
             elif held.task_id in found.suspend:
                 held.raise_suspend()
 
+    def _suspend_named(self, woken: notify.Wake) -> bool:
+        """Raise the suspend flag of the held tasks a task-suspend wake-up names, at once:
+        the scheduler committed the ask before it woke us, so no read is needed (a
+        renewal would find it too). True when the wake-up held nothing but suspensions."""
+        named = suspensions_in(woken.payloads)
+        if not named:
+            return False
+        with self._lock:
+            holds = [held for task_id, held in self._holds.items() if str(task_id) in named]
+        for held in holds:
+            held.raise_suspend()
+        return all(payload.startswith(SUSPEND_PAYLOAD_PREFIX) for payload in woken.payloads)
+
     def _held_ids(self) -> list[str]:
         with self._lock:
             return [str(task_id) for task_id in self._holds]
@@ -168,6 +181,9 @@ class LeaseKeeper:
                 woken = cancels.wait(next_round - time.monotonic())
                 if self._stopping.is_set():
                     break
+                if (woken is not None and woken.complete and self._suspend_named(woken)
+                        and time.monotonic() < next_round):
+                    continue  # the suspensions it asked are raised; nothing else to check
                 if time.monotonic() < next_round and (woken is None or not _concerns(woken, self._held_ids())):
                     continue  # a cancel or a suspension of another worker's task
                 next_round = time.monotonic() + self.renew_seconds
@@ -182,10 +198,10 @@ class LeaseKeeper:
 
 
 def _concerns(woken: notify.Wake, held_ids: list[str]) -> bool:
-    """Whether a wake-up may name a held task: a cancel's payload is one id, a
-    suspension's a comma-separated few."""
-    held = set(held_ids)
-    return not woken.complete or any(task_id in held for payload in woken.payloads for task_id in payload.split(","))
+    """Whether a wake-up may name a held task: a cancel's payload is its id."""
+    return not woken.complete or not woken.payloads.isdisjoint(held_ids) or bool(
+        suspensions_in(woken.payloads) & set(held_ids)
+    )
 
 
 KEEPER = LeaseKeeper()

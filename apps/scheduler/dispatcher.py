@@ -23,6 +23,7 @@ import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -77,7 +78,7 @@ class Dispatcher:
         load = _Load.read()
         handed = sum(self._fill(model_id, policy, now, load) for model_id, policy in waiting)
         if settings.PREEMPTION_ENABLED:
-            self._preempt(waiting, now, load)
+            handed += self._preempt(waiting, now, load)
         return handed
 
     def has_waiting(self) -> bool:
@@ -158,8 +159,9 @@ class Dispatcher:
                 charged.tenant, charged.priority_class, charged.estimated_cost, max(0, actual),
             )
 
-    def _fill(self, model_id: uuid.UUID, policy: FairScheduler, now, load: _Load) -> int:
-        free = load.free_slots(model_id)
+    def _fill(self, model_id: uuid.UUID, policy: FairScheduler, now, load: _Load, slots: int | None = None) -> int:
+        """Hand out the model's free slots (``slots``: that many instead, being freed) in policy order."""
+        free = load.free_slots(model_id) if slots is None else slots
         if free <= 0:
             return 0
         in_flight, caps = load.in_flight, self._caps
@@ -191,8 +193,9 @@ class Dispatcher:
                 capped.add(entry.tenant)
         return handed
 
-    def _preempt(self, waiting: list[tuple[uuid.UUID, FairScheduler]], now, load: _Load) -> None:
-        """Suspend running generations that tasks still waiting on a full model outrank.
+    def _preempt(self, waiting: list[tuple[uuid.UUID, FairScheduler]], now, load: _Load) -> int:
+        """Suspend running generations that tasks still waiting on a full model outrank,
+        and hand out the slots they free at once; returns the tasks handed out.
 
         Nothing is read unless some model whose adapter can suspend still has tasks
         waiting and no free slot."""
@@ -202,18 +205,26 @@ class Dispatcher:
             and preemption.can_suspend(self._adapters.get(model_id, ""))
         ]
         if not crowded:
-            return
+            return 0
         in_flight = load.in_flight
         # What the capped tenants may still start (after this round's hand-outs):
         # a tenant at its cap is passed over, as _fill passes it over.
         room = {tenant: max(0, cap - in_flight[tenant]) for tenant, cap in self._caps.items() if cap is not None}
         capped = {tenant for tenant, left in room.items() if left <= 0}
         at = now.timestamp()
-        preemption.preempt(
+        asked = preemption.preempt(
             [preemption.Crowded(model_id, slots, policy.peek_order(at, capped, slots))
              for model_id, policy, slots in crowded],
             self._weights, room, now,
         )
+        # The slots being freed are handed out now, in policy order, rather than at the round
+        # after the victims stop: the worker holding a victim takes the next task off its queue
+        # as soon as the slot is free (a round trip through the scheduler less before the
+        # urgent task's first token). Until then the model counts one task over its slots.
+        waiters = [cast(uuid.UUID, p.waiter.task_id) for p in asked]  # the policy holds task ids (_sync_ready)
+        freeing = Counter(self._ready[task_id] for task_id in waiters if task_id in self._ready)
+        policies = dict(waiting)
+        return sum(self._fill(model_id, policies[model_id], now, load, slots=n) for model_id, n in freeing.items())
 
 
 class _Load:

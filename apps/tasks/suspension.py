@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -39,9 +39,12 @@ from apps.tasks.models import Task, TaskState
 
 logger = logging.getLogger(__name__)
 
-# apps.core.notify channel: the scheduler asked running tasks to suspend; payload:
-# their ids, comma-separated (a wake-up payload is one short line: a few per message).
+# apps.core.notify channel: the scheduler asked running tasks to suspend (committed before
+# the wake-up); payload: SUSPEND_PAYLOAD_PREFIX and their ids, comma-separated (a wake-up
+# payload is one short line: a few per message). The prefix tells the workers' lease
+# keepers, which also hear cancels (one id), that the ask itself is in the payload.
 SUSPEND_CHANNEL = "task-suspend"
+SUSPEND_PAYLOAD_PREFIX = "suspend:"
 _IDS_PER_WAKE_UP = 12
 
 
@@ -58,6 +61,14 @@ class Progress:
     checkpoint: dict[str, Any]  # the adapter's (apps.catalog.adapters.Suspended)
     completion_tokens: int
     first_token_at: datetime | None = None  # its first text, kept for the time to first token
+
+
+def suspensions_in(payloads: Iterable[str]) -> set[str]:
+    """The task ids a task-suspend wake-up's payloads ask to suspend (other payloads: none)."""
+    return {
+        task_id for payload in payloads if payload.startswith(SUSPEND_PAYLOAD_PREFIX)
+        for task_id in payload.removeprefix(SUSPEND_PAYLOAD_PREFIX).split(",")
+    }
 
 
 def read_progress(task: Task) -> Progress | None:
@@ -88,7 +99,7 @@ def request_suspend(task_ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
         return []
     Task.objects.filter(pk__in=asked, state=TaskState.RUNNING).update(suspend_requested=True)
     for start in range(0, len(asked), _IDS_PER_WAKE_UP):
-        payload = ",".join(str(task_id) for task_id in asked[start:start + _IDS_PER_WAKE_UP])
+        payload = SUSPEND_PAYLOAD_PREFIX + ",".join(str(task_id) for task_id in asked[start:start + _IDS_PER_WAKE_UP])
         transaction.on_commit(partial(notify.wake, SUSPEND_CHANNEL, payload), robust=True)
     return asked
 

@@ -1,6 +1,7 @@
 """An interactive task that finds every slot of its model held by batch generations
-has the one started last asked to suspend; the freed slot goes to it, and the batch
-task waits in the queue with its progress."""
+has the one started last asked to suspend and is handed out in the same round (the
+worker takes it once the slot is free); the batch task waits in the queue with its
+progress."""
 
 from __future__ import annotations
 
@@ -24,16 +25,17 @@ def test_the_batch_generation_started_last_gives_its_slot_to_the_interactive_tas
     urgent = submit(globex_api, "a customer waits", priority="interactive")
 
     with caplog.at_level(logging.INFO, logger="apps.scheduler.preemption"):
-        assert dispatcher.run_once() == 0  # no slot is free
+        assert dispatcher.run_once() == 1  # no slot is free: the one being freed is handed to it
     assert asked() == {batch[3]}
     assert f"preempting task {batch[3]} (batch) for task {urgent} (interactive)" in caplog.text
+    assert handed_out() == {urgent}
 
     # Until it has suspended, its slot counts as one about to free: nobody else is asked.
     assert dispatcher.run_once() == 0
     assert asked() == {batch[3]}
 
     suspend(running[3], completion_tokens=3)  # its worker stops it at a token boundary
-    assert dispatcher.run_once() == 1
+    assert dispatcher.run_once() == 0  # its slot is the interactive task's already
     assert handed_out() == {urgent}
     suspended = Task.objects.get(pk=batch[3])
     assert (suspended.state, suspended.dispatched_at, suspended.preemptions) == (TaskState.QUEUED, None, 1)

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from apps.core import notify
 from apps.runtime.leases import LeaseKeeper
 from apps.tasks import services, suspension
 from apps.tasks.models import Task
@@ -72,3 +73,22 @@ def test_only_running_tasks_are_asked(acme_api):
 
     assert suspension.request_suspend([queued, running.pk]) == [running.pk]
     assert suspension.request_suspend([running.pk]) == []  # asked once
+
+
+def test_the_keeper_takes_the_ask_from_the_wake_up_without_reading_the_row(acme_api):
+    """The scheduler commits its ask before the wake-up: the keeper raises the flag on the
+    payload alone (one database round trip less before the slot frees). Here the row
+    was never flagged, so a renewal would not raise it: only the payload can."""
+    running = _running(acme_api)
+    keeper = LeaseKeeper(renew_seconds=3600)
+    keeper.start()
+    try:
+        held = keeper.hold(running)
+        other = keeper.hold(_running(acme_api, "not named"))
+
+        notify.wake(suspension.SUSPEND_CHANNEL, f"{suspension.SUSPEND_PAYLOAD_PREFIX}{running.pk}")
+
+        assert held.suspend.wait(FAILURE_WAIT)
+        assert not other.must_suspend and not held.must_stop
+    finally:
+        keeper.stop()

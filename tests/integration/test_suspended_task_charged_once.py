@@ -39,15 +39,16 @@ class Charges:
 
 
 def _preempt_for(dispatcher: Dispatcher, api, task_id: uuid.UUID, completion_tokens: int) -> uuid.UUID:
-    """An interactive task arrives; the round asks the running ``task_id`` to suspend, its
-    worker does after ``completion_tokens`` in all; the next round hands the slot over."""
+    """An interactive task arrives; the round asks the running ``task_id`` to suspend and
+    hands the urgent task the slot being freed; its worker suspends it after
+    ``completion_tokens`` in all; the next round sees it back."""
     urgent = submit(api, "urgent", priority="interactive")
     running = claim(task_id)
-    assert dispatcher.run_once() == 0
-    assert Task.objects.get(pk=task_id).suspend_requested
-    suspend(running, completion_tokens)
     assert dispatcher.run_once() == 1
+    assert Task.objects.get(pk=task_id).suspend_requested
     assert Task.objects.get(pk=urgent).dispatched_at is not None
+    suspend(running, completion_tokens)
+    assert dispatcher.run_once() == 0
     return urgent
 
 
