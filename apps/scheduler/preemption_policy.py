@@ -13,15 +13,19 @@ Rules
 The waiting tasks come in the order the fair-share policy would dispatch them
 (``FairScheduler.peek_order``), each with its *effective* class (after aging).
 
-1. **Outranking.** A waiting task outranks a running one when its effective
-   class is higher than the running task's class, or when it is the same class
-   and its tenant is *under* its fair share of the model's slots while the
-   running task's tenant is *over* its own.
-2. **Fair share** of one class on one model: the model's slots ``S`` divided
-   among the tenants with work of that class — running (or handed to a worker)
+1. **Outranking.** A waiting task outranks a running one when its class
+   competes at a higher level than the running task's, or at the same level
+   when its tenant is *under* its fair share of the model's slots while the
+   running task's tenant is *over* its own. A class competes at the highest
+   effective class its waiting tasks are given (aging moves whole classes),
+   else at its own: a running task's class has aged with its waiting tasks,
+   so a class never outranks itself — a backlog that outlasts the aging
+   period would otherwise preempt every running task of its class.
+2. **Fair share** of one level on one model: the model's slots ``S`` divided
+   among the tenants with work at that level — running (or handed to a worker)
    on the model, or among the waiting tasks given — in proportion to their
-   weights: ``share(t) = S × w_t / Σ w_u``. A tenant running ``n`` tasks of
-   the class is *over* when ``n > share`` and *under* when ``n + 1 ≤ share``:
+   weights: ``share(t) = S × w_t / Σ w_u``. A tenant running ``n`` tasks at
+   the level is *over* when ``n > share`` and *under* when ``n + 1 ≤ share``:
    it stays within its share after taking the slot. The asymmetry is what
    stops two tenants trading a slot back and forth: each swap lowers
    ``Σ (n − share)²`` (the winner's term by at least 1, the loser's rises by
@@ -120,16 +124,27 @@ class _Shares:
                  weights: Mapping[str, float]) -> None:
         self.slots = slots
         self.weights = weights
+        # The level each class competes at now: the highest its waiting tasks are
+        # given (the first of them in the order; aging moves whole classes).
+        self.aged: dict[str, int] = {}
+        for entry in waiting:
+            level = _level(entry.effective_class)
+            if level < self.aged.get(entry.priority_class, len(CLASSES)):
+                self.aged[entry.priority_class] = level
         self.counts: Counter[tuple[str, int]] = Counter()
         members: dict[int, set[str]] = {}
         for task in running:
             if not task.leaving:
-                level = _level(task.priority_class)
+                level = self.level(task.priority_class)
                 self.counts[task.tenant, level] += 1
                 members.setdefault(level, set()).add(task.tenant)
         for entry in waiting:
-            members.setdefault(_level(entry.effective_class), set()).add(entry.tenant)
+            members.setdefault(self.level(entry.priority_class), set()).add(entry.tenant)
         self.total = {level: sum(self.weight(t) for t in tenants) for level, tenants in members.items()}
+
+    def level(self, priority_class: str) -> int:
+        """The level ``priority_class`` competes at: its own, or the one its waiting tasks have aged to."""
+        return self.aged.get(priority_class, _level(priority_class))
 
     def weight(self, tenant: str) -> float:
         return self.weights.get(tenant) or 1.0
@@ -150,7 +165,7 @@ class _Shares:
 
 def outranks(waiter: Entry, task: Running, shares: _Shares) -> bool:
     """Rule 1 of the module docstring, with the running counts as they stand in ``shares``."""
-    waiter_level, level = _level(waiter.effective_class), _level(task.priority_class)
+    waiter_level, level = shares.level(waiter.priority_class), shares.level(task.priority_class)
     if waiter_level != level:
         return waiter_level < level
     return shares.is_under(waiter.tenant, level) and shares.is_over(task.tenant, level)
@@ -190,15 +205,15 @@ def choose_victims(
             if not outranked:
                 break
             victim = min(outranked, key=lambda task: (
-                -_level(task.priority_class),
-                -shares.over(task.tenant, _level(task.priority_class)),
+                -shares.level(task.priority_class),
+                -shares.over(task.tenant, shares.level(task.priority_class)),
                 -(task.started_at or 0.0),
                 str(task.task_id),
             ))
             candidates.remove(victim)
-            shares.counts[victim.tenant, _level(victim.priority_class)] -= 1
+            shares.counts[victim.tenant, shares.level(victim.priority_class)] -= 1
             chosen.append(Preemption(victim, waiter))
-        shares.counts[waiter.tenant, _level(waiter.effective_class)] += 1
+        shares.counts[waiter.tenant, shares.level(waiter.priority_class)] += 1
         if room is not None and waiter.tenant in room:
             room[waiter.tenant] -= 1
     return chosen

@@ -1,12 +1,17 @@
 """At equal class, a tenant under its fair share of a model's slots takes a slot from
 a tenant over its own: the over-share tenant's generation started last is asked to
-suspend. A tenant within its share keeps its slots (docs/scheduling.md)."""
+suspend. A tenant within its share keeps its slots, and a class whose waiting tasks
+have aged does not outrank its own running tasks (docs/scheduling.md)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from apps.scheduler.dispatcher import Dispatcher
+from apps.tasks.models import Task
 from apps.tenants.services import change_tenant_plan
 from tests.integration.preemption_support import asked, claim, handed_out, submit, worker
 
@@ -23,7 +28,7 @@ def test_the_over_share_tenants_latest_generation_gives_way_to_an_under_share_te
         claim(task_id, seconds_ago=60 - n)
     submit(globex_api, "quiet")  # globex: nothing running, a share of 2 of the 4 slots; acme holds 4
 
-    assert dispatcher.run_once() == 0
+    assert dispatcher.run_once() == 1  # the slot being freed is handed to globex's task
     assert asked() == {flood[3]}
 
 
@@ -50,6 +55,20 @@ def test_the_share_follows_the_plans_weights(acme, acme_api, globex_api):
     for task_id in [*heavy, light]:
         claim(task_id)
     submit(globex_api, "g 1")  # acme's share is 3 of 4 slots at weights 3 : 1: it is not over
+
+    assert dispatcher.run_once() == 0
+    assert asked() == set()
+
+
+def test_a_backlog_aged_past_its_class_does_not_preempt_its_own_class(acme_api):
+    worker(slots=4)
+    dispatcher = Dispatcher(aging_seconds=60)
+    flood = [submit(acme_api, f"flood {n}") for n in range(6)]
+    # Queued ten minutes ago: the normal class competes as interactive, running tasks and waiting ones alike.
+    Task.objects.filter(pk__in=flood).update(queued_at=timezone.now() - timedelta(minutes=10))
+    assert dispatcher.run_once() == 4
+    for task_id in flood[:4]:
+        claim(task_id)
 
     assert dispatcher.run_once() == 0
     assert asked() == set()

@@ -9,10 +9,11 @@ and running tasks, weights, caps and guards:
 2. At most one victim per waiting task, each victim once, and never more slots
    asked than the waiting tasks need: victims plus slots already freeing never
    exceed the waiting tasks that may start.
-3. A victim's class is never higher than its waiting task's (effective) class;
-   at the same class the two are different tenants.
+3. A victim's class is never higher than its waiting task's, each at the level
+   its class competes at (aged, as its waiting tasks show); at the same level
+   the two are different tenants — a class never outranks itself.
 4. Lowest class first: no preemptible task left running is of a lower class
-   than a chosen victim.
+   than a chosen victim (levels as in 3).
 5. In order: the waiting tasks given slots are the first ones in the policy's
    order (a tenant at its cap passed over), those taking freeing slots first.
 6. No ping-pong: rounds that keep applying their own preemptions, with no
@@ -65,6 +66,27 @@ def test_an_aged_task_competes_at_its_effective_class():
     aged = waiting("old", "globex", "batch", effective_class="interactive")
     assert victims(choose_victims([aged], held, 1, NOW, {}, OPEN)) == ["n"]
     assert choose_victims([waiting("fresh", "globex", "batch")], held, 1, NOW, {}, OPEN) == []
+
+
+def test_a_class_aged_by_its_backlog_does_not_outrank_its_own_running_tasks():
+    held = [running(f"a{n}", "acme", "normal") for n in range(2)] + [running(f"g{n}", "globex", "normal")
+                                                                      for n in range(2)]
+    # Aging moves the whole class: acme's and globex's running tasks compete as interactive too.
+    line = [waiting("a2", "acme", "normal", effective_class="interactive"),
+            waiting("g2", "globex", "normal", effective_class="interactive")]
+    assert choose_victims(line, held, 4, NOW, {}, OPEN) == []
+    # Among its tenants the fair share still applies: initech holds nothing, acme is over.
+    held.append(running("a3", "acme", "normal", NOW - 1))
+    line = [waiting("i0", "initech", "normal", effective_class="interactive")]
+    assert victims(choose_victims(line, held, 5, NOW, {}, OPEN)) == ["a3"]
+
+
+def test_classes_aged_to_one_level_meet_there_by_fair_share():
+    held = [running("n", "acme", "normal")]
+    line = [waiting("b", "globex", "batch", effective_class="interactive"),
+            waiting("n2", "acme", "normal", effective_class="interactive")]
+    # Both classes compete as interactive, where one slot is not enough for globex's share of it (½).
+    assert choose_victims(line, held, 1, NOW, {}, OPEN) == []
 
 
 def test_a_tenant_over_its_share_gives_a_slot_to_one_under_it_in_the_same_class():
@@ -178,8 +200,12 @@ weight_maps = st.dictionaries(tenants, st.sampled_from([0.5, 1.0, 2.0, 4.0]))
 room_maps = st.one_of(st.none(), st.dictionaries(tenants, st.integers(0, 2)))
 
 
-def _level(priority_class: str) -> int:
-    return CLASSES.index(priority_class)
+def _levels(line: list[Entry]) -> dict[str, int]:
+    """The level each class competes at: the highest its waiting tasks were given, else its own."""
+    levels = {name: CLASSES.index(name) for name in CLASSES}
+    for entry in line:
+        levels[entry.priority_class] = min(levels[entry.priority_class], CLASSES.index(entry.effective_class))
+    return levels
 
 
 def _may_start(line: list[Entry], room: dict[str, int] | None) -> list[Entry]:
@@ -217,15 +243,16 @@ def test_victims_obey_the_rules(held, line, extra_slots, weights, guards, room):
     may_start = _may_start(line, room_before)
     assert len(chosen) + min(leaving, len(may_start)) <= len(may_start)
     # 3. never a victim of a higher class; at the same class, another tenant
+    level = _levels(line)
     for preemption in chosen:
-        waiter_level, victim_level = _level(preemption.waiter.effective_class), _level(preemption.victim.priority_class)
+        waiter_level, victim_level = level[preemption.waiter.priority_class], level[preemption.victim.priority_class]
         assert victim_level >= waiter_level
         if victim_level == waiter_level:
             assert preemption.victim.tenant != preemption.waiter.tenant
     # 4. lowest class first
     left_running = [task for task in held if preemptible(task, NOW, guards) and task not in chosen_victims]
     for victim in chosen_victims:
-        assert all(_level(task.priority_class) <= _level(victim.priority_class) for task in left_running)
+        assert all(level[task.priority_class] <= level[victim.priority_class] for task in left_running)
     # 5. in order: those taking freeing slots, then those given victims
     first = min(leaving, len(may_start))
     assert chosen_waiters == may_start[first:first + len(chosen)]
