@@ -63,8 +63,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from apps.scheduler.policy import CLASSES, Entry, FairScheduler, _Task, _Tenant  # noqa: E402
-from apps.scheduler.preemption_policy import Guards, Running, choose_victims, preemptible  # noqa: E402
+from apps.scheduler.policy import CLASSES, FairScheduler  # noqa: E402
+from apps.scheduler.preemption_policy import Guards, Running, Tags, choose_victims, preemptible  # noqa: E402
 
 # settings.SCHEDULER_IDLE_CREDIT_TOKENS's default (this file does not import Django).
 DEFAULT_IDLE_CREDIT = 50_000.0
@@ -258,10 +258,12 @@ BASE_RUNS: list[tuple[str, str, dict[str, int]]] = [
 
 # Preemption's costs, from bench/preemption.py on the tiny local model (docs/benchmarks.md,
 # "Preemption"): suspend asked -> slot free, and claimed again -> next token; the p90s of
-# the distributed runs (the slower backend: 78-121 ms and 29-93 ms), rounded up.
-MEASURED_SUSPEND_S = 0.1
-MEASURED_RESUME_S = 0.05
-COSTS_SOURCE = "p90s of bench/preemption.py --backend distributed, tiny model, 2-core VM (docs/benchmarks.md)"
+# the distributed runs of `bench/preemption.py --reps 9` (the slower backend: 33 ms and
+# 27 ms), rounded up.
+MEASURED_SUSPEND_S = 0.05
+MEASURED_RESUME_S = 0.03
+COSTS_SOURCE = ("p90s of bench/preemption.py --backend distributed --reps 9, tiny model, 2-core VM "
+                "(docs/benchmarks.md)")
 
 
 def replay(
@@ -316,41 +318,6 @@ def run(
                     capped.add(request.tenant)
             heapq.heappush(completions, (now + request.service, request.seq, request))
     return requests
-
-
-def peek_first(scheduler: FairScheduler, now: float, capped: set[str], k: int) -> list[Entry]:
-    """``scheduler.peek_order(now, capped, k)``, on a copy holding only each flow's first
-    k tasks: k decisions can take no others, so the answer is the same, at a cost
-    independent of the queue's length (peek_order copies it all: O(queue) at every
-    event of a backlogged run). Mirrors FairScheduler._copy."""
-    twin = FairScheduler(scheduler.aging_seconds, scheduler.class_weights, scheduler.idle_credit)
-    twin._clock = scheduler._clock
-    twin._level_virtual = list(scheduler._level_virtual)
-    twin._capped = scheduler._capped
-    for mine, theirs in zip(scheduler._classes, twin._classes, strict=True):
-        theirs.virtual, theirs.offset, theirs.level = mine.virtual, mine.offset, mine.level
-    for name, state in scheduler._tenants.items():
-        copy = twin._tenants[name] = _Tenant(name, state.seq, state.weight, state.capped)
-        for flow, flow_copy in zip(state.flows, copy.flows, strict=True):
-            flow_copy.tag = flow.tag
-            # The k live tasks first in the flow's heap order, walking the heap from its root.
-            heap, frontier = flow.tasks, [(flow.tasks[0], 0)] if flow.tasks else []
-            while frontier and len(flow_copy.tasks) < k:
-                (neg_rank, enqueued_at, seq, task), at = heapq.heappop(frontier)
-                if task.alive:
-                    twin_task = _Task(task.task_id, flow_copy, task.cost, task.rank, task.enqueued_at, task.seq)
-                    twin._tasks[task.task_id] = twin_task
-                    flow_copy.tasks.append((neg_rank, enqueued_at, seq, twin_task))
-                for child in (2 * at + 1, 2 * at + 2):
-                    if child < len(heap):
-                        heapq.heappush(frontier, (heap[child], child))
-            if flow_copy.tasks:
-                flow_copy.live = len(flow_copy.tasks)  # already in heap order: taken smallest first
-                if not copy.capped:
-                    twin._classes[flow.base].flows += 1
-                    twin._publish_tag(flow_copy)
-                    twin._publish_age(flow_copy)
-    return twin.peek_order(now, capped, k)
 
 
 @dataclass(frozen=True)
@@ -442,6 +409,11 @@ def run_preempting(
         best, lowest = min(reach.values()), max(level_of[task.priority_class] for task in candidates)
         if best != lowest:
             return best < lowest
+        # Same level, the tag test: some waiting tenant's tag behind a running one's in their class.
+        tag, name = policy.scheduler.tag, CLASSES[best]
+        ahead = max((tag(t.tenant, name) for t in candidates if t.priority_class == name), default=-math.inf)
+        if any(count and tag(tenant, name) < ahead for tenant, count in queued[best].items()):
+            return True
         # Same level: some waiting tenant must be able to be under its share, some running one over.
         at_level = Counter(t.tenant for t in holders if level_of[t.priority_class] == best)
         maybe = {tenant for base, top in reach.items() if base >= best and top <= best for tenant in queued[base]
@@ -518,8 +490,10 @@ def run_preempting(
         if not may_preempt(now, holders):
             continue
         room = {tenant: max(0, cap - in_flight[tenant]) for tenant, cap in caps.items()}
-        order = peek_first(policy.scheduler, now, capped, slots)
-        for preemption in choose_victims(order, holders, slots, now, weights, guards, room):
+        order = policy.scheduler.peek_order(now, capped, slots)
+        tags = Tags({(t.tenant, t.priority_class): policy.scheduler.tag(t.tenant, t.priority_class)
+                     for t in holders}, policy.scheduler.class_weights)
+        for preemption in choose_victims(order, holders, slots, now, weights, guards, room, tags):
             segment = running[preemption.victim.task_id]  # type: ignore[index]
             segment.leaving_at = now
             if segment.work_from + segment.request.service - segment.request.done <= now + model.suspend_s:

@@ -213,7 +213,7 @@ class Dispatcher:
         capped = {tenant for tenant, left in room.items() if left <= 0}
         at = now.timestamp()
         asked = preemption.preempt(
-            [preemption.Crowded(model_id, slots, policy.peek_order(at, capped, slots))
+            [preemption.Crowded(model_id, slots, policy.peek_order(at, capped, slots), policy)
              for model_id, policy, slots in crowded],
             self._weights, room, now,
         )

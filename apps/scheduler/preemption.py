@@ -29,8 +29,8 @@ from django.conf import settings
 from apps.catalog.plugins import registry
 from apps.core import logs
 from apps.scheduler import dispatch_reads
-from apps.scheduler.policy import Entry
-from apps.scheduler.preemption_policy import Guards, Preemption, Running, choose_victims
+from apps.scheduler.policy import Entry, FairScheduler
+from apps.scheduler.preemption_policy import Guards, Preemption, Running, Tags, choose_victims
 from apps.tasks.models import TaskState
 from apps.tasks.suspension import request_suspend
 
@@ -40,11 +40,13 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Crowded:
     """A model with tasks waiting and no free slot: its slots and the first of its
-    waiting tasks in the policy's order (as many as it has slots, capped tenants passed over)."""
+    waiting tasks in the policy's order (as many as it has slots, capped tenants passed over).
+    ``policy``: the model's policy, whose fair-share tags the choice compares (None: slot shares only)."""
 
     model_id: uuid.UUID
     slots: int
     waiting: Sequence[Entry]
+    policy: FairScheduler | None = None
 
 
 def can_suspend(adapter_name: str) -> bool:
@@ -93,7 +95,12 @@ def preempt(
     limits, at = guards(), now.timestamp()
     chosen: list[Preemption] = []
     for model in crowded:
-        chosen += choose_victims(model.waiting, by_model[model.model_id], model.slots, at, weights, limits, room)
+        held = by_model[model.model_id]
+        tags = None if model.policy is None else Tags(
+            {(task.tenant, task.priority_class): model.policy.tag(task.tenant, task.priority_class) for task in held},
+            model.policy.class_weights,
+        )
+        chosen += choose_victims(model.waiting, held, model.slots, at, weights, limits, room, tags)
     if not chosen:
         return []
     # The victims' ids are the task ids read above (the policy takes any hashable id).

@@ -21,6 +21,16 @@ The waiting tasks come in the order the fair-share policy would dispatch them
    else at its own: a running task's class has aged with its waiting tasks,
    so a class never outranks itself — a backlog that outlasts the aging
    period would otherwise preempt every running task of its class.
+   With the policy's tags (``tags``), the policy's own order decides first
+   between two tenants' tasks of one class: a waiting task outranks a running
+   one when its start tag is behind the running tenant's current tag by more
+   than the waiting task's cost (the policy would dispatch it ahead of that
+   tenant's next task by a task or more: a tenant back from idleness with its
+   idle credit), and never when it is ahead by as much; within one task's
+   cost either way — a steady backlog — the slot shares decide. Slots count
+   tasks while the policy counts tokens: a tenant back from idleness would
+   otherwise stop preempting at its slot share, though the policy serves its
+   next tasks first, and the flooder it preempted would take slots back.
 2. **Fair share** of one level on one model: the model's slots ``S`` divided
    among the tenants with work at that level — running (or handed to a worker)
    on the model, or among the waiting tasks given — in proportion to their
@@ -88,6 +98,28 @@ class Guards:
 
     min_run_seconds: float
     max_preemptions: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tags:
+    """The policy's fair-share tags (``FairScheduler.tag``), for rule 1's tag test.
+
+    ``current``: (tenant, class) -> the tenant's tag in that class now, for the
+    running tasks' tenants (a tenant missing counts as 0.0, as the policy's
+    ``tag`` answers for one never seen). ``class_weights``: the policy's, highest
+    class first — a tag moves by ``cost / (weight × class weight)`` per task.
+    """
+
+    current: Mapping[tuple[str, str], float]
+    class_weights: Sequence[float]
+
+    def step(self, entry: Entry, weight: float) -> float:
+        """How far dispatching ``entry`` moves its flow's tag: one task's cost in tag units."""
+        return entry.estimated_cost / (weight * self.class_weights[_level(entry.priority_class)])
+
+    def lead(self, waiter: Entry, task: Running) -> float:
+        """How far the running task's tenant's tag is ahead of the waiter's start tag (same class)."""
+        return self.current.get((task.tenant, task.priority_class), 0.0) - waiter.start_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +195,18 @@ class _Shares:
         return self.over(tenant, level) + 1 <= _EPS
 
 
-def outranks(waiter: Entry, task: Running, shares: _Shares) -> bool:
+def outranks(waiter: Entry, task: Running, shares: _Shares, tags: Tags | None = None) -> bool:
     """Rule 1 of the module docstring, with the running counts as they stand in ``shares``."""
     waiter_level, level = shares.level(waiter.priority_class), shares.level(task.priority_class)
     if waiter_level != level:
         return waiter_level < level
+    if tags is not None and waiter.priority_class == task.priority_class and waiter.tenant != task.tenant:
+        step = tags.step(waiter, shares.weight(waiter.tenant))
+        lead = tags.lead(waiter, task)
+        if lead > step:
+            return True  # the policy would serve the waiter before the running tenant's next task
+        if lead < -step:
+            return False  # ... and that task before the waiter: the slot count does not overrule it
     return shares.is_under(waiter.tenant, level) and shares.is_over(task.tenant, level)
 
 
@@ -179,6 +218,7 @@ def choose_victims(
     weights: Mapping[str, float],
     guards: Guards,
     room: MutableMapping[str, int] | None = None,
+    tags: Tags | None = None,
 ) -> list[Preemption]:
     """The running tasks of one model to suspend, each with the waiting task it is for.
 
@@ -190,6 +230,8 @@ def choose_victims(
     task whose tenant has none left is passed over as the policy would, and
     each one given a slot takes one from it — the dict is changed, so that one
     carried across a round's models keeps a tenant within its cap.
+    ``tags``: the running tenants' fair-share tags in the model's policy, for
+    rule 1's tag test (absent: the slot shares alone decide at one level).
     """
     shares = _Shares(waiting, running, slots, weights)
     candidates = [task for task in running if preemptible(task, now, guards)]
@@ -201,7 +243,7 @@ def choose_victims(
         if freeing:
             freeing -= 1  # it takes a slot that a task asked earlier is about to free
         else:
-            outranked = [task for task in candidates if outranks(waiter, task, shares)]
+            outranked = [task for task in candidates if outranks(waiter, task, shares, tags)]
             if not outranked:
                 break
             victim = min(outranked, key=lambda task: (

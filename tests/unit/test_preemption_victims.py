@@ -1,7 +1,7 @@
 """Which running generations a model suspends for its waiting tasks (apps.scheduler.preemption_policy).
 
 Examples of each rule, then properties for any mix hypothesis draws of waiting
-and running tasks, weights, caps and guards:
+and running tasks, weights, caps, guards and tags:
 
 1. Only preemptible tasks are victims: suspendable, running (not merely handed
    out), not asked to stop already, run at least the minimum, preempted fewer
@@ -28,14 +28,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.scheduler.policy import CLASSES, Entry
-from apps.scheduler.preemption_policy import Guards, Preemption, Running, choose_victims, preemptible
+from apps.scheduler.preemption_policy import Guards, Preemption, Running, Tags, choose_victims, preemptible
 
 NOW = 1_000.0
 OPEN = Guards(min_run_seconds=0.0, max_preemptions=100)
 
 
-def waiting(task_id: str, tenant: str, priority_class: str, effective_class: str | None = None) -> Entry:
-    return Entry(task_id, tenant, priority_class, effective_class or priority_class, 100.0, 0.0, NOW, 0.0)
+def waiting(task_id: str, tenant: str, priority_class: str, effective_class: str | None = None,
+            start_tag: float = 0.0) -> Entry:
+    return Entry(task_id, tenant, priority_class, effective_class or priority_class, 100.0, 0.0, NOW, start_tag)
+
+
+# The policy's default class weights: a normal task of cost 100 at weight 1 moves its flow's tag by 25.
+CLASS_WEIGHTS = (16.0, 4.0, 1.0)
 
 
 def running(task_id: str, tenant: str, priority_class: str, started_at: float | None = NOW - 60, *,
@@ -116,6 +121,41 @@ def test_a_newcomer_under_its_share_takes_from_the_tenant_most_over_it():
     assert victims(chosen) == ["a2"]  # acme holds 3 of a share of 4/3; globex 1 is within its own
 
 
+def test_a_tenant_back_from_idleness_preempts_beyond_its_slot_share_while_its_tag_is_far_behind():
+    held = [running(f"a{n}", "acme", "normal", started_at=NOW - 60 + n) for n in range(4)]
+    # globex comes back with its idle credit: its tags (25 per task) trail acme's by far,
+    # so the policy would dispatch all four before acme's next task.
+    line = [waiting(f"g{n}", "globex", "normal", start_tag=25.0 * n) for n in range(4)]
+    tags = Tags({("acme", "normal"): 10_000.0}, CLASS_WEIGHTS)
+    assert victims(choose_victims(line, held, 4, NOW, {}, OPEN, tags=tags)) == ["a3", "a2", "a1", "a0"]
+    # Counted in slots alone it stops at its share of two.
+    assert victims(choose_victims(line, held, 4, NOW, {}, OPEN)) == ["a3", "a2"]
+
+
+def test_tags_within_one_task_of_each_other_leave_the_slot_count_to_decide():
+    held = [running("a0", "acme", "normal"), running("a1", "acme", "normal"),
+            running("g0", "globex", "normal"), running("g1", "globex", "normal")]
+    # A steady backlog: the waiter's start tag trails acme's by less than one task (25).
+    tags = Tags({("acme", "normal"): 1_020.0, ("globex", "normal"): 1_000.0}, CLASS_WEIGHTS)
+    assert choose_victims([waiting("g2", "globex", "normal", start_tag=1_000.0)], held, 4, NOW, {}, OPEN,
+                          tags=tags) == []
+    # Over its share (3 of 2), acme still gives a slot to globex under it.
+    held = [running(f"a{n}", "acme", "normal", NOW - 60 + n) for n in range(3)] + [running("g0", "globex", "normal")]
+    assert victims(choose_victims([waiting("g1", "globex", "normal", start_tag=1_000.0)], held, 4, NOW, {}, OPEN,
+                                  tags=tags)) == ["a2"]
+
+
+def test_a_preempted_backlog_does_not_take_its_slots_back_from_a_tenant_far_behind_it():
+    # globex, back from idleness, took all four slots; acme's suspended tasks wait again,
+    # refunded what they had not generated. Under its slot share (0 of 2) with globex over
+    # it, acme would take two back — but the policy would serve globex's next tasks first.
+    held = [running(f"g{n}", "globex", "normal") for n in range(4)]
+    line = [waiting(f"a{n}", "acme", "normal", start_tag=9_900.0 + 25 * n) for n in range(4)]
+    tags = Tags({("globex", "normal"): 100.0}, CLASS_WEIGHTS)
+    assert choose_victims(line, held, 4, NOW, {}, OPEN, tags=tags) == []
+    assert len(choose_victims(line, held, 4, NOW, {}, OPEN)) == 2
+
+
 def test_one_victim_per_waiting_task():
     held = [running(f"b{n}", "acme", "batch") for n in range(4)]
     line = [waiting("i0", "globex", "interactive"), waiting("i1", "globex", "interactive")]
@@ -191,13 +231,19 @@ def waiting_tasks(draw) -> list[Entry]:
     for n in range(draw(st.integers(0, 8))):
         base = draw(levels)
         effective = draw(st.integers(0, base))  # aging only lifts a class
-        line.append(waiting(f"w{n}", draw(tenants), CLASSES[base], CLASSES[effective]))
+        line.append(waiting(f"w{n}", draw(tenants), CLASSES[base], CLASSES[effective],
+                            start_tag=draw(st.sampled_from([0.0, 10.0, 100.0, 10_000.0]))))
     return line
 
 
 guard_values = st.builds(Guards, st.sampled_from([0.0, 2.0, 5.0]), st.integers(0, 3))
 weight_maps = st.dictionaries(tenants, st.sampled_from([0.5, 1.0, 2.0, 4.0]))
 room_maps = st.one_of(st.none(), st.dictionaries(tenants, st.integers(0, 2)))
+# The running tenants' tags, far apart or close (absent: slot shares only).
+tag_maps = st.one_of(st.none(), st.builds(
+    Tags, st.dictionaries(st.tuples(tenants, st.sampled_from(CLASSES)), st.sampled_from([0.0, 10.0, 100.0, 10_000.0])),
+    st.just(CLASS_WEIGHTS),
+))
 
 
 def _levels(line: list[Entry]) -> dict[str, int]:
@@ -223,11 +269,11 @@ def _may_start(line: list[Entry], room: dict[str, int] | None) -> list[Entry]:
 
 
 @PROPERTY
-@given(running_tasks(), waiting_tasks(), st.integers(1, 10), weight_maps, guard_values, room_maps)
-def test_victims_obey_the_rules(held, line, extra_slots, weights, guards, room):
+@given(running_tasks(), waiting_tasks(), st.integers(1, 10), weight_maps, guard_values, room_maps, tag_maps)
+def test_victims_obey_the_rules(held, line, extra_slots, weights, guards, room, tags):
     slots = len(held) + extra_slots - 1  # a full model: every slot held, or (extra 1..) not quite
     room_before = dict(room) if room is not None else None
-    chosen = choose_victims(line, held, max(1, slots), NOW, weights, guards, room)
+    chosen = choose_victims(line, held, max(1, slots), NOW, weights, guards, room, tags)
     chosen_victims = [p.victim for p in chosen]
     chosen_waiters = [p.waiter for p in chosen]
     leaving = sum(task.leaving for task in held)
