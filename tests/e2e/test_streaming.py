@@ -238,16 +238,13 @@ def test_fifty_concurrent_streams_each_get_every_chunk_in_order(platform, client
 def test_fifty_concurrent_tiny_model_streams_across_two_workers(platform, client):
     """The issue's proof: real tokens from the tiny local model, two worker processes
     (make run's own and a second one), 50 streams at once, each complete and in order."""
-    import subprocess
-    import sys
+    from tests.e2e.harness import manage, start_worker
 
-    from tests.e2e.harness import REPO_ROOT, manage
-
-    second = subprocess.Popen(
-        [sys.executable, "manage.py", "run_worker", "--name", "second-worker", "--slots", "4"],
-        cwd=REPO_ROOT, env=platform.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    second = start_worker(platform.env, "second-worker", slots=4)
     try:
+        # Registered, and told by its first heartbeat which models it serves: only then does
+        # it take tasks (on a loaded machine the first worker could otherwise run all fifty).
+        second.wait_for_log("worker second-worker serves:", timeout=120)
         task_ids = [
             submit(client, model="tiny", prompt=f"story number {i}", max_tokens=12, seed=i) for i in range(50)
         ]
@@ -276,8 +273,7 @@ def test_fifty_concurrent_tiny_model_streams_across_two_workers(platform, client
         )
         assert ran_on == "2"
     finally:
-        second.terminate()
-        second.wait(timeout=60)
+        second.stop()
 
 
 def _since_last_restart(messages: list[dict]) -> list[dict]:
