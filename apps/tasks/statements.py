@@ -62,13 +62,18 @@ def _claim(vendor: str, alias: str) -> _Claim:
         f"ELSE {q('attempt')} END, "
         f"{q('worker_name')} = %s, {q('started_at')} = %s, {q('lease_expires_at')} = %s "
         f"WHERE {q('id')} = %s AND {q('state')} = %s "
+        # A suspended task resumes only from the dispatch that handed it out again: a queue
+        # message left from before its suspension (a duplicate the reconciler enqueued, a
+        # redelivery) must not take a slot out of the policy's order.
+        f"AND ({q('progress_ciphertext')} IS NULL OR {q('dispatched_at')} IS NOT NULL) "
         f"RETURNING {', '.join(returning)}"
     )
     return _Claim(sql, task_columns, related)
 
 
 def claim(task_id: Any, worker_name: str, now: datetime, lease_expires_at: datetime) -> Task | None:
-    """Take the lease on a queued task; the task with tenant, model and version loaded, or None."""
+    """Take the lease on a queued task; the task with tenant, model and version loaded, or None
+    (not queued, or suspended and not handed out again yet)."""
     statement = _claim(connection.vendor, connection.alias)
     with connection.cursor() as cursor:
         cursor.execute(

@@ -19,6 +19,7 @@ from apps.catalog.models import LLMModel
 from apps.runtime.execution import execute_task
 from apps.runtime.leases import LeaseKeeper
 from apps.streaming.log import stream_log
+from apps.tasks import services as task_services
 from apps.tasks.models import Task, TaskState
 
 # Bounds a failure only: a working suspension takes a word or two (50 ms each).
@@ -34,9 +35,11 @@ def slow_echo() -> LLMModel:
 
 
 class WorkerThread:
-    """``execute_task`` of one task in a thread, as a worker's slot runs it."""
+    """``execute_task`` of one task in a thread, as a worker's slot runs it, once the
+    task is handed out as the dispatcher hands it (a suspended task resumes only so)."""
 
     def __init__(self, task_id: uuid.UUID | str, keeper: LeaseKeeper) -> None:
+        task_services.claim_for_dispatch(uuid.UUID(str(task_id)))
         self.errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, args=(uuid.UUID(str(task_id)), keeper))
         self._thread.start()

@@ -128,6 +128,7 @@ def test_a_retry_after_a_suspension_starts_over_on_a_new_attempt(acme_api, acme_
     task_id = _submit(acme_api)
     _suspend_mid_way(task_id, keeper)
     # The resumed attempt's worker dies: the reaper's retry drops the progress.
+    assert services.claim_for_dispatch(task_id)
     resumed = services.claim_task(task_id, "worker-that-dies")
     assert resumed is not None and resumed.attempt == 1
     Task.objects.filter(pk=task_id).update(lease_expires_at=resumed.started_at)
@@ -142,3 +143,18 @@ def test_a_retry_after_a_suspension_starts_over_on_a_new_attempt(acme_api, acme_
     assert acme_api.get(f"/api/v1/tasks/{task_id}").body["output"] == WORDS
     messages = read_to_end(task_id, key=acme_key)
     assert {"type": "restart", "attempt": 2} in messages
+
+
+def test_a_queue_message_from_before_the_suspension_cannot_resume_it(acme_api, keeper):
+    """Only the dispatcher's new hand-out resumes a suspended task: a message left on the
+    queue from before (a duplicate) would take a slot out of the policy's order."""
+    slow_echo()
+    task_id = _submit(acme_api)
+    _suspend_mid_way(task_id, keeper)
+
+    assert services.claim_task(task_id, "worker-with-a-stale-message") is None
+    assert Task.objects.get(pk=task_id).state == TaskState.QUEUED
+
+    assert services.claim_for_dispatch(task_id)  # the dispatcher hands it out again
+    resumed = services.claim_task(task_id, "worker-b")
+    assert resumed is not None and resumed.attempt == 1
