@@ -184,8 +184,8 @@ class LeaseKeeper:
                 if (woken is not None and woken.complete and self._suspend_named(woken)
                         and time.monotonic() < next_round):
                     continue  # the suspensions it asked are raised; nothing else to check
-                if time.monotonic() < next_round and (woken is None or not _concerns(woken, self._held_ids())):
-                    continue  # a cancel or a suspension of another worker's task
+                if time.monotonic() < next_round and (woken is None or not woken.concerns(self._held_ids())):
+                    continue  # a cancel of another worker's task (suspensions were raised above)
                 next_round = time.monotonic() + self.renew_seconds
                 try:
                     self.renew_once()
@@ -195,13 +195,6 @@ class LeaseKeeper:
                     close_old_connections()  # back to the pool (or closed) between rounds
         finally:
             cancels.close()
-
-
-def _concerns(woken: notify.Wake, held_ids: list[str]) -> bool:
-    """Whether a wake-up may name a held task: a cancel's payload is its id."""
-    return not woken.complete or not woken.payloads.isdisjoint(held_ids) or bool(
-        suspensions_in(woken.payloads) & set(held_ids)
-    )
 
 
 KEEPER = LeaseKeeper()

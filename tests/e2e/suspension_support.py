@@ -23,10 +23,9 @@ from datetime import datetime
 import httpx
 import websockets
 
-from tests.e2e.harness import Process, manage, stop_process, wait_for_readyz
+from tests.e2e.harness import Process, manage, stop_process, wait_finished, wait_for_readyz
 
 TASK_TIMEOUT = 120.0
-ENDED = ("succeeded", "failed", "cancelled")
 
 
 @dataclass
@@ -110,13 +109,8 @@ def submit(client: httpx.Client, body: dict) -> str:
 
 
 def wait_ended(client: httpx.Client, task_id: str, timeout: float = TASK_TIMEOUT) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(f"/api/v1/tasks/{task_id}").json()
-        if body["status"] in ENDED:
-            return body
-        assert time.monotonic() < deadline, f"task {task_id} did not end: {body}"
-        time.sleep(0.1)
+    """The task once it has ended (the harness's wait, with these tests' longer bound)."""
+    return wait_finished(client, task_id, timeout)
 
 
 def run_alone(client: httpx.Client, bodies: list[dict]) -> list[dict]:
