@@ -14,7 +14,7 @@ produced) unless it sent ``X-Keep-On-Disconnect: true``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -116,18 +116,30 @@ class _Accepted:
 
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
-    return await _complete(request, CHAT)
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    return await complete(request, CHAT, sync_to_async)
 
 
 @csrf_exempt
 async def completions(request: HttpRequest) -> HttpResponseBase:
-    return await _complete(request, COMPLETION)
-
-
-async def _complete(request: HttpRequest, kind: str) -> HttpResponseBase:
     if request.method != "POST":
         return _method_not_allowed("POST")
-    submitting = asyncio.ensure_future(sync_to_async(_accept)(request, kind))
+    return await complete(request, COMPLETION, sync_to_async)
+
+
+# How the submission (synchronous: the ORM) is run off the event loop. Django's
+# own request cycle passes asgiref's default, which runs it in the request's
+# thread (the test client's thread, whose transaction a test may hold); the
+# ASGI front (apps.gateway.front) passes a pool of long-lived threads.
+RunSync = Callable[[Callable[..., Any]], Callable[..., Awaitable[Any]]]
+
+
+async def complete(request: HttpRequest, kind: str, run_sync: RunSync) -> HttpResponseBase:
+    """A POST to /v1/chat/completions or /v1/completions, answered: the refusal,
+    the whole completion, or a streamed response whose ``close`` cancels the task
+    of a client that left before its end."""
+    submitting = asyncio.ensure_future(run_sync(_accept)(request, kind))
     try:
         accepted = await asyncio.shield(submitting)
     except asyncio.CancelledError:

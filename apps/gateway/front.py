@@ -1,0 +1,139 @@
+"""The ASGI front of /v1's completions: answered without Django's request cycle.
+
+A completion is the platform's hottest request (issue 8: the gateway's CPU per
+request is the platform's budget), and most of what Django's request cycle
+does for it is spent on nothing it needs: the URL resolver, a dozen
+middleware (sessions, CSRF, messages, the admin's login lockout), the
+``request_started``/``request_finished`` signals, and a new thread with a new
+database connection for every request (asgiref's ThreadSensitiveContext).
+This ASGI application sits in front of Django (llmagentos.asgi) and answers
+``POST /v1/chat/completions`` and ``POST /v1/completions`` itself; every
+other request, those routes' other methods included, goes on to Django.
+
+It is only a transport: the answer is built by the same code as the Django
+views' (apps.gateway.views.complete: authentication, translation, the task's
+submission, the stream), so both paths answer alike. What it does in place of
+Django's cycle, each as Django does it:
+
+- reads the body (the size limit is llmagentos.body_limit's, outside this);
+- runs the submission in the event loop's long-lived threads
+  (apps.core.aio.in_pooled_thread), which keep their database connections;
+- watches for the client's disconnect while it answers, and then cancels the
+  answer (the views cancel the task of a client that left) and closes the
+  response (a streamed one cancels its task there);
+- adds the headers Django's middleware would (``SECURITY_HEADERS``) and counts
+  the request in llmagentos_http_requests_total under its route's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from contextlib import aclosing, suppress
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponseBase
+
+from apps.core import metrics
+from apps.core.aio import in_pooled_thread
+from apps.gateway.requests import CHAT, COMPLETION
+from apps.gateway.views import complete
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+# Path → (the kind of completion, the route's name as Django's URL resolver names it).
+ROUTES = {
+    "/v1/chat/completions": (CHAT, "v1/chat/completions"),
+    "/v1/completions": (COMPLETION, "v1/completions"),
+}
+
+# What Django's SecurityMiddleware and XFrameOptionsMiddleware add to these
+# answers with this project's settings (tests/integration/test_gateway_front.py
+# checks that both paths send the same).
+SECURITY_HEADERS = (
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"Referrer-Policy", b"same-origin"),
+    (b"Cross-Origin-Opener-Policy", b"same-origin"),
+    (b"X-Frame-Options", b"DENY"),
+)
+
+
+class ClientLeft(Exception):
+    """The client disconnected."""
+
+
+class GatewayFront:
+    def __init__(self, app: Any) -> None:
+        self.app = app  # Django's ASGI application: everything else
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        route = ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client left before its request was whole
+        request = ASGIRequest(scope, io.BytesIO(body))
+        kind, route_name = route
+        answering = asyncio.create_task(_answer(request, kind, route_name, send))
+        watching = asyncio.create_task(_until_disconnect(receive))
+        await asyncio.wait((answering, watching), return_when=asyncio.FIRST_COMPLETED)
+        for task in (watching, answering):
+            if not task.done():
+                task.cancel()  # the answer's code cancels the task of a client that left
+            with suppress(asyncio.CancelledError, ClientLeft):
+                await task
+        response = None if answering.cancelled() else answering.result()
+        if response is not None:
+            # A streamed response cancels its task here when it was cut off (views._TaskEventStream).
+            await sync_to_async(response.close, thread_sensitive=False)()
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def _until_disconnect(receive: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientLeft
+
+
+async def _answer(request: ASGIRequest, kind: str, route_name: str, send: Any) -> HttpResponseBase:
+    """Build the answer and send it; the response, for closing. A client that
+    leaves during the submission or a whole completion cancels this task there,
+    and the views cancel the task it made; one that leaves while a stream is
+    sent cuts the sending short, and closing the response cancels its task."""
+    response = await complete(request, kind, in_pooled_thread)
+    metrics.http_requests.labels(route=route_name, method="POST", status=str(response.status_code)).inc()
+    with suppress(asyncio.CancelledError):
+        await _send(response, send)
+    return response
+
+
+async def _send(response: HttpResponseBase, send: Any) -> None:
+    headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
+    headers.extend(SECURITY_HEADERS)
+    if not response.streaming:
+        # As Django's CommonMiddleware: a length, rather than a chunked body.
+        headers.append((b"Content-Length", str(len(response.content)).encode()))  # type: ignore[attr-defined]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    if response.streaming:
+        async with aclosing(aiter(response)) as parts:  # type: ignore[call-overload]
+            async for part in parts:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await send({"type": "http.response.body", "body": response.content})  # type: ignore[attr-defined]

@@ -1,0 +1,108 @@
+"""/v1's completions are answered by the gateway's ASGI front (apps.gateway.front),
+without Django's request cycle, and answer as the Django views do.
+
+The front only changes the transport: the same code builds the answer. What
+it must do in Django's place is checked here: the headers Django's middleware
+adds, the request counter under the route's name, and that the request never
+entered Django's cycle (no ``request_started``). Streams, whole completions
+and disconnects through the front: test_gateway_sse.py and
+test_gateway_disconnect.py (their AsgiCall goes through llmagentos.asgi).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.core.signals import request_started
+from django.test import Client
+
+from tests.integration.gateway_support import CHAT, COMPLETIONS, AsgiCall, asgi_communicator, http_scope, sse_events
+from tests.integration.stream_support import SILENCE_LIMIT_SECONDS, on_stream_loop
+from tests.metrics_support import delta, scrape
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+TWO_CHOICES = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "n": 2}
+# Headers whose values are the request's own (its id) or the transport's (the length).
+PER_REQUEST = {"x-request-id", "content-length"}
+
+
+class _Started:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, **_: Any) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def django_requests():
+    started = _Started()
+    request_started.connect(started, weak=False)
+    yield started
+    request_started.disconnect(started)
+
+
+def _through_django(key: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    response = Client().post(path, json.dumps(body), content_type="application/json",
+                             headers={"Authorization": f"Bearer {key}"})
+    return response.status_code, {name.lower(): value for name, value in response.headers.items()}, response.content
+
+
+def _through_the_front(key: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    call = AsgiCall(key, path, body)
+    status, headers = call.start()
+    return status, headers, call.read_to_end()
+
+
+@pytest.mark.parametrize(("key", "body", "status"), [
+    ("acme", TWO_CHOICES, 400),
+    ("wrong", {"model": "echo", "prompt": "hi"}, 401),
+    ("acme", {"model": "no-such-model", "prompt": "hi"}, 404),
+])
+def test_a_refusal_is_the_same_through_the_front_and_through_django(acme_key, key, body, status):
+    key = acme_key if key == "acme" else "lla_wrong_key"
+    path = COMPLETIONS if "prompt" in body else CHAT
+
+    front = _through_the_front(key, path, body)
+    django = _through_django(key, path, body)
+
+    assert front[0] == django[0] == status
+    assert front[2] == django[2]
+    assert {k: v for k, v in front[1].items() if k not in PER_REQUEST} == {
+        k: v for k, v in django[1].items() if k not in PER_REQUEST
+    }
+    assert front[1]["content-length"] == str(len(front[2]))
+
+
+def test_completions_never_enter_djangos_request_cycle(acme_key, django_requests):
+    call = AsgiCall(acme_key, CHAT, {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    status, headers = call.start()
+    assert (status, headers["content-type"]) == (200, "text/event-stream")
+    assert sse_events(call.read())[0]["choices"][0]["delta"]["role"] == "assistant"
+    call.disconnect()  # nothing runs the task here
+
+    assert django_requests.count == 0
+
+
+def test_other_routes_and_methods_go_on_to_django(acme_key, django_requests):
+    for method, path in (("GET", "/v1/models"), ("GET", CHAT)):
+        communicator = asgi_communicator(http_scope(path, {"Authorization": f"Bearer {acme_key}"}, method=method))
+        on_stream_loop(communicator.send_input({"type": "http.request", "body": b""}))
+        start = on_stream_loop(communicator.receive_output(SILENCE_LIMIT_SECONDS))
+        assert start["status"] == (200 if path == "/v1/models" else 405)
+        on_stream_loop(communicator.wait(SILENCE_LIMIT_SECONDS))
+    assert django_requests.count == 2
+
+
+def test_the_front_counts_its_requests_under_the_routes_name(acme_key, staff_client):
+    before = scrape(staff_client)
+
+    _through_the_front(acme_key, CHAT, TWO_CHOICES)
+    _through_the_front(acme_key, COMPLETIONS, {"model": "echo", "prompt": "hi", "n": 2})
+
+    after = scrape(staff_client)
+    for route in ("v1/chat/completions", "v1/completions"):
+        assert delta(before, after, "llmagentos_http_requests_total", route=route, method="POST", status="400") == 1
