@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpResponseBase
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from apps.core import metrics
 from apps.core.aio import in_pooled_thread
@@ -126,14 +127,15 @@ async def _answer(request: ASGIRequest, kind: str, route_name: str, send: Any) -
 async def _send(response: HttpResponseBase, send: Any) -> None:
     headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
     headers.extend(SECURITY_HEADERS)
-    if not response.streaming:
+    if isinstance(response, HttpResponse):
         # As Django's CommonMiddleware: a length, rather than a chunked body.
-        headers.append((b"Content-Length", str(len(response.content)).encode()))  # type: ignore[attr-defined]
+        headers.append((b"Content-Length", str(len(response.content)).encode()))
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    if response.streaming:
-        async with aclosing(aiter(response)) as parts:  # type: ignore[call-overload]
+    if isinstance(response, StreamingHttpResponse):
+        # Django's __aiter__ is an async generator (its stubs say iterator): closed when cut short.
+        async with aclosing(cast(AsyncGenerator[bytes, None], aiter(response))) as parts:
             async for part in parts:
                 await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-    else:
-        await send({"type": "http.response.body", "body": response.content})  # type: ignore[attr-defined]
+    elif isinstance(response, HttpResponse):
+        await send({"type": "http.response.body", "body": response.content})
