@@ -28,7 +28,10 @@ version_label_validator = RegexValidator(
 
 class LLMModelQuerySet(models.QuerySet):
     def visible_to(self, tenant: Tenant) -> LLMModelQuerySet:
-        """Enabled models this tenant may use: public ones and those granted to it."""
+        """Enabled models this tenant may use: public ones and those granted to it.
+
+        apps.catalog.statements.visible_model writes the same rule in SQL for the
+        submission path (tests/integration/test_model_statement.py): change both."""
         return self.filter(enabled=True).filter(
             models.Q(is_public=True) | models.Q(allowed_tenants=tenant)
         ).distinct()

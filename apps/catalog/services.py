@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.catalog import hooks
+from apps.catalog import hooks, statements
 from apps.catalog.artifacts import ArtifactError, artifact_path, digest
 from apps.catalog.models import LLMModel, ModelVersion
 from apps.catalog.plugins import registry
@@ -35,7 +35,8 @@ def resolve_model_for_tenant(tenant: Tenant, name: str) -> LLMModel | None:
     Unknown, disabled and not-granted models are indistinguishable to the
     caller, so a tenant cannot learn which private models exist.
     """
-    return LLMModel.objects.visible_to(tenant).select_related("current_version").filter(name=name).first()
+    found = statements.visible_model(tenant, name)  # visible_to's rule, through a cursor (every submission)
+    return None if found is None else found[0]
 
 
 def candidates_for_tenant(tenant: Tenant, names: Collection[str]) -> dict[str, LLMModel]:
@@ -62,12 +63,13 @@ def resolve_target_for_tenant(tenant: Tenant, spec: str) -> ModelTarget | None:
     the model is not one the tenant may use or has no such version — the same None, so
     a tenant learns nothing about other tenants' models or their versions."""
     name, pinned, label = spec.partition("@")
-    model = resolve_model_for_tenant(tenant, name)
-    if model is None:
+    # The model, its current version and the pinned one in one statement (every submission).
+    found = statements.visible_model(tenant, name, label if pinned else None)
+    if found is None:
         return None
+    model, version = found
     if not pinned:
         return ModelTarget(model, model.current_version)
-    version = model.versions.filter(version=label).first()
     return ModelTarget(model, version) if version is not None else None
 
 

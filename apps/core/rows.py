@@ -10,15 +10,17 @@ these statements are built once per process and run through a cursor.
 model's own table, or another table's row reached by a scalar subquery, which
 both PostgreSQL and SQLite ≥ 3.35 allow in RETURNING: SQLite's RETURNING may
 not name a joined table) and builds the instance from the values the cursor
-returns, through the same converters the ORM applies.
+returns, through the same converters the ORM applies. ``insert`` writes a new
+instance's row as ``save()`` would, without compiling the INSERT each time.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import models
+from django.db import connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from apps.core.fields import column_of, concrete_field
@@ -53,9 +55,11 @@ class ModelColumns:
     def table(self) -> str:
         return quote(self._connection, self.model._meta.db_table)
 
-    def own(self) -> list[str]:
-        """Select items for this model's own table: ``"table"."column"``."""
-        return [f"{self.table}.{quote(self._connection, column)}" for column in self._columns]
+    def own(self, alias: str | None = None) -> list[str]:
+        """Select items for this model's own table: ``"table"."column"``, or ``alias."column"``
+        where the statement names the table by ``alias`` (the same table joined twice)."""
+        table = self.table if alias is None else alias
+        return [f"{table}.{quote(self._connection, column)}" for column in self._columns]
 
     def through(self, referrer_table: str, foreign_key_column: str) -> list[str]:
         """Select items reaching this model's row from another table's foreign key, one scalar
@@ -94,3 +98,33 @@ def reader(model: type[models.Model], name: str, connection: BaseDatabaseWrapper
         return value
 
     return convert
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model], vendor: str, alias: str) -> str:
+    connection = connections[alias]
+    fields = model._meta.concrete_fields
+    for field in fields:
+        # Values the database makes (an auto-increment key, a db_default, a generated column)
+        # would have to come back with RETURNING, as Model.save() reads them: not done here.
+        if field.db_returning or field.db_default is not models.NOT_PROVIDED or field.generated:
+            raise TypeError(f"{model.__name__}.{field.name}: the database makes its value; save() it")
+    columns = ", ".join(quote(connection, column_of(model, field.name)) for field in fields)
+    placeholders = ", ".join("%s" for _ in fields)
+    return f"INSERT INTO {quote(connection, model._meta.db_table)} ({columns}) VALUES ({placeholders})"
+
+
+def insert(instance: models.Model, connection: BaseDatabaseWrapper) -> None:
+    """Write the new ``instance``'s row as ``Model.save(force_insert=True)`` would: every
+    concrete field through its ``pre_save`` and ``get_db_prep_save``, in one INSERT built
+    once per model and database. No pre_save/post_save signals are sent: use it only for
+    models nothing listens to (a model whose key the database makes is refused)."""
+    model = type(instance)
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in model._meta.concrete_fields
+    ]
+    # As save() does: an error inside a transaction marks it for rollback.
+    with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
+        cursor.execute(_insert_sql(model, connection.vendor, connection.alias), values)
+    instance._state.adding = False
+    instance._state.db = connection.alias

@@ -47,9 +47,11 @@ from django.utils import timezone
 from apps.catalog.prompt_tokens import estimate_prompt_tokens
 from apps.core import metrics
 from apps.core.errors import DomainError, OverBudget, PermissionRefused, RateLimited
+from apps.scheduler import admission_reads
 from apps.tasks.models import TERMINAL_STATES, Task, TaskState
 from apps.tenants import ratelimit
 from apps.tenants import services as tenant_services
+from apps.tenants import statements as tenant_statements
 from apps.tenants.models import PRIORITY_CLASSES_HIGHEST_FIRST, ApiKey, Plan, Tenant
 
 if TYPE_CHECKING:
@@ -85,7 +87,9 @@ def _counted_refusals() -> Iterator[None]:
 
 
 def _admit(tenant: Tenant, api_key: ApiKey | None, request: TaskRequest, prompt_tokens: int | None) -> Admission:
-    plan = Plan.objects.get(pk=tenant.plan_id)  # fresh: an operator may just have changed it
+    # Fresh: an operator may just have changed it. Through a cursor, as the lock and the
+    # queue count below (every admission: apps.tenants.statements, .admission_reads).
+    plan = tenant_statements.plan(tenant.plan_id)
     _check_priority(plan, request.priority)
     if prompt_tokens is None:
         prompt_tokens = estimate_prompt_tokens(request.prompt, request.messages)
@@ -155,7 +159,7 @@ def _check_queue(tenant: Tenant, plan: Plan) -> None:
     # must then follow every state change other code makes.)
     if plan.max_queued is None:
         return
-    pending = Task.objects.for_tenant(tenant).filter(state__in=PENDING_STATES).count()
+    pending = admission_reads.tasks_in_states(tenant.pk, PENDING_STATES)
     if pending >= plan.max_queued:
         raise RateLimited(
             f"this tenant already has {pending} tasks queued or waiting (the plan allows {plan.max_queued})",

@@ -36,6 +36,7 @@ from weakref import WeakSet
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from apps.core import notify
@@ -84,6 +85,12 @@ class StreamLog(Protocol):
 
 
 _EVENT_COLUMNS = ("task_id", "kind", "seq", "payload", "created_at")
+
+
+@functools.cache
+def _event_fields() -> tuple[Field[Any, Any], ...]:
+    """StreamEvent's fields in _EVENT_COLUMNS' order (looked up once)."""
+    return tuple(concrete_field(StreamEvent, name) for name in _EVENT_COLUMNS)
 
 
 @functools.cache
@@ -142,19 +149,23 @@ class DatabaseStreamLog:
         # Through a cursor, with no transaction of its own (bulk_create opens one:
         # BEGIN and COMMIT around each chunk): one statement per event, written
         # once the caller's transaction (if any) commits.
-        fields = [concrete_field(StreamEvent, name) for name in _EVENT_COLUMNS]
-        now = timezone.now()
+        task_field, kind_field, seq_field, payload_field, created_field = _event_fields()
+        # The same task and time on every row: prepared once.
+        task_value = task_field.get_db_prep_save(task_id, connection)
+        created = created_field.get_db_prep_save(timezone.now(), connection)
         rows = [
-            [field.get_db_prep_save(value, connection) for field, value in zip(
-                fields, (task_id, event.kind, event.seq, event.payload, now), strict=True
-            )]
+            [
+                task_value, kind_field.get_db_prep_save(event.kind, connection),
+                seq_field.get_db_prep_save(event.seq, connection),
+                payload_field.get_db_prep_save(event.payload, connection), created,
+            ]
             for event in events
         ]
         with connection.cursor() as cursor:
             if attempt is None:
                 cursor.executemany(_insert_sql(connection.vendor), rows)
             else:
-                fence = [concrete_field(Task, "id").get_db_prep_value(task_id, connection), TaskState.RUNNING, attempt]
+                fence = [task_value, TaskState.RUNNING, attempt]
                 for row in rows:
                     cursor.execute(_fenced_insert_sql(connection.vendor), [*row, *fence])
                     if cursor.rowcount != 1:
@@ -471,6 +482,10 @@ class RedisStreamLog:
         return self._writer.submit((task_id, events, attempt), stream)
 
     def fence(self, task_id: uuid.UUID, attempt: int) -> None:
+        if attempt <= 1:
+            # A first attempt has no earlier one to refuse (attempts count from 1, and a
+            # missing fence reads as 0): the round trip would change nothing.
+            return
         self._sync.eval(_RAISE_FENCE, 1, self._fence_key(task_id), attempt, self._ttl)
 
     def last_seq(self, task_id: uuid.UUID) -> int:

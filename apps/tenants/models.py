@@ -100,7 +100,8 @@ CREATOR_ROLE = "creator_role_now"
 class ApiKeyQuerySet(models.QuerySet):
     def with_creator_role(self) -> ApiKeyQuerySet:
         """Keys with their creator's current role read in the same query, so that
-        ``has_scope`` needs none of its own."""
+        ``has_scope`` needs none of its own. (apps.tenants.statements.api_key reads the
+        same for each request, in SQL: tests/integration/test_api_key_statement.py.)"""
         role = _active_role(models.OuterRef("tenant"), models.OuterRef("created_by")).values("role")[:1]
         return self.annotate(**{CREATOR_ROLE: models.Subquery(role)})
 

@@ -18,16 +18,15 @@ Where the state lives:
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import F, FloatField, Value
-from django.db.models.functions import Greatest
-from django.db.models.lookups import LessThanOrEqual
 
+from apps.tenants import statements
 from apps.tenants.models import Plan, QuotaState, Tenant
 
 PERIOD_SECONDS = 60.0
@@ -125,26 +124,36 @@ def _fits(backlog_after: float) -> bool:
 class _DatabaseBuckets:
     """State in the tenant's QuotaState row; time from this host's clock."""
 
-    FIELDS = ("requests_tat", "tokens_tat")
+    FIELDS = statements.RATE_BUCKETS
 
     def apply(self, tenant: Tenant, costs: Costs, *, take: bool) -> tuple[bool, tuple[float, float]]:
         now = time.time()
-        row = QuotaState.objects.filter(tenant=tenant)
         allowed = False
+        state: tuple[float, float] | None = None  # the buckets' times, once read
         if take:
-            new_times = {
-                field: Greatest(F(field), Value(now, output_field=FloatField())) + Value(interval * cost)
+            # Every admission: through a cursor (apps.tenants.statements), where the ORM
+            # compiled an UPDATE and a read-back; the UPDATE returns the times it wrote.
+            added = {
+                field: interval * cost
                 for field, (interval, cost) in zip(self.FIELDS, costs, strict=True)
                 if interval is not None
             }
-            # Check and change in one statement: a racing process re-evaluates
-            # the condition on the row as the winner left it.
-            fits = [LessThanOrEqual(new_time, now + PERIOD_SECONDS + _EPSILON) for new_time in new_times.values()]
-            allowed = bool(row.filter(*fits).update(**new_times)) if new_times else True
-            if not allowed and not row.exists():
-                QuotaState.objects.bulk_create([QuotaState(tenant=tenant)], ignore_conflicts=True)
-                allowed = bool(row.filter(*fits).update(**new_times))
-        state = row.values_list(*self.FIELDS).first() or (0.0, 0.0)
+            take_now = functools.partial(
+                statements.take_rate_buckets, tenant.pk, now, added, now + PERIOD_SECONDS + _EPSILON
+            )
+            if added:
+                state = take_now()
+                allowed = state is not None
+                if not allowed:
+                    state = statements.rate_buckets(tenant.pk)
+                    if state is None:  # the tenant has no row yet
+                        QuotaState.objects.bulk_create([QuotaState(tenant=tenant)], ignore_conflicts=True)
+                        state = take_now()
+                        allowed = state is not None
+            else:
+                allowed = True
+        if state is None:
+            state = statements.rate_buckets(tenant.pk) or (0.0, 0.0)
         return allowed, (state[0] - now, state[1] - now)
 
 

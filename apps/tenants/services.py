@@ -18,7 +18,7 @@ from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.core import logs, metrics, notify
+from apps.core import logs, metrics, notify, rows
 from apps.core.errors import InvalidInput, PermissionRefused
 from apps.core.secrets import SecretKind
 from apps.security.crypto import DecryptionError, destroyed_key, rewrap_data_key
@@ -218,8 +218,9 @@ def find_api_key(raw_key: str) -> ApiKey | None:
     public_id = API_KEYS.public_id(raw_key)
     if public_id is None:
         return None
-    # With its creator's role (the same query): has_scope needs it on every request.
-    api_key = ApiKey.objects.with_creator_role().select_related("tenant").filter(prefix=public_id).first()
+    # With its tenant and its creator's role (one statement through a cursor: it runs on every
+    # request, apps.tenants.statements): has_scope needs the role on every request.
+    api_key = statements.api_key(public_id)
     if not API_KEYS.matches(api_key.key_hash if api_key else None, raw_key) or api_key is None:
         return None
     now = timezone.now()
@@ -382,7 +383,7 @@ def lock_admissions(tenant: Tenant) -> QuotaState:
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("lock_admissions() holds a lock until commit: call it inside transaction.atomic()")
-    state = QuotaState.objects.select_for_update().filter(tenant=tenant).first()
+    state = statements.lock_quota_state(tenant.pk)  # select_for_update(), through a cursor (every admission)
     if state is None:
         # First admission ever: create the row; a concurrent creator wins harmlessly.
         QuotaState.objects.bulk_create([QuotaState(tenant=tenant)], ignore_conflicts=True)
@@ -432,9 +433,11 @@ def reserve_budget(
                 period=plan.budget_period,
                 period_end=period_bounds(plan.budget_period, now)[1],
             )
-    return TaskCharge.objects.create(
+    charge = TaskCharge(
         task_id=task_id, tenant=tenant, api_key=api_key, ledger_id=ledger_id, reserved_tokens=cost_tokens
     )
+    rows.insert(charge, transaction.get_connection())  # create(), without compiling the INSERT each time
+    return charge
 
 
 def reprice_reservation(plan: Plan, task_id: uuid.UUID, cost_tokens: int) -> None:

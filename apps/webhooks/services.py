@@ -13,23 +13,27 @@ and the row's update sends the event again: at least once, not exactly once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from apps.core import notify
 from apps.core.errors import InvalidInput, NotFound
+from apps.core.fields import column_of, concrete_field
+from apps.core.rows import reader
 from apps.core.secrets import random_secret
 from apps.tasks.models import Task
 from apps.tasks.payloads import read_output
@@ -79,24 +83,82 @@ def keep_task_webhook(task: Task, request: TaskRequest) -> None:
 # --- The task's end: the event owed ------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Callback:
+    """Where a task's end is reported, as its ending transaction reads it: the task's
+    own callback (``url_ciphertext``, None: none) and its tenant's (``tenant_url``, "": none)."""
+
+    url_ciphertext: bytes | None
+    include_output: bool
+    tenant_url: str
+
+    @property
+    def owed(self) -> bool:
+        return bool(self.url_ciphertext or self.tenant_url)
+
+
+@functools.cache
+def _callback_sql(vendor: str, alias: str) -> str:
+    q = connection.ops.quote_name
+    task, own, tenant = (q(model._meta.db_table) for model in (Task, TaskWebhook, TenantWebhook))
+    task_id, task_tenant = (f"{task}.{q(column_of(Task, name))}" for name in ("id", "tenant"))
+    # The tenant's row by the task's tenant_id (TenantWebhook's key is the tenant's):
+    # no join through the tenants' table, whose row the foreign key guarantees.
+    return (
+        f"SELECT {own}.{q(column_of(TaskWebhook, 'url_ciphertext'))}, "
+        f"{own}.{q(column_of(TaskWebhook, 'include_output'))}, {tenant}.{q(column_of(TenantWebhook, 'url'))} "
+        f"FROM {task} "
+        f"LEFT JOIN {own} ON {own}.{q(column_of(TaskWebhook, 'task'))} = {task_id} "
+        f"LEFT JOIN {tenant} ON {tenant}.{q(column_of(TenantWebhook, 'tenant'))} = {task_tenant} "
+        f"WHERE {task_id} = %s"
+    )
+
+
+@functools.cache
+def _callback_readers(vendor: str, alias: str) -> tuple[Callable[[Any], Any], ...]:
+    return (
+        reader(TaskWebhook, "url_ciphertext", connection),
+        reader(TaskWebhook, "include_output", connection),
+        reader(TenantWebhook, "url", connection),
+    )
+
+
+def callback_of(task_id: uuid.UUID) -> Callback | None:
+    """The callbacks of ``task_id`` (None: no such task), in one joined read.
+
+    Run in every task's ending transaction, and most tasks have no callback: through
+    a cursor it costs a tenth of the ORM query it replaces (its compilation, ~1 ms here)."""
+    read_url, read_include, read_tenant_url = _callback_readers(connection.vendor, connection.alias)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _callback_sql(connection.vendor, connection.alias),
+            [concrete_field(Task, "id").get_db_prep_value(task_id, connection)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    url_ciphertext, include_output, tenant_url = row
+    return Callback(
+        url_ciphertext=None if url_ciphertext is None else bytes(read_url(url_ciphertext)),
+        include_output=bool(read_include(include_output)),
+        tenant_url=read_tenant_url(tenant_url) or "",
+    )
+
+
 def record_task_end(task_id: uuid.UUID, _usage: Any = None) -> None:
     """In the ending transaction: the Delivery of ``task.ended`` when the task (or,
     failing that, its tenant) names a callback URL. One read when neither does."""
-    found = (
-        Task.objects.filter(pk=task_id)
-        .values("webhook__url_ciphertext", "webhook__include_output", "tenant__webhook__url")
-        .first()
-    )
-    if found is None or not (found["webhook__url_ciphertext"] or found["tenant__webhook__url"]):
+    found = callback_of(task_id)
+    if found is None or not found.owed:
         return
     task = Task.objects.select_related("tenant", "model", "model_version").get(pk=task_id)
     cipher = task.tenant.cipher
-    if found["webhook__url_ciphertext"]:
-        url = cipher.decrypt_json(found["webhook__url_ciphertext"])["url"]
+    if found.url_ciphertext:
+        url = cipher.decrypt_json(found.url_ciphertext)["url"]
     else:
-        url = found["tenant__webhook__url"]
+        url = found.tenant_url
     event_id = uuid.uuid4()
-    body = json_text(task_ended_event(event_id, task, include_output=bool(found["webhook__include_output"])))
+    body = json_text(task_ended_event(event_id, task, include_output=found.include_output))
     Delivery.objects.create(
         id=event_id,
         tenant=task.tenant,

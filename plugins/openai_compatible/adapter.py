@@ -130,6 +130,8 @@ class OpenAICompatibleAdapter(ModelAdapter):
     def __init__(self, config: dict[str, Any], plugin_settings: dict[str, Any]) -> None:
         super().__init__(config, plugin_settings)
         self._options = _parse_options(config, plugin_settings)
+        # The endpoints' URLs, built once rather than copied from base_url on every request.
+        self._urls = {name: _endpoint_url(self._options.base_url, path) for name, path in ENDPOINTS.items()}
         self._live: dict[str, _LiveRequest] = {}
         self._lock = threading.Lock()
         self._warned_no_usage = False
@@ -182,7 +184,7 @@ class OpenAICompatibleAdapter(ModelAdapter):
 
     def stream(self, request: GenerationRequest) -> TokenStream:
         endpoint, body = self._build_body(request)
-        url = _endpoint_url(self._options.base_url, ENDPOINTS[endpoint])
+        url = self._urls[endpoint]
         live = _LiveRequest()
         with self._lock:
             self._live[request.request_id] = live
