@@ -184,6 +184,18 @@ if DATABASE_URL:
             keepalives_count=3,
             tcp_user_timeout=DB_CONNECT_TIMEOUT_SECONDS * 1000,
         )
+    # Server-side binding, so that psycopg prepares a statement a connection has run
+    # DB_PREPARE_THRESHOLD times: PostgreSQL then skips parsing and planning it, which
+    # is most of its CPU on the hot path's short statements. Behind a pooler in
+    # transaction mode (PgBouncer < 1.21), a prepared statement may be missing on the
+    # next transaction's server connection: set DB_PREPARE_THRESHOLD=0 there.
+    DB_PREPARE_THRESHOLD = env.integer(
+        "DB_PREPARE_THRESHOLD", 5, minimum=0, expected="a number of executions (0: never prepare)"
+    )
+    if DATABASES["default"]["ENGINE"].endswith("postgresql") and DB_PREPARE_THRESHOLD > 0:
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=DB_PREPARE_THRESHOLD
+        )
     if DATABASES["default"]["ENGINE"].endswith("postgresql") and DB_POOL_MAX_SIZE > 0 and DB_CONN_MAX_AGE == 0:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
