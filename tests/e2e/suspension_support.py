@@ -97,6 +97,28 @@ print(out.getvalue().strip())
             stop_process(process.process)
 
 
+@contextlib.contextmanager
+def held_back(stack: Stack) -> Iterator[None]:
+    """Tasks submitted inside all wait until the block ends, then start as the
+    policy orders them: the tenants' running cap is 0 meanwhile (the dispatcher
+    holds a capped tenant's tasks back). Time slicing needs a task waiting when a
+    slice ends; submitted one after another, the first of a few short
+    generations could otherwise end before the next one arrives."""
+    caps = json.loads(stack.shell(
+        "import json\nfrom apps.tenants.models import Plan\n"
+        "print(json.dumps(dict(Plan.objects.values_list('pk', 'max_running'))))\n"
+        "Plan.objects.update(max_running=0)"
+    ))
+    try:
+        yield
+    finally:
+        stack.shell(
+            "from apps.tenants.models import Plan\n"
+            f"for pk, cap in {caps!r}.items():\n"
+            "    Plan.objects.filter(pk=pk).update(max_running=cap)"
+        )
+
+
 def model(name: str, adapter: str, config: dict, time_slice_tokens: int | None = None) -> dict:
     """A public model for ``running_stack`` to register (the row, as the admin writes it)."""
     return {"name": name, "adapter": adapter, "config": config, "time_slice_tokens": time_slice_tokens}

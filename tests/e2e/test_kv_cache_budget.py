@@ -21,6 +21,7 @@ from tests.e2e.conftest import isolated_platform_env
 from tests.e2e.suspension_support import (
     Stack,
     assert_whole_stream,
+    held_back,
     model,
     read_stream,
     run_alone,
@@ -56,11 +57,13 @@ def _sliced_run(stack: Stack, model_name: str) -> tuple[list[str], list[dict], l
     """The prompts submitted together on ``model_name`` (one slot: they take turns);
     their ids, ends and streams."""
     with stack.client() as client:
-        async def scenario():
+        with held_back(stack):  # both wait before either starts: each gets slices
             ids = [submit(client, {"model": model_name, **body}) for body in PROMPTS]
-            return ids, await asyncio.gather(*(read_stream(stack, task_id) for task_id in ids))
 
-        ids, streams = asyncio.run(scenario())
+        async def scenario():
+            return await asyncio.gather(*(read_stream(stack, task_id) for task_id in ids))
+
+        streams = asyncio.run(scenario())
         return ids, [wait_ended(client, task_id) for task_id in ids], streams
 
 

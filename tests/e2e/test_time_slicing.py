@@ -19,6 +19,7 @@ import pytest
 from tests.e2e.conftest import isolated_platform_env
 from tests.e2e.suspension_support import (
     assert_whole_stream,
+    held_back,
     marked_segments,
     model,
     read_stream,
@@ -58,11 +59,13 @@ def test_three_generations_on_one_slot_take_turns_each_advancing_every_round(sta
             # Long enough for several slices each.
             assert body["usage"]["completion_tokens"] >= 6 * QUANTUM, body
 
-        async def scenario():
+        with held_back(stack):  # all three wait before the first starts
             ids = [submit(client, body) for body in BODIES]
-            return ids, await asyncio.gather(*(read_stream(stack, task_id) for task_id in ids))
 
-        ids, streams = asyncio.run(scenario())
+        async def scenario():
+            return await asyncio.gather(*(read_stream(stack, task_id) for task_id in ids))
+
+        streams = asyncio.run(scenario())
         ended = [wait_ended(client, task_id) for task_id in ids]
         usage = settled_usage(client)
         every_task = client.get("/api/v1/tasks", params={"page_size": 100}).json()["results"]
