@@ -41,6 +41,7 @@ from apps.core import metrics
 from apps.core.aio import in_pooled_thread
 from apps.gateway.requests import CHAT, COMPLETION
 from apps.gateway.views import complete
+from llmagentos.api_errors import error_response
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -117,7 +118,10 @@ async def _answer(request: ASGIRequest, kind: str, route_name: str, send: Any) -
     leaves during the submission or a whole completion cancels this task there,
     and the views cancel the task it made; one that leaves while a stream is
     sent cuts the sending short, and closing the response cancels its task."""
-    response = await complete(request, kind, in_pooled_thread)
+    try:
+        response: HttpResponseBase = await complete(request, kind, in_pooled_thread)
+    except Exception as exc:  # as Django's handler would: a 500 (or 503) in the Contracts' shape, logged
+        response = error_response(exc, request)
     metrics.http_requests.labels(route=route_name, method="POST", status=str(response.status_code)).inc()
     with suppress(asyncio.CancelledError):
         await _send(response, send)

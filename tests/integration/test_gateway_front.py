@@ -106,3 +106,19 @@ def test_the_front_counts_its_requests_under_the_routes_name(acme_key, staff_cli
     after = scrape(staff_client)
     for route in ("v1/chat/completions", "v1/completions"):
         assert delta(before, after, "llmagentos_http_requests_total", route=route, method="POST", status="400") == 1
+
+
+def test_an_unexpected_failure_is_a_500_in_the_contracts_shape(acme_key, monkeypatch):
+    # Fault injection into the answer's code: what Django's handler would turn into
+    # its JSON 500, the front must too (never the ASGI server's plain-text one).
+    async def failing(*_: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("apps.gateway.front.complete", failing)
+
+    status, headers, body = _through_the_front(acme_key, CHAT, TWO_CHOICES)
+
+    assert (status, headers["content-type"]) == (500, "application/json")
+    assert json.loads(body)["error"] == {
+        "type": "server_error", "code": "internal_error", "message": "internal server error", "param": None,
+    }
