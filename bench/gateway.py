@@ -34,7 +34,9 @@ after the platform's). Then, per platform mode: --stages requests one after
 another, each split where its task's own timestamps fall (row built,
 dispatched, claimed, first chunk written to the log), the p50 of each stage
 printed; and after --idle seconds without a request, one request: its time
-to first token against the warm 1-client p50.
+to first token against the warm 1-client p50, and the direct upstream's after
+as long a quiet spell (its baseline: waking idle processes costs milliseconds
+on a VM, whatever they run).
 
 --profile DIR: per mode, one more run at the highest concurrency with py-spy
 sampling each platform process (--gil: Python's own CPU); the functions
@@ -492,7 +494,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 if args.idle:
                     warm = next(r for r in results if r["target"] == mode and r["concurrency"] == min(args.concurrency))
                     after_idle = idle_probe(target, args.idle, args.tokens)
-                    idle[mode] = {"idle_s": args.idle, "ttft_ms": after_idle, "warm_p50_ms": warm["ttft_p50_ms"]}
+                    # The baseline: the direct upstream after as long a quiet spell. Waking idle
+                    # processes (and vCPUs) costs milliseconds on a VM, whatever they run.
+                    direct_after_idle = idle_probe(direct, args.idle, args.tokens)
+                    direct_warm = [r["ttft_p50_ms"] for r in results
+                                   if r["target"] == "direct" and r["concurrency"] == min(args.concurrency)]
+                    idle[mode] = {"idle_s": args.idle, "ttft_ms": after_idle, "warm_p50_ms": warm["ttft_p50_ms"],
+                                  "direct_ttft_ms": direct_after_idle,
+                                  "direct_warm_p50_ms": round(sum(direct_warm) / len(direct_warm), 2)}
                     print(json.dumps({"idle": mode, **idle[mode]}), flush=True)
                 if args.profile:
                     into = Path(args.profile) / mode
@@ -539,6 +548,13 @@ def print_table(report: dict[str, object]) -> None:
         ratio = (probe["ttft_ms"] or float("nan")) / max(probe["warm_p50_ms"], 1e-9)
         print(f"{mode}: first request after {probe['idle_s']} s idle: TTFT {probe['ttft_ms']} ms "
               f"({ratio:.2f}× the warm 1-client p50 of {probe['warm_p50_ms']} ms)")
+        direct_idle, direct_warm = probe.get("direct_ttft_ms"), probe.get("direct_warm_p50_ms")
+        if probe["ttft_ms"] is not None and direct_idle is not None and direct_warm is not None:
+            added_idle = probe["ttft_ms"] - direct_idle
+            added_warm = probe["warm_p50_ms"] - direct_warm
+            print(f"    the direct upstream after as long idle: {direct_idle} ms ({direct_idle / direct_warm:.2f}× its "
+                  f"warm p50 of {direct_warm} ms); added by the platform: {added_idle:+.1f} ms after idle, "
+                  f"{added_warm:+.1f} ms warm")
 
 
 def main() -> int:
