@@ -23,7 +23,6 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.e2e.conftest import REPO_ROOT
@@ -118,8 +117,27 @@ def click_through(driver, find: Callable[[], WebElement]) -> None:
         except (StaleElementReferenceException, WebDriverException):
             if attempt == 2:
                 raise
-    WebDriverWait(driver, WAIT).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, WAIT).until(_left(page))
     WebDriverWait(driver, WAIT).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _left(page: WebElement) -> Callable[[object], bool]:
+    """``expected_conditions.staleness_of(page)``, also when ChromeDriver answers for a
+    node of the page being left with an unknown error ("Node with given id does not
+    belong to the document") rather than a stale reference: that page is gone too."""
+
+    def predicate(_driver: object) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in (exc.msg or ""):
+                return True
+            raise
+        return False
+
+    return predicate
 
 
 def save_screenshot(driver, name: str) -> Path:

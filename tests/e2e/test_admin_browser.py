@@ -27,21 +27,18 @@ import json
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-from tests.e2e.browser_support import BROWSER_MARKS, CHROMEDRIVER, CHROMIUM, START_TIMEOUT, WAIT
+from tests.e2e.browser_support import BROWSER_MARKS, CHROMEDRIVER, CHROMIUM, START_TIMEOUT, click_through
 from tests.e2e.conftest import REPO_ROOT, isolated_platform_env
 from tests.e2e.harness import stop_process, wait_for_readyz
 from tests.integration.manage_cli import describe, shell
@@ -185,7 +182,7 @@ def browser(platform):
         assert "/admin/login/" in driver.current_url, driver.current_url
         driver.find_element(By.ID, "id_username").send_keys(OPERATOR)
         driver.find_element(By.ID, "id_password").send_keys(platform.password)
-        _click_through(driver, lambda: driver.find_element(By.CSS_SELECTOR, "#login-form [type=submit]"))
+        click_through(driver, lambda: driver.find_element(By.CSS_SELECTOR, "#login-form [type=submit]"))
         assert driver.current_url.rstrip("/").endswith("/admin"), driver.current_url
         assert OPERATOR.upper() in driver.find_element(By.ID, "user-tools").text.upper()
         yield driver
@@ -195,25 +192,6 @@ def browser(platform):
 
 def _open(driver, platform: Platform, path: str) -> None:
     driver.get(f"{platform.base_url}{path}")
-
-
-def _click_through(driver, find: Callable[[], WebElement]) -> None:
-    """Click a link or a form's submit button (``find`` locates it); return once the next page has loaded.
-
-    Found afresh for each try: Chromium may renumber a page's nodes after the
-    element was found ("does not belong to the document"), which is no failure
-    of the page under test; a click that still cannot land after three tries is.
-    """
-    page = driver.find_element(By.TAG_NAME, "html")
-    for attempt in range(3):
-        try:
-            find().click()
-            break
-        except (StaleElementReferenceException, WebDriverException):
-            if attempt == 2:
-                raise
-    WebDriverWait(driver, WAIT).until(expected_conditions.staleness_of(page))
-    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _messages(driver) -> list[str]:
@@ -238,7 +216,7 @@ def _run_action(driver, action: str, *names: str) -> None:
         checkbox.click()
         assert checkbox.is_selected()
     Select(driver.find_element(By.NAME, "action")).select_by_value(action)
-    _click_through(driver, lambda: driver.find_element(By.CSS_SELECTOR, "#changelist-form .actions button[name=index]"))
+    click_through(driver, lambda: driver.find_element(By.CSS_SELECTOR, "#changelist-form .actions button[name=index]"))
 
 
 def _db(platform: Platform, code: str):
@@ -272,7 +250,7 @@ def test_an_operator_edits_a_tenants_plan_and_is_shown_invalid_values(browser, p
     _open(browser, platform, "/admin/tenants/tenant/")
     assert _cell(browser, "acme", "plan") == "tenant:acme"
     _open(browser, platform, "/admin/tenants/plan/")
-    _click_through(browser, lambda: _row(browser, "tenant:acme").find_element(By.CSS_SELECTOR, "th a"))
+    click_through(browser, lambda: _row(browser, "tenant:acme").find_element(By.CSS_SELECTOR, "th a"))
     assert "/change/" in browser.current_url
 
     def fill(field: str, value: str) -> None:
@@ -282,7 +260,7 @@ def test_an_operator_edits_a_tenants_plan_and_is_shown_invalid_values(browser, p
 
     fill("rpm", "42")
     fill("max_running", "3")
-    _click_through(browser, lambda: browser.find_element(By.NAME, "_save"))
+    click_through(browser, lambda: browser.find_element(By.NAME, "_save"))
 
     assert any("was changed successfully" in m for m in _messages(browser)), _messages(browser)
     assert (_cell(browser, "tenant:acme", "rpm"), _cell(browser, "tenant:acme", "max_running")) == ("42", "3")
@@ -291,11 +269,11 @@ def test_an_operator_edits_a_tenants_plan_and_is_shown_invalid_values(browser, p
     assert {k: saved[k] for k in ("max_queued", "weight")} == {k: before[k] for k in ("max_queued", "weight")}
 
     # Invalid: a negative rate and a zero weight, beside a valid change that must not be saved either.
-    _click_through(browser, lambda: _row(browser, "tenant:acme").find_element(By.CSS_SELECTOR, "th a"))
+    click_through(browser, lambda: _row(browser, "tenant:acme").find_element(By.CSS_SELECTOR, "th a"))
     fill("rpm", "-5")
     fill("weight", "0")
     fill("max_queued", "7")
-    _click_through(browser, lambda: browser.find_element(By.NAME, "_save"))
+    click_through(browser, lambda: browser.find_element(By.NAME, "_save"))
 
     assert "/change/" in browser.current_url  # the form again, not the list
     assert "Please correct the errors below." in browser.find_element(By.CSS_SELECTOR, ".errornote").text
@@ -325,7 +303,7 @@ def test_the_model_list_shows_each_models_queue(browser, platform):
 def test_a_tasks_admin_pages_never_show_its_prompt_or_output(browser, platform):
     _open(browser, platform, "/admin/tasks/task/")
     listing = browser.page_source
-    _click_through(browser, lambda: _row(browser, platform.secret_task_id).find_element(By.CSS_SELECTOR, "th a"))
+    click_through(browser, lambda: _row(browser, platform.secret_task_id).find_element(By.CSS_SELECTOR, "th a"))
 
     assert f"/admin/tasks/task/{platform.secret_task_id}/change/" in browser.current_url
     body = browser.find_element(By.TAG_NAME, "body").text
