@@ -18,11 +18,16 @@ Django's cycle, each as Django does it:
 - reads the body (the size limit is llmagentos.body_limit's, outside this);
 - runs the submission in the event loop's long-lived threads
   (apps.core.aio.in_pooled_thread), which keep their database connections;
+- hands on to Django what Django's middleware would answer itself: a Host
+  outside ALLOWED_HOSTS (400) and, where SECURE_SSL_REDIRECT is set, a plain
+  HTTP request (the redirect to HTTPS: an API key is never taken over HTTP);
 - watches for the client's disconnect while it answers, and then cancels the
   answer (the views cancel the task of a client that left) and closes the
   response (a streamed one cancels its task there);
-- adds the headers Django's middleware would (``SECURITY_HEADERS``) and counts
-  the request in llmagentos_http_requests_total under its route's name.
+- adds the headers by Django's own SecurityMiddleware and
+  XFrameOptionsMiddleware rules (HSTS, nosniff, referrer and opener
+  policies, frame options: as the settings say) and counts the request in
+  llmagentos_http_requests_total under its route's name.
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ from contextlib import aclosing, suppress
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 
 from apps.core import metrics
 from apps.core.aio import in_pooled_thread
@@ -52,16 +60,6 @@ ROUTES = {
     "/v1/completions": (COMPLETION, "v1/completions"),
 }
 
-# What Django's SecurityMiddleware and XFrameOptionsMiddleware add to these
-# answers with this project's settings (tests/integration/test_gateway_front.py
-# checks that both paths send the same).
-SECURITY_HEADERS = (
-    (b"X-Content-Type-Options", b"nosniff"),
-    (b"Referrer-Policy", b"same-origin"),
-    (b"Cross-Origin-Opener-Policy", b"same-origin"),
-    (b"X-Frame-Options", b"DENY"),
-)
-
 
 class ClientLeft(Exception):
     """The client disconnected."""
@@ -70,6 +68,11 @@ class ClientLeft(Exception):
 class GatewayFront:
     def __init__(self, app: Any) -> None:
         self.app = app  # Django's ASGI application: everything else
+        # Django's own rules for what a response carries and when a request is
+        # redirected to HTTPS, read from the settings as Django's chain reads them
+        # (once, at start); only their process_request/process_response are called.
+        self._security = SecurityMiddleware(_not_a_view)
+        self._frame_options = XFrameOptionsMiddleware(_not_a_view)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         route = ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -80,8 +83,11 @@ class GatewayFront:
         if body is None:
             return  # the client left before its request was whole
         request = ASGIRequest(scope, io.BytesIO(body))
+        if self._django_answers(request):
+            await self.app(scope, _replaying(body, receive), send)
+            return
         kind, route_name = route
-        answering = asyncio.create_task(_answer(request, kind, route_name, send))
+        answering = asyncio.create_task(self._answer(request, kind, route_name, send))
         watching = asyncio.create_task(_until_disconnect(receive))
         await asyncio.wait((answering, watching), return_when=asyncio.FIRST_COMPLETED)
         for task in (watching, answering):
@@ -89,10 +95,50 @@ class GatewayFront:
                 task.cancel()  # the answer's code cancels the task of a client that left
             with suppress(asyncio.CancelledError, ClientLeft):
                 await task
-        response = None if answering.cancelled() else answering.result()
-        if response is not None:
+
+    def _django_answers(self, request: ASGIRequest) -> bool:
+        """Whether Django's middleware would answer this request itself: a Host it
+        refuses (DisallowedHost, 400) or an HTTP request to redirect to HTTPS."""
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return True
+        return self._security.process_request(request) is not None
+
+    async def _answer(self, request: ASGIRequest, kind: str, route_name: str, send: Any) -> None:
+        """Build the answer, send it, close it. A client that leaves during the
+        submission or a whole completion cancels this task there, and the views
+        cancel the task it made; one that leaves while a stream is sent cuts the
+        sending short, and closing the response cancels its task (it is closed
+        whatever ends the sending)."""
+        try:
+            response: HttpResponseBase = await complete(request, kind, in_pooled_thread)
+        except Exception as exc:  # as Django's handler would: a 500 (or 503) in the Contracts' shape, logged
+            response = error_response(exc, request)
+        metrics.http_requests.labels(route=route_name, method="POST", status=str(response.status_code)).inc()
+        # Any response, streamed ones too, as in Django's chain (their stubs say HttpResponse).
+        self._security.process_response(request, cast(HttpResponse, response))
+        self._frame_options.process_response(request, cast(HttpResponse, response))
+        try:
+            with suppress(asyncio.CancelledError):
+                await _send(response, send)
+        finally:
             # A streamed response cancels its task here when it was cut off (views._TaskEventStream).
             await sync_to_async(response.close, thread_sensitive=False)()
+
+
+def _not_a_view(request: HttpRequest) -> HttpResponseBase:
+    raise AssertionError("the front calls these middleware's hooks only, never a view through them")
+
+
+def _replaying(body: bytes, receive: Any) -> Any:
+    """``receive`` with the body already read given back first (for Django, which reads it again)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 async def _read_body(receive: Any) -> bytes | None:
@@ -113,24 +159,8 @@ async def _until_disconnect(receive: Any) -> None:
             raise ClientLeft
 
 
-async def _answer(request: ASGIRequest, kind: str, route_name: str, send: Any) -> HttpResponseBase:
-    """Build the answer and send it; the response, for closing. A client that
-    leaves during the submission or a whole completion cancels this task there,
-    and the views cancel the task it made; one that leaves while a stream is
-    sent cuts the sending short, and closing the response cancels its task."""
-    try:
-        response: HttpResponseBase = await complete(request, kind, in_pooled_thread)
-    except Exception as exc:  # as Django's handler would: a 500 (or 503) in the Contracts' shape, logged
-        response = error_response(exc, request)
-    metrics.http_requests.labels(route=route_name, method="POST", status=str(response.status_code)).inc()
-    with suppress(asyncio.CancelledError):
-        await _send(response, send)
-    return response
-
-
 async def _send(response: HttpResponseBase, send: Any) -> None:
     headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
-    headers.extend(SECURITY_HEADERS)
     if isinstance(response, HttpResponse):
         # As Django's CommonMiddleware: a length, rather than a chunked body.
         headers.append((b"Content-Length", str(len(response.content)).encode()))

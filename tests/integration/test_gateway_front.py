@@ -3,8 +3,9 @@ without Django's request cycle, and answer as the Django views do.
 
 The front only changes the transport: the same code builds the answer. What
 it must do in Django's place is checked here: the headers Django's middleware
-adds, the request counter under the route's name, and that the request never
-entered Django's cycle (no ``request_started``). Streams, whole completions
+adds (HSTS included where set), the redirect to HTTPS and the Host check left
+to Django, the request counter under the route's name, and that the request
+never entered Django's cycle (no ``request_started``). Streams, whole completions
 and disconnects through the front: test_gateway_sse.py and
 test_gateway_disconnect.py (their AsgiCall goes through llmagentos.asgi).
 """
@@ -15,9 +16,13 @@ import json
 from typing import Any
 
 import pytest
+from asgiref.testing import ApplicationCommunicator
+from django.core.asgi import get_asgi_application
 from django.core.signals import request_started
-from django.test import Client
+from django.test import Client, override_settings
 
+from apps.gateway.front import GatewayFront
+from apps.tasks.models import Task
 from tests.integration.gateway_support import CHAT, COMPLETIONS, AsgiCall, asgi_communicator, http_scope, sse_events
 from tests.integration.stream_support import SILENCE_LIMIT_SECONDS, on_stream_loop
 from tests.metrics_support import delta, scrape
@@ -122,3 +127,55 @@ def test_an_unexpected_failure_is_a_500_in_the_contracts_shape(acme_key, monkeyp
     assert json.loads(body)["error"] == {
         "type": "server_error", "code": "internal_error", "message": "internal server error", "param": None,
     }
+
+
+def _front_as_set(scope_changes: dict[str, Any], headers: dict[str, str]) -> tuple[dict[str, Any], list[Any]]:
+    """A chat completion through a front (and a Django) built under the current settings:
+    the answer's start message, and the rest of its messages."""
+    scope = {**http_scope(CHAT, {"Content-Type": "application/json", **headers}), **scope_changes}
+    body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+
+    async def make() -> ApplicationCommunicator:
+        return ApplicationCommunicator(GatewayFront(get_asgi_application()), scope)
+
+    communicator = on_stream_loop(make())
+    on_stream_loop(communicator.send_input({"type": "http.request", "body": body.encode()}))
+    start = on_stream_loop(communicator.receive_output(SILENCE_LIMIT_SECONDS))
+    rest = [on_stream_loop(communicator.receive_output(SILENCE_LIMIT_SECONDS))]
+    on_stream_loop(communicator.send_input({"type": "http.disconnect"}))
+    on_stream_loop(communicator.wait(SILENCE_LIMIT_SECONDS))
+    return start, rest
+
+
+@override_settings(SECURE_SSL_REDIRECT=True)
+def test_a_plain_http_completion_is_redirected_to_https_as_django_would_and_submits_nothing(acme, acme_key):
+    start, _ = _front_as_set({}, {"Authorization": f"Bearer {acme_key}"})
+
+    assert start["status"] == 301
+    assert dict(start["headers"])[b"Location"] == b"https://testserver/v1/chat/completions"
+    assert not Task.objects.for_tenant(acme).exists()
+
+
+def test_a_host_outside_allowed_hosts_is_refused_as_django_would_and_submits_nothing(acme, acme_key):
+    start, _ = _front_as_set(
+        {"headers": [(b"host", b"evil.example"), (b"content-type", b"application/json"),
+                     (b"authorization", f"Bearer {acme_key}".encode())]},
+        {},
+    )
+
+    assert start["status"] == 400
+    assert not Task.objects.for_tenant(acme).exists()
+
+
+@override_settings(SECURE_SSL_REDIRECT=True, SECURE_HSTS_SECONDS=3600)
+def test_an_https_completion_is_answered_by_the_front_with_djangos_security_headers(
+    acme, acme_key, django_requests
+):
+    start, _ = _front_as_set({"scheme": "https"}, {"Authorization": f"Bearer {acme_key}"})
+
+    headers = {name.lower(): value for name, value in start["headers"]}
+    assert start["status"] == 200
+    assert headers[b"strict-transport-security"] == b"max-age=3600"
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert django_requests.count == 0
+    assert Task.objects.for_tenant(acme).count() == 1
